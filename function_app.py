@@ -1,0 +1,40 @@
+"""Azure Functions entry point: triggers only, each one call into ``shared``.
+
+Kept thin on purpose: no logic and no I/O at import (Flex Consumption allows 30 s to start), so the
+real host and the local devhost index exactly the same functions.
+"""
+
+import azure.functions as func
+
+from shared import http_api, queue_api
+from shared.work_queue import WORK_QUEUE
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+
+
+@app.function_name("provision")
+@app.route(route="provision", methods=["POST"])
+async def provision(req: func.HttpRequest) -> func.HttpResponse:
+    """Accept a provisioning request; 202 with where to poll."""
+    return await http_api.post_provision(req)
+
+
+@app.function_name("provision_status")
+@app.route(route="provision/{requestId}", methods=["GET"])
+async def provision_status(req: func.HttpRequest) -> func.HttpResponse:
+    """The request's outcome: 202 while pending, 200 when every call finished."""
+    return await http_api.get_provision(req)
+
+
+@app.function_name("health")
+@app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+async def health(req: func.HttpRequest) -> func.HttpResponse:
+    """200 once storage and Graph are reachable; reveals nothing internal."""
+    return await http_api.health(req)
+
+
+@app.function_name("provision_work")
+@app.queue_trigger(arg_name="msg", queue_name=WORK_QUEUE, connection="AzureWebJobsStorage")
+async def provision_work(msg: func.QueueMessage) -> None:
+    """Make one Graph call (one work item) and record its outcome."""
+    await queue_api.on_work_message(msg)

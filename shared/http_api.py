@@ -1,0 +1,165 @@
+"""HTTP boundary: ``func.HttpRequest`` in, ``func.HttpResponse`` out.
+
+Everything a caller can get wrong becomes a 4xx problem+json naming the field; a 5xx only ever means our
+own dependency failed (and says nothing internal). Responses follow the asynchronous request-reply pattern
+as Logic Apps' HTTP action expects it: ``202`` with an absolute ``Location`` and ``Retry-After`` while work is
+pending, the same ``202`` again on every poll until done, then ``200``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import azure.functions as func
+from azure.core.exceptions import AzureError
+from pydantic import ValidationError
+
+from shared import ids, intake, views
+from shared.models import ProvisioningRequest
+from shared.problems import PROBLEM_CONTENT_TYPE, FieldError, Problem, from_validation_error
+from shared.runtime import Runtime, get_runtime
+from shared.settings import SettingsError
+
+log = logging.getLogger(__name__)
+
+ROUTE_PREFIX = "api"  # host.json extensions.http.routePrefix
+MAX_BODY_BYTES = 256 * 1024
+POLL_SECONDS = 2
+
+
+def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> func.HttpResponse:
+    return func.HttpResponse(
+        json.dumps(body, separators=(",", ":")), status_code=status, headers=headers, mimetype="application/json"
+    )
+
+
+def problem_response(problem: Problem, instance: str | None = None) -> func.HttpResponse:
+    """An RFC 9457 ``application/problem+json`` response."""
+    return func.HttpResponse(
+        json.dumps(problem.to_body(instance)),
+        status_code=problem.status,
+        headers={"Content-Type": PROBLEM_CONTENT_TYPE},
+    )
+
+
+def _unavailable() -> func.HttpResponse:
+    problem = Problem(
+        503, "Temporarily unavailable", "A dependency of the service did not answer; retry later.", "unavailable"
+    )
+    response = problem_response(problem)
+    response.headers["Retry-After"] = "10"
+    return response
+
+
+def status_url(req: func.HttpRequest, request_id: str) -> str:
+    """Absolute status URL; a function key given as ``code`` travels along so pollers keep access."""
+    parts = urlsplit(req.url)
+    url = f"{parts.scheme}://{parts.netloc}/{ROUTE_PREFIX}/provision/{request_id}"
+    code = req.params.get("code")
+    return f"{url}?{urlencode({'code': code})}" if code else url
+
+
+def read_json_body(req: func.HttpRequest) -> Any:
+    """The request body as JSON, or a Problem (413 too large, 415 not JSON, 400 malformed)."""
+    body = req.get_body() or b""
+    if len(body) > MAX_BODY_BYTES:
+        raise Problem(413, "Body too large", f"The body may be at most {MAX_BODY_BYTES} bytes.", "body-too-large")
+    content_type = (req.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if content_type != "application/json" and not content_type.endswith("+json"):
+        raise Problem(415, "Unsupported media type", "Send the body as application/json.", "unsupported-media-type")
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise Problem(
+            400,
+            "Malformed JSON",
+            f"The body is not valid JSON: {exc}",
+            "malformed-json",
+            (FieldError("", "is not valid JSON"),),
+        ) from exc
+
+
+async def post_provision(req: func.HttpRequest, runtime: Runtime | None = None) -> func.HttpResponse:
+    """``POST /api/provision``: validate, record, queue; answer 202 with where to poll."""
+    try:
+        data = read_json_body(req)
+        try:
+            request = ProvisioningRequest.model_validate_json(json.dumps(data))
+        except ValidationError as exc:
+            raise from_validation_error(exc) from exc
+        rt = runtime or get_runtime()
+        accepted = await intake.accept(
+            request,
+            source="http",
+            settings=rt.settings,
+            ledger=rt.ledger,
+            queue=rt.work_queue,
+            now=datetime.now(UTC),
+        )
+    except Problem as problem:
+        return problem_response(problem, instance=urlsplit(req.url).path)
+    except (AzureError, OSError, SettingsError) as exc:
+        return dependency_failure(exc)
+    location = status_url(req, accepted.request_id)
+    return _json(
+        202,
+        {"requestId": accepted.request_id, "status": accepted.status, "calls": accepted.calls},
+        {"Location": location, "Retry-After": str(POLL_SECONDS)},
+    )
+
+
+async def get_provision(req: func.HttpRequest, runtime: Runtime | None = None) -> func.HttpResponse:
+    """``GET /api/provision/{requestId}``: 202 while pending (Logic Apps keeps polling), 200 when done."""
+    request_id = req.route_params.get("requestId", "")
+    if not ids.is_request_id(request_id):
+        return problem_response(Problem(404, "Unknown request", "No request has this id.", "unknown-request"))
+    try:
+        rt = runtime or get_runtime()
+        request, calls = await rt.ledger.get_request(request_id)
+    except (AzureError, OSError, SettingsError) as exc:
+        return dependency_failure(exc)
+    if request is None:
+        return problem_response(Problem(404, "Unknown request", "No request has this id.", "unknown-request"))
+    include_logs = (req.params.get("include") or "") == "provisioningLog"
+    body = views.request_view(request, calls, include_logs=include_logs)
+    if views.is_pending(request):
+        return _json(202, body, {"Location": status_url(req, request_id), "Retry-After": str(POLL_SECONDS)})
+    return _json(200, body)
+
+
+async def health(req: func.HttpRequest, runtime: Runtime | None = None) -> func.HttpResponse:
+    """``GET /api/health``: 200 when storage and Graph answer; reveals nothing else."""
+    rt = runtime or get_runtime()
+    checks = {"storage": "ok", "graph": "ok"}
+    try:
+        await rt.ledger.ping()
+        await rt.work_queue.ping()
+    except Exception:
+        log.warning("health: storage unreachable", exc_info=True)
+        checks["storage"] = "unreachable"
+    if not await _graph_reachable(rt.settings.graph_base_url):
+        checks["graph"] = "unreachable"
+    healthy = all(v == "ok" for v in checks.values())
+    return _json(200 if healthy else 503, {"status": "ok" if healthy else "unavailable", "checks": checks})
+
+
+async def _graph_reachable(base_url: str) -> bool:
+    """Any HTTP answer from the Graph host counts (no token is spent; a 401 still proves reachability)."""
+    import httpx
+
+    try:
+        async with httpx.AsyncClient(timeout=5.0) as client:
+            await client.get(base_url)
+    except httpx.HTTPError:
+        return False
+    return True
+
+
+def dependency_failure(exc: Exception) -> func.HttpResponse:
+    """What a caller sees when our own storage or configuration failed: 503, nothing internal."""
+    log.error("dependency failure: %s", type(exc).__name__, exc_info=exc)
+    return _unavailable()

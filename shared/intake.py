@@ -1,0 +1,172 @@
+"""Intake: a validated request becomes ledger rows and work items.
+
+The caller gets its answer as soon as the request is durably recorded and its calls are queued; the Graph
+calls themselves are paced by the workers. Intake never waits behind Graph's rate limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from shared import aggregate, fanout
+from shared.ledger import REQUEST_ROW, Ledger
+from shared.models import ProvisioningRequest
+from shared.problems import FieldError, Problem
+from shared.settings import Settings, Target
+from shared.work_queue import MAX_VISIBILITY_DELAY_SECONDS, WorkItem, WorkQueue
+
+log = logging.getLogger(__name__)
+
+_SEND_CONCURRENCY = 16
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """The request is recorded and its calls are queued."""
+
+    request_id: str
+    status: str
+    calls: int
+
+
+def resolve_target(request: ProvisioningRequest, settings: Settings) -> Target:
+    """The configured target the request names, by name or by ids; a Problem when there is none."""
+    if request.target is not None:
+        target = settings.targets.get(request.target)
+        if target is None:
+            raise Problem(
+                422,
+                "Unknown target",
+                f"No target named {request.target!r} is configured.",
+                "unknown-target",
+                (FieldError("/target", "is not a configured target (PROVISIONING_TARGETS)"),),
+            )
+        mismatched = [
+            FieldError(pointer, f"does not match target {target.name!r}")
+            for pointer, sent, configured in (
+                ("/servicePrincipalId", request.service_principal_id, target.service_principal_id),
+                ("/jobId", request.job_id, target.job_id),
+            )
+            if sent is not None and sent.lower() != configured.lower()
+        ]
+        if mismatched:
+            raise Problem(400, "Target and ids disagree", "Send a target name or matching ids.", errors=mismatched)
+        return target
+    missing = [
+        FieldError(pointer, "is required when no target is named")
+        for pointer, value in (("/servicePrincipalId", request.service_principal_id), ("/jobId", request.job_id))
+        if value is None
+    ]
+    if missing:
+        raise Problem(
+            400,
+            "No target",
+            "Name a configured target, or give servicePrincipalId and jobId.",
+            errors=[FieldError("/target", "is required unless both ids are given"), *missing],
+        )
+    assert request.service_principal_id is not None
+    assert request.job_id is not None
+    configured = settings.target_for_ids(request.service_principal_id, request.job_id)
+    if configured is not None:
+        return configured
+    if settings.allow_unlisted_targets:
+        return Target("", request.service_principal_id, request.job_id, None)
+    raise Problem(
+        422,
+        "Unknown target",
+        "These ids are not a configured target and ALLOW_UNLISTED_TARGETS is off.",
+        "unknown-target",
+        (
+            FieldError("/servicePrincipalId", "is not part of a configured target"),
+            FieldError("/jobId", "is not part of a configured target"),
+        ),
+    )
+
+
+async def accept(
+    request: ProvisioningRequest,
+    *,
+    source: str,
+    settings: Settings,
+    ledger: Ledger,
+    queue: WorkQueue,
+    now: datetime,
+    new_request_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+) -> Accepted:
+    """Record the request and queue one work item per Graph call."""
+    target = resolve_target(request, settings)
+    rule_id = request.rule_id or target.rule_id
+    if rule_id is None:
+        raise Problem(
+            422,
+            "No ruleId",
+            "The target has no ruleId configured; send ruleId or configure it on the target.",
+            "missing-rule",
+            (FieldError("/ruleId", "is required for this target"),),
+        )
+    start = request.not_before_or(now)
+    delay = (start - now).total_seconds()
+    if delay > MAX_VISIBILITY_DELAY_SECONDS:
+        raise Problem(
+            400,
+            "notBefore too far ahead",
+            "notBefore may be at most 7 days ahead.",
+            errors=(FieldError("/notBefore", "must be at most 7 days from now"),),
+        )
+
+    request_id = new_request_id()
+    bodies = fanout.plan_calls(request.subjects)
+    call_status = "scheduled" if delay > 0 else "queued"
+    calls: list[dict[str, Any]] = [
+        {
+            "PartitionKey": request_id,
+            "RowKey": fanout.call_id(i),
+            "subject": json.dumps(body, separators=(",", ":")),
+            "servicePrincipalId": target.service_principal_id,
+            "jobId": target.job_id,
+            "ruleId": rule_id,
+            "status": call_status,
+            "attempts": 0,
+            "notBefore": start,
+            "nextAttemptAt": start,
+            "createdAt": now,
+        }
+        for i, body in enumerate(bodies)
+    ]
+    summary = aggregate.summarize([call_status] * len(calls))
+    row: dict[str, Any] = {
+        "PartitionKey": request_id,
+        "RowKey": REQUEST_ROW,
+        "requestId": request_id,
+        "eventId": request.event_id,
+        "source": source,
+        "target": target.name or None,
+        "servicePrincipalId": target.service_principal_id,
+        "jobId": target.job_id,
+        "ruleId": rule_id,
+        "createdAt": now,
+        "updatedAt": now,
+        "callCount": len(calls),
+        **summary.as_properties(),
+    }
+    await ledger.create({k: v for k, v in row.items() if v is not None}, calls)
+
+    semaphore = asyncio.Semaphore(_SEND_CONCURRENCY)
+
+    async def send(call: dict[str, Any]) -> None:
+        async with semaphore:
+            await queue.send(WorkItem(request_id, call["RowKey"]), delay)
+
+    await asyncio.gather(*(send(c) for c in calls))
+    log.info(
+        "request accepted",
+        extra={"requestId": request_id, "eventId": request.event_id, "calls": len(calls), "source": source},
+    )
+    return Accepted(request_id, summary.status, len(calls))

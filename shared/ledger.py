@@ -1,0 +1,135 @@
+"""The ledger adapter: Table Storage ``ProvisioningRequests``, one partition per request.
+
+PartitionKey is the request id; RowKey ``request`` is the request, ``call-0001``… its Graph calls. Reading
+a request is one point read plus one partition query; creating one is a batch inside that partition; every
+update is conditional on the ETag read, so two workers can never silently overwrite each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+
+from shared import aggregate
+
+if TYPE_CHECKING:
+    from azure.data.tables.aio import TableClient
+
+TABLE_NAME = "ProvisioningRequests"
+REQUEST_ROW = "request"
+_BATCH = 100  # Table transactions take at most 100 operations
+
+
+class StaleWrite(Exception):
+    """The entity changed since it was read (ETag mismatch): re-read and decide again."""
+
+
+Entity = dict[str, Any]
+
+
+class Ledger:
+    """Reads and writes request and call rows."""
+
+    def __init__(self, table: TableClient) -> None:
+        self._table = table
+        self._ready = False
+        self._ready_lock = asyncio.Lock()
+
+    async def _ensure_table(self) -> None:
+        if self._ready:
+            return
+        async with self._ready_lock:
+            if not self._ready:
+                with contextlib.suppress(ResourceExistsError):
+                    await self._table.create_table()
+                self._ready = True
+
+    async def ping(self) -> None:
+        """Reach the table service (used by the health check); raises if it does not answer."""
+        await self._ensure_table()
+        with contextlib.suppress(ResourceNotFoundError):
+            await self._table.get_entity("health", "probe")
+
+    async def create(self, request: Entity, calls: list[Entity]) -> None:
+        """Write a new request: its calls first, the request row last, so a visible request is complete."""
+        await self._ensure_table()
+        rows = [*calls, request]
+        for start in range(0, len(rows), _BATCH):
+            await self._table.submit_transaction([("create", row) for row in rows[start : start + _BATCH]])
+
+    async def get_request(self, request_id: str) -> tuple[Entity | None, list[Entity]]:
+        """The request row (None if unknown) and its call rows, in call order."""
+        await self._ensure_table()
+        try:
+            request = dict(await self._table.get_entity(request_id, REQUEST_ROW))
+        except ResourceNotFoundError:
+            return None, []
+        calls = await self._calls(request_id)
+        return request, calls
+
+    async def _calls(self, request_id: str) -> list[Entity]:
+        query = "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi"
+        params = {"pk": request_id, "lo": "call-", "hi": "call."}
+        calls = [dict(e) async for e in self._table.query_entities(query, parameters=params)]
+        return sorted(calls, key=lambda e: str(e["RowKey"]))
+
+    async def get_call(self, request_id: str, call_id: str) -> Entity | None:
+        """One call row (with its ``etag`` in the entity metadata), or None."""
+        await self._ensure_table()
+        try:
+            entity = await self._table.get_entity(request_id, call_id)
+        except ResourceNotFoundError:
+            return None
+        result = dict(entity)
+        result["_etag"] = entity.metadata["etag"]
+        return result
+
+    async def update_call(self, call: Mapping[str, Any], changes: Mapping[str, Any]) -> Entity:
+        """Apply ``changes`` (None removes a property) to a call from :meth:`get_call`, if still unchanged."""
+        entity = {k: v for k, v in {**call, **changes}.items() if k != "_etag" and v is not None}
+        try:
+            # replace, not merge: a property set to None is removed (no stale error on a later success)
+            meta = await self._table.update_entity(
+                entity, mode="replace", etag=call["_etag"], match_condition=MatchConditions.IfNotModified
+            )
+        except HttpResponseError as exc:
+            if exc.status_code == 412:
+                raise StaleWrite(f"{call['PartitionKey']}/{call['RowKey']} changed") from exc
+            raise
+        entity["_etag"] = meta["etag"]
+        return entity
+
+    async def refresh_request(self, request_id: str, now: Any) -> Entity | None:
+        """Recompute the request's status and counts from its calls (ETag-safe against concurrent workers)."""
+        await self._ensure_table()
+        for _ in range(10):
+            try:
+                request = await self._table.get_entity(request_id, REQUEST_ROW)
+            except ResourceNotFoundError:
+                return None
+            if request.get("status") == "rejected":
+                return dict(request)
+            calls = await self._calls(request_id)
+            summary = aggregate.summarize(str(c["status"]) for c in calls)
+            props = summary.as_properties()
+            if all(request.get(k) == v for k, v in props.items()):
+                return dict(request)
+            entity = {"PartitionKey": request_id, "RowKey": REQUEST_ROW, **props, "updatedAt": now}
+            try:
+                await self._table.update_entity(
+                    entity,
+                    mode="merge",
+                    etag=request.metadata["etag"],
+                    match_condition=MatchConditions.IfNotModified,
+                )
+            except HttpResponseError as exc:
+                if exc.status_code == 412:
+                    continue
+                raise
+            return {**dict(request), **entity}
+        raise StaleWrite(f"{request_id}: request row kept changing")

@@ -1,0 +1,98 @@
+"""Process-wide adapters, created lazily on first use and then reused.
+
+Why lazy and not at import: Flex Consumption gives an app 30 s to start and ``msgraph_beta`` is a 600 MB
+package, so importing ``function_app`` must stay cheap; and the async Azure clients bind to the event loop
+that first uses them, which only exists once the worker runs a function. Functions best practice is one
+client per process, reused by every invocation: that is what :func:`get_runtime` hands out.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from shared.ledger import TABLE_NAME, Ledger
+from shared.settings import Settings
+from shared.work_queue import WORK_QUEUE, WorkQueue
+
+if TYPE_CHECKING:
+    from azure.core.credentials_async import AsyncTokenCredential
+
+    from shared.graph import Provisioner
+
+
+@dataclass
+class Runtime:
+    """The adapters of one process, built from its settings on first use."""
+
+    settings: Settings
+    _credentials: dict[str | None, AsyncTokenCredential] = field(default_factory=dict)
+
+    def _managed_identity(self, client_id: str | None) -> AsyncTokenCredential:
+        if client_id not in self._credentials:
+            from azure.identity.aio import ManagedIdentityCredential
+
+            self._credentials[client_id] = ManagedIdentityCredential(client_id=client_id)
+        return self._credentials[client_id]
+
+    @cached_property
+    def ledger(self) -> Ledger:
+        """The ledger on the app's storage account."""
+        from azure.data.tables.aio import TableClient
+
+        storage = self.settings.storage
+        if storage.connection_string:
+            table = TableClient.from_connection_string(storage.connection_string, table_name=TABLE_NAME)
+        else:
+            assert storage.table_service_uri
+            credential = self._managed_identity(storage.credential_client_id)
+            table = TableClient(endpoint=storage.table_service_uri, table_name=TABLE_NAME, credential=credential)
+        return Ledger(table)
+
+    def queue(self, name: str) -> WorkQueue:
+        """A queue on the app's storage account, base64 like the Functions trigger expects."""
+        from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
+        from azure.storage.queue.aio import QueueClient
+
+        storage = self.settings.storage
+        encode, decode = TextBase64EncodePolicy(), TextBase64DecodePolicy()
+        if storage.connection_string:
+            client = QueueClient.from_connection_string(
+                storage.connection_string, name, message_encode_policy=encode, message_decode_policy=decode
+            )
+        else:
+            assert storage.queue_service_uri
+            credential = self._managed_identity(storage.credential_client_id)
+            client = QueueClient(
+                storage.queue_service_uri,
+                name,
+                credential=credential,
+                message_encode_policy=encode,
+                message_decode_policy=decode,
+            )
+        return WorkQueue(client)
+
+    @cached_property
+    def work_queue(self) -> WorkQueue:
+        """``provisioning-work``."""
+        return self.queue(WORK_QUEUE)
+
+    @cached_property
+    def graph(self) -> Provisioner:
+        """provisionOnDemand through msgraph-beta-sdk with the app's managed identity."""
+        from shared.graph import GraphProvisioner
+
+        return GraphProvisioner(self.settings, self._managed_identity(self.settings.azure_client_id))
+
+
+_runtime: Runtime | None = None
+
+
+def get_runtime() -> Runtime:
+    """The process's runtime; settings are read from the environment the first time."""
+    global _runtime
+    if _runtime is None:
+        _runtime = Runtime(Settings.from_environ(os.environ))
+    return _runtime

@@ -1,0 +1,86 @@
+"""The JSON a caller reads about a request (pure): request row + call rows → response body.
+
+Internal bookkeeping (ETags, claim deadlines, raw log chunks) is not shown; outcome fields are shown
+exactly as Graph reported them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from shared import aggregate, textsplit
+
+_REQUEST_FIELDS = (
+    "eventId",
+    "source",
+    "target",
+    "servicePrincipalId",
+    "jobId",
+    "ruleId",
+    "status",
+    "reason",
+    "createdAt",
+    "updatedAt",
+)
+_CALL_FIELDS = (
+    "status",
+    "attempts",
+    "notBefore",
+    "nextAttemptAt",
+    "result",
+    "action",
+    "errorCode",
+    "errorMessage",
+    "recommendedAction",
+    "changeId",
+    "reportableIdentifier",
+    "targetObjectId",
+    "failedStep",
+    "graphRequestId",
+    "httpStatus",
+    "completedAt",
+)
+
+
+def _json_value(value: Any) -> Any:
+    return value.isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else value
+
+
+def call_view(call: Mapping[str, Any], *, include_log: bool) -> dict[str, Any]:
+    """One call as the caller sees it."""
+    view: dict[str, Any] = {"callId": call["RowKey"]}
+    try:
+        view["subject"] = json.loads(str(call.get("subject", "null")))
+    except ValueError:
+        view["subject"] = None
+    for name in _CALL_FIELDS:
+        if call.get(name) is not None:
+            view[name] = _json_value(call[name])
+    if call.get("rawKey") is not None:
+        view["rawKey"] = call["rawKey"]
+    if include_log:
+        log = textsplit.from_properties("provisioningLog", call)
+        if log is not None:
+            view["provisioningLog"] = log
+    return view
+
+
+def request_view(
+    request: Mapping[str, Any], calls: Sequence[Mapping[str, Any]], *, include_logs: bool
+) -> dict[str, Any]:
+    """The whole request: its own fields, counts by status, and every call."""
+    view: dict[str, Any] = {"requestId": request["PartitionKey"]}
+    for name in _REQUEST_FIELDS:
+        if request.get(name) is not None:
+            view[name] = _json_value(request[name])
+    view["counts"] = {name: int(request.get(f"{name}Count") or 0) for name in aggregate.CALL_STATUSES}
+    view["calls"] = [call_view(c, include_log=include_logs) for c in calls]
+    return view
+
+
+def is_pending(request: Mapping[str, Any]) -> bool:
+    """True while any call may still change."""
+    return request.get("status") == aggregate.PENDING

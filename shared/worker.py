@@ -1,0 +1,160 @@
+"""The worker: one work item is one Graph call, claimed, made, and recorded.
+
+Delivery is at least once, so every step is safe to repeat: a finished call is never called again, a call
+claimed by another worker (ETag) is left alone, and a failed attempt that deserves a retry goes back on the
+queue with a visibility delay instead of a sleeping worker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from shared import aggregate, graph_errors, outcome, retry, textsplit
+from shared.graph import GraphAnswer, GraphFailure, Provisioner
+from shared.ledger import Ledger, StaleWrite
+from shared.work_queue import WorkItem, WorkQueue
+
+log = logging.getLogger(__name__)
+
+#: How long a claim protects a running call from a second worker; shorter than the queue lease (10 min),
+#: so a redelivered message after a crash finds the claim expired and takes over.
+CLAIM_SECONDS = 300
+#: A work item that arrives this much before its due time is put back instead of calling early.
+EARLY_TOLERANCE_SECONDS = 1.0
+
+
+async def process(
+    item: WorkItem,
+    *,
+    ledger: Ledger,
+    queue: WorkQueue,
+    graph: Provisioner,
+    clock: Callable[[], datetime],
+) -> str:
+    """Make the call ``item`` points to, unless it is done, claimed or not yet due. Returns what happened."""
+    ctx = {"requestId": item.request_id, "callId": item.call_id}
+    call = await ledger.get_call(item.request_id, item.call_id)
+    if call is None:
+        log.error("work item points to no call row; dropped", extra=ctx)
+        return "missing"
+    status = str(call["status"])
+    now = clock()
+    if status in aggregate.TERMINAL_CALL_STATUSES:
+        log.info("call already finished; duplicate work item ignored", extra={**ctx, "status": status})
+        return "duplicate"
+    if status == "running" and _as_dt(call.get("claimedUntil")) > now:
+        log.info("call is claimed by another worker; duplicate work item ignored", extra=ctx)
+        return "claimed"
+    due = _as_dt(call.get("nextAttemptAt"))
+    if status in ("scheduled", "waiting") and (due - now).total_seconds() > EARLY_TOLERANCE_SECONDS:
+        await queue.send(item, (due - now).total_seconds())
+        log.info("work item arrived early; put back until due", extra={**ctx, "due": due.isoformat()})
+        return "early"
+
+    attempts = int(call.get("attempts") or 0) + 1
+    try:
+        call = await ledger.update_call(
+            call,
+            {
+                "status": "running",
+                "attempts": attempts,
+                "claimedUntil": now + timedelta(seconds=CLAIM_SECONDS),
+                "lastAttemptAt": now,
+            },
+        )
+    except StaleWrite:
+        log.info("another worker claimed the call first", extra=ctx)
+        return "claimed"
+    await ledger.refresh_request(item.request_id, now)
+
+    subject = json.loads(str(call["subject"]))
+    result = await graph.provision_on_demand(
+        str(call["servicePrincipalId"]), str(call["jobId"]), str(call["ruleId"]), subject
+    )
+    now = clock()
+    if isinstance(result, GraphAnswer):
+        changes = _answer_changes(result, now)
+        what = str(changes["status"])
+    else:
+        changes, delay = _failure_changes(result, attempts, now)
+        what = str(changes["status"])
+        if delay is not None:
+            await ledger.update_call(call, changes)
+            await queue.send(item, delay)
+            await ledger.refresh_request(item.request_id, now)
+            log.warning(
+                "graph call will be retried",
+                extra={
+                    **ctx,
+                    "httpStatus": result.http_status,
+                    "errorCode": result.code,
+                    "attempts": attempts,
+                    "delaySeconds": round(delay, 1),
+                },
+            )
+            return what
+    await ledger.update_call(call, changes)
+    await ledger.refresh_request(item.request_id, now)
+    log.info(
+        "graph call finished",
+        extra={**ctx, "status": what, "attempts": attempts, "errorCode": changes.get("errorCode")},
+    )
+    return what
+
+
+def _as_dt(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    return datetime.min.replace(tzinfo=UTC) if value is None else datetime.fromisoformat(str(value))
+
+
+def _answer_changes(answer: GraphAnswer, now: datetime) -> dict[str, Any]:
+    parsed = outcome.parse(answer.key, answer.value)
+    changes: dict[str, Any] = {
+        "status": parsed.status,
+        "result": parsed.result,
+        "errorCode": parsed.error_code,
+        "errorMessage": parsed.error_message,
+        "recommendedAction": parsed.recommended_action,
+        "action": parsed.action,
+        "changeId": parsed.change_id,
+        "reportableIdentifier": parsed.reportable_identifier,
+        "targetObjectId": parsed.target_object_id,
+        "failedStep": parsed.failed_step,
+        "rawKey": parsed.raw_key,
+        "graphRequestId": answer.request_id,
+        "httpStatus": answer.http_status,
+        "completedAt": now,
+        "claimedUntil": None,
+    }
+    if answer.value is not None:
+        changes.update(textsplit.to_properties("provisioningLog", answer.value))
+    return changes
+
+
+def _failure_changes(failure: GraphFailure, attempts: int, now: datetime) -> tuple[dict[str, Any], float | None]:
+    kind = retry.classify(failure.http_status)
+    decision = retry.decide(kind, attempts, failure.retry_after_seconds)
+    common: dict[str, Any] = {
+        "errorCode": failure.code,
+        "errorMessage": failure.message,
+        "graphRequestId": failure.request_id,
+        "httpStatus": failure.http_status,
+        "claimedUntil": None,
+    }
+    if decision.retry:
+        return {
+            **common,
+            "status": "waiting",
+            "nextAttemptAt": now + timedelta(seconds=decision.delay_seconds),
+        }, decision.delay_seconds
+    return {
+        **common,
+        "status": "failed",
+        "recommendedAction": graph_errors.recommended_action(failure.http_status, failure.code),
+        "completedAt": now,
+    }, None

@@ -1,0 +1,29 @@
+"""One local stack (Azurite + Graph emulator + devhost) for the integration tests, started like scripts/start."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from devhost.stack import ROOT, Stack, free_port
+
+
+def example_values() -> dict[str, str]:
+    """The Values of local.settings.example.json: what a newcomer runs with."""
+    values: dict[str, str] = json.loads((ROOT / "local.settings.example.json").read_text())["Values"]
+    return values
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The whole app over real HTTP; every variable the stack would take from outside is cleared first."""
+    env = {k: v for k, v in os.environ.items() if k not in ("AzureWebJobsStorage", "GRAPH_BASE_URL",
+                                                           "IDENTITY_ENDPOINT", "IDENTITY_HEADER")}  # fmt: skip
+    env.update(example_values())
+    log_path: Path = tmp_path_factory.mktemp("stack") / "stack.log"
+    with log_path.open("w") as log, Stack(port=free_port(), env=env, log=log) as running:
+        yield running

@@ -1,0 +1,125 @@
+"""End to end over real HTTP: POST → 202 → poll → 200, through Azurite, the devhost, the real SDKs and the emulator."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from devhost.stack import Stack
+from shared import outcome
+from tests.fixtures import SEED_REQUESTS, seed_response
+
+pytestmark = pytest.mark.integration
+
+TARGETS = {1: "seed-scim-app", 2: "seed-cloud-sync", 3: "seed-group-app"}
+
+
+def _poll(client: httpx.Client, location: str, timeout: float = 30) -> httpx.Response:
+    deadline = time.monotonic() + timeout
+    while True:
+        response = client.get(location)
+        if response.status_code != 202:
+            return response
+        assert response.headers["Retry-After"].isdigit()
+        assert response.headers["Location"] == location
+        if time.monotonic() > deadline:
+            pytest.fail(f"still pending after {timeout} s: {response.text}")
+        time.sleep(0.2)
+
+
+def _emulator_calls(stack: Stack) -> list[dict[str, Any]]:
+    assert stack.emulator_url
+    calls: list[dict[str, Any]] = httpx.get(
+        f"{stack.emulator_url}/_emulator/calls", params={"operation": "provisionOnDemand"}
+    ).json()["calls"]
+    return calls
+
+
+def test_health_answers_200_without_revealing_internals(stack: Stack) -> None:
+    response = httpx.get(f"{stack.base_url}/api/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "checks": {"storage": "ok", "graph": "ok"}}
+    assert "127.0.0.1" not in response.text
+
+
+@pytest.mark.parametrize("example", [1, 2, 3])
+def test_seed_example_end_to_end(stack: Stack, example: int) -> None:
+    seed = SEED_REQUESTS[example]
+    documented = seed_response(example)
+    expected = outcome.parse(documented["key"], documented["value"])
+    before = len(_emulator_calls(stack))
+    with httpx.Client(timeout=10) as client:
+        posted = client.post(
+            f"{stack.base_url}/api/provision",
+            json={"target": TARGETS[example], "subjects": [seed["subject"]]},
+        )
+        assert posted.status_code == 202, posted.text
+        body = posted.json()
+        assert body["status"] == "pending"
+        location = posted.headers["Location"]
+        assert location == f"{stack.base_url}/api/provision/{body['requestId']}"
+        assert posted.headers["Retry-After"].isdigit()
+
+        done = _poll(client, location)
+    assert done.status_code == 200, done.text
+    result = done.json()
+    assert result["status"] == ("succeeded" if expected.status != "failed" else "failed")
+    assert result["source"] == "http"
+    assert result["ruleId"] == seed["ruleId"]
+    (call,) = result["calls"]
+    assert call["callId"] == "call-0001"
+    assert call["subject"] == seed["subject"]
+    assert call["status"] == expected.status
+    assert call["httpStatus"] == 200
+    assert call["attempts"] == 1
+    for field, value in {
+        "result": expected.result,
+        "errorCode": expected.error_code,
+        "errorMessage": expected.error_message,
+        "action": expected.action,
+        "changeId": expected.change_id,
+        "reportableIdentifier": expected.reportable_identifier,
+        "targetObjectId": expected.target_object_id,
+    }.items():
+        assert call.get(field) == value, field
+    assert call["graphRequestId"]
+
+    with_log = httpx.get(location, params={"include": "provisioningLog"}).json()
+    assert with_log["calls"][0]["provisioningLog"] == documented["value"]
+
+    calls = _emulator_calls(stack)[before:]
+    assert len(calls) == 1, calls
+    (graph_call,) = calls
+    assert graph_call["authorization"] == "Bearer"
+    assert graph_call["apiVersion"] == "beta"
+    assert graph_call["path"].endswith(
+        f"/servicePrincipals/{seed['servicePrincipalId']}/synchronization/jobs/{seed['jobId']}/provisionOnDemand"
+    )
+    assert graph_call["body"] == {"parameters": [{"ruleId": seed["ruleId"], "subjects": [seed["subject"]]}]}
+
+
+def test_bad_input_is_a_problem_naming_the_field(stack: Stack) -> None:
+    url = f"{stack.base_url}/api/provision"
+    response = httpx.post(url, json={"target": "seed-scim-app", "subjects": [{"objectId": "x"}]})
+    assert response.status_code == 400
+    assert response.headers["Content-Type"].startswith("application/problem+json")
+    problem = response.json()
+    assert problem["status"] == 400
+    assert {"pointer": "/subjects/0/objectTypeName", "detail": "is required"} in problem["errors"]
+
+    assert httpx.post(url, content=b"{}", headers={"Content-Type": "text/plain"}).status_code == 415
+    assert httpx.post(url, content=b"{not json", headers={"Content-Type": "application/json"}).status_code == 400
+    big = json.dumps({"subjects": [], "pad": "x" * 300_000}).encode()
+    assert httpx.post(url, content=big, headers={"Content-Type": "application/json"}).status_code == 413
+    unknown = httpx.post(url, json={"target": "nope", "subjects": [{"objectId": "u", "objectTypeName": "User"}]})
+    assert unknown.status_code == 422
+    assert unknown.json()["errors"][0]["pointer"] == "/target"
+
+
+def test_unknown_request_is_404(stack: Stack) -> None:
+    assert httpx.get(f"{stack.base_url}/api/provision/{'0' * 32}").status_code == 404
+    assert httpx.get(f"{stack.base_url}/api/provision/..%2F..%2Fetc").status_code == 404

@@ -1,0 +1,79 @@
+"""``python -m devhost``: run ``function_app.py`` locally like the Functions host (see README.md).
+
+Order matters and follows Core Tools: app settings first (so the app's import-time code sees them),
+then host.json, then indexing; any failure exits non-zero with one clear line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+
+from devhost.host import Host, HostOptions, run
+from devhost.indexing import IndexingError, index_app
+from devhost.invoke import InvocationLogFilter
+from devhost.keys import load_keys
+from devhost.ncrontab import CronError
+from devhost.queue_listener import ConnectionSettingError
+from devhost.routes import RouteError
+from devhost.settings import SettingsError, load_host_config, load_local_settings
+
+EXIT_CONFIG = 2
+EXIT_RUNTIME = 1
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The CLI contract other scripts rely on; keep it stable."""
+    parser = argparse.ArgumentParser(prog="python -m devhost", description=__doc__)
+    parser.add_argument("--app-dir", required=True, type=Path, help="folder holding function_app.py")
+    parser.add_argument("--host", default="127.0.0.1", help="HTTP listen address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=7071, help="HTTP port; 0 picks a free one")
+    parser.add_argument("--functions", default="", help="comma-separated function names to host (default all)")
+    parser.add_argument("--no-http", action="store_true", help="no HTTP server (a worker-only instance)")
+    return parser.parse_args(argv)
+
+
+def configure_logging() -> None:
+    """Logs to stderr, each line tagged with the function and invocation that produced it."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(InvocationLogFilter())
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s [%(function_name)s %(invocation_id)s] %(name)s: %(message)s")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(os.environ.get("DEVHOST_LOG_LEVEL", "INFO").upper())
+    # The SDK's HTTP logging is noisy and includes headers; the host does not surface it either.
+    logging.getLogger("azure").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    args = parse_args(argv)
+    configure_logging()
+    app_dir: Path = args.app_dir.resolve()
+    only = [n.strip() for n in args.functions.split(",") if n.strip()] or None
+    try:
+        load_local_settings(app_dir)
+        config = load_host_config(app_dir)
+        specs = index_app(app_dir, only)
+        keys = load_keys(os.environ)
+        host = Host(specs, config, keys, HostOptions(args.host, args.port, not args.no_http))
+    except (SettingsError, IndexingError, RouteError, CronError, ConnectionSettingError) as exc:
+        print(f"devhost: error: {exc}", file=sys.stderr, flush=True)
+        return EXIT_CONFIG
+    try:
+        return asyncio.run(run(host))
+    except Exception as exc:
+        logging.getLogger("devhost").exception("devhost failed")
+        print(f"devhost: error: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        return EXIT_RUNTIME
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -13,6 +13,8 @@ import os
 import sys
 from pathlib import Path
 
+from azure.core.exceptions import AzureError
+
 from devhost.host import Host, HostOptions, run
 from devhost.indexing import IndexingError, index_app
 from devhost.invoke import InvocationLogFilter
@@ -69,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     try:
         return asyncio.run(run(host))
+    except AzureError as exc:
+        # Usually Azurite not running or a wrong connection string: one line says it best.
+        print(f"devhost: error: storage unreachable: {exc}", file=sys.stderr, flush=True)
+        return EXIT_RUNTIME
     except Exception as exc:
         logging.getLogger("devhost").exception("devhost failed")
         print(f"devhost: error: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)

@@ -153,8 +153,12 @@ class QueueListener:
 
     async def start(self) -> None:
         """Connect and create the trigger queue if missing (the host does both at startup)."""
-        self._client = QueueClient.from_connection_string(self._conn, self.queue_name)
-        self._poison = QueueClient.from_connection_string(self._conn, self.poison_name)
+        # The SDK's default retry waits ~80 s before giving up on an unreachable account; a developer
+        # whose Azurite is down needs to hear that in seconds, and a poll loop retries anyway.
+        # (These kwargs configure the async client's own ExponentialRetry.)
+        retry: dict[str, Any] = {"initial_backoff": 1, "increment_base": 2, "retry_total": 2}
+        self._client = QueueClient.from_connection_string(self._conn, self.queue_name, **retry)
+        self._poison = QueueClient.from_connection_string(self._conn, self.poison_name, **retry)
         with contextlib.suppress(ResourceExistsError):
             await self._client.create_queue()
         self._runner = asyncio.create_task(self._run(), name=f"queue:{self.spec.name}")

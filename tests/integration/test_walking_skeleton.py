@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from devhost.stack import Stack
+from devhost.stack import Stack, free_port
 from shared import outcome
 from tests.fixtures import SEED_REQUESTS, seed_response
+from tests.integration.conftest import example_values
 
 pytestmark = pytest.mark.integration
 
@@ -123,3 +127,36 @@ def test_bad_input_is_a_problem_naming_the_field(stack: Stack) -> None:
 def test_unknown_request_is_404(stack: Stack) -> None:
     assert httpx.get(f"{stack.base_url}/api/provision/{'0' * 32}").status_code == 404
     assert httpx.get(f"{stack.base_url}/api/provision/..%2F..%2Fetc").status_code == 404
+
+
+def test_configured_storage_and_graph_are_used_not_started(tmp_path: Path) -> None:
+    """With AzureWebJobsStorage and GRAPH_BASE_URL/IDENTITY_* given, only the devhost starts and uses them."""
+    env = {k: v for k, v in os.environ.items() if k not in ("AzureWebJobsStorage", "GRAPH_BASE_URL")}
+    env.update(example_values())
+    header = secrets.token_urlsafe(16)
+    with (tmp_path / "outside.log").open("w") as log:
+        outside = Stack(env=dict(env), log=log)
+        try:
+            storage = outside.start_azurite()
+            graph = outside.start_emulator(header)
+            env.update(
+                AzureWebJobsStorage=storage,
+                GRAPH_BASE_URL=f"{graph}/beta",
+                IDENTITY_ENDPOINT=f"{graph}/msi/token",
+                IDENTITY_HEADER=header,
+            )
+            with Stack(port=free_port(), env=env, log=log) as app:
+                assert len(app.processes) == 1, "only the devhost may be started"
+                assert app.emulator_url is None
+                posted = httpx.post(
+                    f"{app.base_url}/api/provision",
+                    json={"target": "seed-cloud-sync", "subjects": [SEED_REQUESTS[2]["subject"]]},
+                )
+                assert posted.status_code == 202, posted.text
+                with httpx.Client(timeout=10) as client:
+                    done = _poll(client, posted.headers["Location"])
+                assert done.json()["calls"][0]["changeId"] == "582595f3-53be-4843-bf0c-f57dbf8fae96"
+            calls = httpx.get(f"{graph}/_emulator/calls", params={"operation": "provisionOnDemand"}).json()["calls"]
+            assert [c["authorization"] for c in calls] == ["Bearer"]
+        finally:
+            outside.stop()

@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from devhost.stack import ROOT, Stack, free_port
@@ -26,4 +27,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     env.update(example_values())
     log_path: Path = tmp_path_factory.mktemp("stack") / "stack.log"
     with log_path.open("w") as log, Stack(port=free_port(), env=env, log=log) as running:
+        # Pacing is not what these tests are about: lift the emulator's limit; throttling is injected per test.
+        assert running.emulator_url
+        httpx.post(f"{running.emulator_url}/_emulator/config", json={"rateLimit": "1000/1s"}).raise_for_status()
         yield running

@@ -215,6 +215,11 @@ async def _provision_on_demand(
             {"Retry-After": retry_after_header(wait)},
         )
     valid = validate(job, parse_body(raw))
+    answer = emu.faults.take("provisionOnDemand", job.key, answers=True)
+    if answer is not None:
+        record.fault = str(answer.kind)
+        context = f"https://graph.microsoft.com/{version}/$metadata#microsoft.graph.stringKeyStringValuePair"
+        return 200, {"@odata.context": context, "key": answer.key, "value": answer.value}
     return provision(emu.state, job, valid, version)
 
 

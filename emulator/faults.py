@@ -2,7 +2,8 @@
 
 Kinds: ``status`` (an error status with Graph's error body, optional ``Retry-After``), ``429storm`` (a run
 of throttling answers), ``drop`` (the connection is closed without a response) and ``slow`` (a delay before
-normal handling).
+normal handling); and ``answer`` (a ``200`` whose ``key``/``value`` strings are given verbatim, after the
+token, rate limit and body checks passed: how tests get Failure-in-200, unparseable and very large answers).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class FaultKind(StrEnum):
     STORM = "429storm"
     DROP = "drop"
     SLOW = "slow"
+    ANSWER = "answer"
 
 
 @dataclass
@@ -49,6 +51,8 @@ class Fault:
     code: str | None = None
     message: str | None = None
     job: str | None = None
+    key: str | None = None
+    value: str | None = None
 
     @classmethod
     def parse(cls, raw: Any) -> Fault:
@@ -63,6 +67,13 @@ class Fault:
         if kind is FaultKind.STATUS and not 400 <= status <= 599:
             raise ValueError("a status fault needs a 4xx or 5xx 'status'")
         retry_after = raw.get("retryAfter", 1 if kind is FaultKind.STORM else None)
+        if kind is FaultKind.ANSWER:
+            if operation != "provisionOnDemand":
+                raise ValueError("an answer fault is for provisionOnDemand only")
+            for name in ("key", "value"):
+                if raw.get(name) is not None and not isinstance(raw.get(name), str):
+                    raise ValueError(f"an answer fault's {name!r} must be a string or null")
+            status = 200
         times = int(raw.get("times", 1))
         if times < 1:
             raise ValueError("'times' must be at least 1")
@@ -76,6 +87,8 @@ class Fault:
             code=raw.get("code"),
             message=raw.get("message"),
             job=raw.get("job"),
+            key=raw.get("key"),
+            value=raw.get("value"),
         )
 
     @property
@@ -116,10 +129,16 @@ class FaultQueue:
         """Drop every queued fault."""
         self._faults.clear()
 
-    def take(self, operation: str, job_key: str | None) -> Fault | None:
-        """Consume one hit of the first live fault for this operation (and job, when the fault names one)."""
+    def take(self, operation: str, job_key: str | None, *, answers: bool = False) -> Fault | None:
+        """Consume one hit of the first live fault for this operation (and job, when the fault names one).
+
+        ``answers`` selects ``answer`` faults (taken where the outcome is produced) instead of the others
+        (taken at the front door, before the token is even checked).
+        """
         for fault in self._faults:
             if fault.operation != operation or (fault.job is not None and fault.job != job_key):
+                continue
+            if (fault.kind is FaultKind.ANSWER) != answers:
                 continue
             fault.remaining -= 1
             if fault.remaining <= 0:

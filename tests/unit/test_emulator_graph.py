@@ -677,3 +677,40 @@ async def test_bad_config_changes_nothing(client: Client) -> None:
     assert config["rateLimit"] == "1000/10s"
     assert config["rateScope"] == "tenant"
     assert config["faults"] == []
+
+
+async def test_answer_fault_replaces_only_the_outcome() -> None:
+    """An ``answer`` fault gives a scripted 200 after the normal checks (so a bad token still gets 401)."""
+    from emulator.config import EmulatorConfig
+    from emulator.testing import running_emulator
+
+    async with running_emulator(EmulatorConfig(identity_header="h")) as emu:
+        import httpx
+
+        async with httpx.AsyncClient() as client:
+            await client.post(
+                f"{emu.base_url}/_emulator/config",
+                json={"faults": [{"kind": "answer", "key": "garbage", "value": None}]},
+            )
+            url = (
+                f"{emu.base_url}/beta/servicePrincipals/c8c95753-f628-48e1-9fab-76c2d4cf624c/synchronization/jobs/"
+                "3f7565a3-fde6-4e4d-bda8-1bb70aba3612/provisionOnDemand"
+            )
+            body = {"parameters": [{"ruleId": "ea807875-5618-4f0a-9125-0b46a05298ca",
+                                    "subjects": [{"objectId": "e1a2b3c4-0001-4a5b-8c6d-000000000001",
+                                                  "objectTypeName": "User"}]}]}  # fmt: skip
+            unauthenticated = await client.post(url, json=body)
+            assert unauthenticated.status_code == 401
+            token = (
+                await client.get(
+                    emu.token_endpoint,
+                    params={"api-version": "2019-08-01", "resource": "https://graph.microsoft.com"},
+                    headers={"X-IDENTITY-HEADER": "h"},
+                )
+            ).json()["access_token"]
+            answered = await client.post(url, json=body, headers={"Authorization": f"Bearer {token}"})
+            assert answered.status_code == 200
+            assert answered.json()["key"] == "garbage"
+            assert answered.json()["value"] is None
+            normal = await client.post(url, json=body, headers={"Authorization": f"Bearer {token}"})
+            assert "Success" in normal.json()["key"]

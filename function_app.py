@@ -6,7 +6,7 @@ real host and the local devhost index exactly the same functions.
 
 import azure.functions as func
 
-from shared import http_api, queue_api
+from shared import http_api, queue_api, timer_api
 from shared.work_queue import WORK_QUEUE
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
@@ -38,3 +38,10 @@ async def health(req: func.HttpRequest) -> func.HttpResponse:
 async def provision_work(msg: func.QueueMessage) -> None:
     """Make one Graph call (one work item) and record its outcome."""
     await queue_api.on_work_message(msg)
+
+
+@app.function_name("ledger_retention")
+@app.timer_trigger(arg_name="timer", schedule="0 30 3 * * *", use_monitor=True)
+async def ledger_retention(timer: func.TimerRequest) -> None:
+    """Daily at 03:30 UTC: delete requests older than LEDGER_RETENTION_DAYS, with their logs."""
+    await timer_api.on_retention_timer(timer)

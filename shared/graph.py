@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from shared.rules import RuleInfo
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -50,6 +51,8 @@ class Provisioner(Protocol):
     async def provision_on_demand(
         self, service_principal_id: str, job_id: str, rule_id: str, subject: dict[str, Any]
     ) -> GraphAnswer | GraphFailure: ...
+
+    async def schema_rules(self, service_principal_id: str, job_id: str) -> list[RuleInfo] | GraphFailure: ...
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -123,6 +126,45 @@ class GraphProvisioner:
             return GraphFailure(200, "EmptyResponse", "Graph answered 200 with no body", request_id)
         return GraphAnswer(key=answer.key, value=answer.value, request_id=request_id)
 
+    async def schema_rules(self, service_principal_id: str, job_id: str) -> list[RuleInfo] | GraphFailure:
+        """The job schema's synchronization rules (GET …/jobs/{id}/schema); never raises for Graph's answers."""
+        import httpx
+        from kiota_abstractions.api_error import APIError
+        from kiota_abstractions.base_request_configuration import RequestConfiguration
+        from kiota_http.middleware.options import RetryHandlerOption
+
+        config: RequestConfiguration[Any] = RequestConfiguration(
+            options=[RetryHandlerOption(max_retries=0, should_retry=False)]
+        )
+        builder = (
+            self._client.service_principals.by_service_principal_id(service_principal_id)
+            .synchronization.jobs.by_synchronization_job_id(job_id)
+            .schema
+        )
+        try:
+            schema = await builder.get(request_configuration=config)
+        except APIError as exc:
+            return _failure_from_api_error(exc)
+        except httpx.TransportError as exc:
+            return GraphFailure(None, "ConnectionError", f"No answer from Graph ({type(exc).__name__})")
+        rules = []
+        for rule in (schema.synchronization_rules if schema else None) or []:
+            metadata = {m.key: m.value for m in rule.metadata or [] if m.key}
+            sources = tuple(
+                m.source_object_name
+                for m in rule.object_mappings or []
+                if m.source_object_name and m.enabled is not False
+            )
+            rules.append(
+                RuleInfo(
+                    id=rule.id or "",
+                    name=rule.name,
+                    supports_provision_on_demand=str(metadata.get("supportsProvisionOnDemand", "")).lower() == "true",
+                    source_object_names=sources,
+                )
+            )
+        return [r for r in rules if r.id]
+
 
 def _request_body(rule_id: str, subject: dict[str, Any]) -> Any:
     from msgraph_beta.generated.models.synchronization_job_application_parameters import (
@@ -160,7 +202,7 @@ def _failure_from_api_error(exc: Any) -> GraphFailure:
     return GraphFailure(
         http_status=status,
         code=code,
-        message=message or f"Graph answered HTTP {status}",
+        message=message or getattr(exc, "message", None) or f"Graph answered HTTP {status}",
         request_id=request_id or _header(headers, "request-id"),
         retry_after_seconds=parse_retry_after(_header(headers, "retry-after")),
     )

@@ -24,6 +24,8 @@ def recommended_action(http_status: int | None, code: str | None) -> str | None:
         return _PERMISSION
     if http_status == 404:
         return "Check the target's servicePrincipalId and jobId: Graph does not know this job."
+    if http_status == 409:
+        return "Graph reported a conflict with the job's current state; check the job in the portal, then resubmit."
     if http_status == 400 and code == "RequestParameterInvalid":
         return "The ruleId is not a rule of this job; read the job's schema and configure the right ruleId."
     if http_status == 429:

@@ -125,7 +125,15 @@ async def get_provision(req: func.HttpRequest, runtime: Runtime | None = None) -
     if request is None:
         return problem_response(Problem(404, "Unknown request", "No request has this id.", "unknown-request"))
     include_logs = (req.params.get("include") or "") == "provisioningLog"
-    body = views.request_view(request, calls, include_logs=include_logs)
+    blob_logs: dict[str, str | None] = {}
+    if include_logs:
+        try:
+            for call in calls:
+                if call.get("provisioningLogBlob"):
+                    blob_logs[str(call["RowKey"])] = await rt.log_store.get(str(call["provisioningLogBlob"]))
+        except (AzureError, OSError) as exc:
+            return dependency_failure(exc)
+    body = views.request_view(request, calls, include_logs=include_logs, blob_logs=blob_logs)
     if views.is_pending(request):
         return _json(202, body, {"Location": status_url(req, request_id), "Retry-After": str(POLL_SECONDS)})
     return _json(200, body)

@@ -9,13 +9,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from shared import aggregate, fanout
+from shared import aggregate, fanout, request_ids
 from shared.ledger import REQUEST_ROW, Ledger
 from shared.models import ProvisioningRequest
 from shared.problems import FieldError, Problem
@@ -98,19 +97,12 @@ async def accept(
     ledger: Ledger,
     queue: WorkQueue,
     now: datetime,
-    new_request_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+    new_request_id: Callable[[datetime], str] = request_ids.new_request_id,
 ) -> Accepted:
     """Record the request and queue one work item per Graph call."""
     target = resolve_target(request, settings)
-    rule_id = request.rule_id or target.rule_id
-    if rule_id is None:
-        raise Problem(
-            422,
-            "No ruleId",
-            "The target has no ruleId configured; send ruleId or configure it on the target.",
-            "missing-rule",
-            (FieldError("/ruleId", "is required for this target"),),
-        )
+    rule_id = request.rule_id or target.rule_id  # None: the worker discovers it from the job schema
+    rule_source = "request" if request.rule_id else "target" if target.rule_id else None
     start = request.not_before_or(now)
     delay = (start - now).total_seconds()
     if delay > MAX_VISIBILITY_DELAY_SECONDS:
@@ -121,7 +113,7 @@ async def accept(
             errors=(FieldError("/notBefore", "must be at most 7 days from now"),),
         )
 
-    request_id = new_request_id()
+    request_id = new_request_id(now)
     bodies = fanout.plan_calls(request.subjects)
     call_status = "scheduled" if delay > 0 else "queued"
     calls: list[dict[str, Any]] = [
@@ -132,6 +124,7 @@ async def accept(
             "servicePrincipalId": target.service_principal_id,
             "jobId": target.job_id,
             "ruleId": rule_id,
+            "ruleSource": rule_source,
             "status": call_status,
             "attempts": 0,
             "notBefore": start,
@@ -156,7 +149,7 @@ async def accept(
         "callCount": len(calls),
         **summary.as_properties(),
     }
-    await ledger.create({k: v for k, v in row.items() if v is not None}, calls)
+    await ledger.create(row, calls)
 
     semaphore = asyncio.Semaphore(_SEND_CONCURRENCY)
 

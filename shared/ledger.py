@@ -58,9 +58,36 @@ class Ledger:
     async def create(self, request: Entity, calls: list[Entity]) -> None:
         """Write a new request: its calls first, the request row last, so a visible request is complete."""
         await self._ensure_table()
-        rows = [*calls, request]
+        rows = [{k: v for k, v in row.items() if v is not None} for row in (*calls, request)]
         for start in range(0, len(rows), _BATCH):
             await self._table.submit_transaction([("create", row) for row in rows[start : start + _BATCH]])
+
+    async def request_ids_below(self, floor_id: str, limit: int) -> list[str]:
+        """Ids of requests whose id sorts below ``floor_id`` (older than it): a PartitionKey range, no table scan."""
+        await self._ensure_table()
+        query = "PartitionKey lt @floor and RowKey eq @row"
+        found: list[str] = []
+        async for entity in self._table.query_entities(
+            query, parameters={"floor": floor_id, "row": REQUEST_ROW}, select=["PartitionKey"]
+        ):
+            found.append(str(entity["PartitionKey"]))
+            if len(found) >= limit:
+                break
+        return found
+
+    async def delete_request(self, request_id: str) -> int:
+        """Delete a request's whole partition (calls first, the request row last); returns rows deleted."""
+        await self._ensure_table()
+        rows = [
+            dict(e)
+            async for e in self._table.query_entities(
+                "PartitionKey eq @pk", parameters={"pk": request_id}, select=["PartitionKey", "RowKey"]
+            )
+        ]
+        rows.sort(key=lambda e: e["RowKey"] == REQUEST_ROW)
+        for start in range(0, len(rows), _BATCH):
+            await self._table.submit_transaction([("delete", row) for row in rows[start : start + _BATCH]])
+        return len(rows)
 
     async def get_request(self, request_id: str) -> tuple[Entity | None, list[Entity]]:
         """The request row (None if unknown) and its call rows, in call order."""

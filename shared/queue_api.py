@@ -19,4 +19,12 @@ async def on_work_message(msg: func.QueueMessage, runtime: Runtime | None = None
     """Process one work item. A body that is not a work item raises, so the host poisons it after retries."""
     item = WorkItem.from_json(msg.get_body())
     rt = runtime or get_runtime()
-    await worker.process(item, ledger=rt.ledger, queue=rt.work_queue, graph=rt.graph, clock=_now)
+    await worker.process(
+        item,
+        ledger=rt.ledger,
+        queue=rt.work_queue,
+        graph=rt.graph,
+        rules=rt.rule_discovery,
+        logs=rt.log_store,
+        clock=_now,
+    )

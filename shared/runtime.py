@@ -14,13 +14,15 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from shared.ledger import TABLE_NAME, Ledger
-from shared.settings import Settings
+from shared.settings import Settings, SettingsError
 from shared.work_queue import WORK_QUEUE, WorkQueue
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
 
     from shared.graph import Provisioner
+    from shared.log_store import LogStore
+    from shared.rule_discovery import RuleDiscovery
 
 
 @dataclass
@@ -85,6 +87,30 @@ class Runtime:
         from shared.graph import GraphProvisioner
 
         return GraphProvisioner(self.settings, self._managed_identity(self.settings.azure_client_id))
+
+    @cached_property
+    def log_store(self) -> LogStore:
+        """Blob container ``provisioning-logs`` for logs too large for a Table entity."""
+        from azure.storage.blob.aio import BlobServiceClient
+
+        from shared.log_store import CONTAINER, LogStore
+
+        storage = self.settings.storage
+        if storage.connection_string:
+            service = BlobServiceClient.from_connection_string(storage.connection_string)
+        else:
+            if not storage.blob_service_uri:
+                raise SettingsError("AzureWebJobsStorage__blobServiceUri is needed for large provisioning logs")
+            credential = self._managed_identity(storage.credential_client_id)
+            service = BlobServiceClient(storage.blob_service_uri, credential=credential)
+        return LogStore(service.get_container_client(CONTAINER))
+
+    @cached_property
+    def rule_discovery(self) -> RuleDiscovery:
+        """ruleId from the job schema, cached per process."""
+        from shared.rule_discovery import RuleDiscovery
+
+        return RuleDiscovery(self.graph)
 
 
 _runtime: Runtime | None = None

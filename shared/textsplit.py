@@ -17,6 +17,11 @@ def _utf16_units(ch: str) -> int:
     return 2 if ord(ch) > 0xFFFF else 1
 
 
+def utf16_units(text: str) -> int:
+    """The length Table Storage counts (UTF-16 code units)."""
+    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
+
+
 def split(text: str, chunk_units: int = CHUNK_UNITS) -> list[str]:
     """Split so no chunk exceeds ``chunk_units`` UTF-16 code units and no surrogate pair is cut."""
     chunks: list[str] = []

@@ -27,6 +27,8 @@ _REQUEST_FIELDS = (
 )
 _CALL_FIELDS = (
     "status",
+    "ruleId",
+    "ruleSource",
     "attempts",
     "notBefore",
     "nextAttemptAt",
@@ -49,7 +51,7 @@ def _json_value(value: Any) -> Any:
     return value.isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else value
 
 
-def call_view(call: Mapping[str, Any], *, include_log: bool) -> dict[str, Any]:
+def call_view(call: Mapping[str, Any], *, include_log: bool, blob_log: str | None = None) -> dict[str, Any]:
     """One call as the caller sees it."""
     view: dict[str, Any] = {"callId": call["RowKey"]}
     try:
@@ -62,14 +64,18 @@ def call_view(call: Mapping[str, Any], *, include_log: bool) -> dict[str, Any]:
     if call.get("rawKey") is not None:
         view["rawKey"] = call["rawKey"]
     if include_log:
-        log = textsplit.from_properties("provisioningLog", call)
+        log = blob_log if call.get("provisioningLogBlob") else textsplit.from_properties("provisioningLog", call)
         if log is not None:
             view["provisioningLog"] = log
     return view
 
 
 def request_view(
-    request: Mapping[str, Any], calls: Sequence[Mapping[str, Any]], *, include_logs: bool
+    request: Mapping[str, Any],
+    calls: Sequence[Mapping[str, Any]],
+    *,
+    include_logs: bool,
+    blob_logs: Mapping[str, str | None] | None = None,
 ) -> dict[str, Any]:
     """The whole request: its own fields, counts by status, and every call."""
     view: dict[str, Any] = {"requestId": request["PartitionKey"]}
@@ -77,7 +83,8 @@ def request_view(
         if request.get(name) is not None:
             view[name] = _json_value(request[name])
     view["counts"] = {name: int(request.get(f"{name}Count") or 0) for name in aggregate.CALL_STATUSES}
-    view["calls"] = [call_view(c, include_log=include_logs) for c in calls]
+    blobs = blob_logs or {}
+    view["calls"] = [call_view(c, include_log=include_logs, blob_log=blobs.get(str(c["RowKey"]))) for c in calls]
     return view
 
 

@@ -16,6 +16,9 @@ from typing import Any
 from shared import aggregate, graph_errors, outcome, retry, textsplit
 from shared.graph import GraphAnswer, GraphFailure, Provisioner
 from shared.ledger import Ledger, StaleWrite
+from shared.log_store import LogStore
+from shared.rule_discovery import RuleDiscovery
+from shared.rules import NoRule
 from shared.work_queue import WorkItem, WorkQueue
 
 log = logging.getLogger(__name__)
@@ -25,6 +28,9 @@ log = logging.getLogger(__name__)
 CLAIM_SECONDS = 300
 #: A work item that arrives this much before its due time is put back instead of calling early.
 EARLY_TOLERANCE_SECONDS = 1.0
+#: Logs up to this many UTF-16 units (600 KB) are split across call-row properties, larger ones go to a blob:
+#: a Table entity holds at most 1 MiB in all.
+INLINE_LOG_LIMIT_UNITS = 300_000
 
 
 async def process(
@@ -33,6 +39,8 @@ async def process(
     ledger: Ledger,
     queue: WorkQueue,
     graph: Provisioner,
+    rules: RuleDiscovery,
+    logs: LogStore,
     clock: Callable[[], datetime],
 ) -> str:
     """Make the call ``item`` points to, unless it is done, claimed or not yet due. Returns what happened."""
@@ -72,12 +80,38 @@ async def process(
     await ledger.refresh_request(item.request_id, now)
 
     subject = json.loads(str(call["subject"]))
-    result = await graph.provision_on_demand(
-        str(call["servicePrincipalId"]), str(call["jobId"]), str(call["ruleId"]), subject
-    )
+    sp, job = str(call["servicePrincipalId"]), str(call["jobId"])
+    discovered: dict[str, Any] = {}
+    result: GraphAnswer | GraphFailure
+    if call.get("ruleId"):
+        result = await graph.provision_on_demand(sp, job, str(call["ruleId"]), subject)
+    else:
+        rule = await rules.resolve(sp, job, str(subject["objectTypeName"]))
+        if isinstance(rule, NoRule):
+            rejected = {
+                "status": "rejected",
+                "errorCode": "NoMatchingRule",
+                "errorMessage": rule.reason,
+                "completedAt": clock(),
+                "claimedUntil": None,
+            }
+            await ledger.update_call(call, rejected)
+            await ledger.refresh_request(item.request_id, clock())
+            log.warning("no rule fits the subject; call rejected", extra={**ctx, "reason": rule.reason})
+            return "rejected"
+        if isinstance(rule, GraphFailure):
+            result = rule
+        else:
+            discovered = {"ruleId": rule.id, "ruleSource": "schema"}
+            result = await graph.provision_on_demand(sp, job, rule.id, subject)
     now = clock()
     if isinstance(result, GraphAnswer):
-        changes = _answer_changes(result, now)
+        changes = {**_answer_changes(result, now), **discovered}
+        if result.value is not None and textsplit.utf16_units(result.value) > INLINE_LOG_LIMIT_UNITS:
+            changes["provisioningLogBlob"] = await logs.put(item.request_id, item.call_id, result.value)
+            changes["provisioningLogLength"] = len(result.value)
+        elif result.value is not None:
+            changes.update(textsplit.to_properties("provisioningLog", result.value))
         what = str(changes["status"])
     else:
         changes, delay = _failure_changes(result, attempts, now)
@@ -131,8 +165,6 @@ def _answer_changes(answer: GraphAnswer, now: datetime) -> dict[str, Any]:
         "completedAt": now,
         "claimedUntil": None,
     }
-    if answer.value is not None:
-        changes.update(textsplit.to_properties("provisioningLog", answer.value))
     return changes
 
 

@@ -38,6 +38,7 @@ def test_routes_and_auth_levels() -> None:
         "provision_status": ("provision/{requestId}", "FUNCTION", None),
         "health": ("health", "ANONYMOUS", None),
         "provision_work": (None, None, WORK_QUEUE),
+        "ledger_retention": (None, None, None),
     }
 
 

@@ -1,0 +1,34 @@
+"""Finding a call's ruleId from the job schema, once per job per TTL.
+
+Used when neither the request nor the target names a ruleId. The schema GET is not the rate-limited
+provisionOnDemand call, but it is still a Graph round trip: the rules of a job are cached per process.
+"""
+
+from __future__ import annotations
+
+from shared.graph import GraphFailure, Provisioner
+from shared.rules import NoRule, RuleInfo, TtlCache, choose_rule
+
+SCHEMA_TTL_SECONDS = 15 * 60
+
+
+class RuleDiscovery:
+    """Resolves the rule for (servicePrincipalId, jobId, objectTypeName) through a cached schema read."""
+
+    def __init__(self, graph: Provisioner, cache: TtlCache[tuple[str, str], list[RuleInfo]] | None = None) -> None:
+        self._graph = graph
+        self._cache = cache or TtlCache(SCHEMA_TTL_SECONDS)
+
+    async def resolve(
+        self, service_principal_id: str, job_id: str, object_type_name: str
+    ) -> RuleInfo | NoRule | GraphFailure:
+        """The rule to use, why none fits, or the Graph failure that kept us from knowing."""
+        key = (service_principal_id.lower(), job_id)
+        rules = self._cache.get(key)
+        if rules is None:
+            fetched = await self._graph.schema_rules(service_principal_id, job_id)
+            if isinstance(fetched, GraphFailure):
+                return fetched
+            rules = fetched
+            self._cache.put(key, rules)
+        return choose_rule(rules, object_type_name)

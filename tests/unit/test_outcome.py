@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared import outcome
@@ -93,6 +93,10 @@ def test_unparseable_answers_are_failed_and_keep_the_raw_key() -> None:
         assert parsed.raw_key == key
 
 
+PROPERTY_CASES = 1000  # per property; the closing note quotes this count
+
+
+@settings(max_examples=PROPERTY_CASES)
 @given(st.one_of(st.none(), st.text()), st.one_of(st.none(), st.text()))
 def test_never_raises_on_arbitrary_text(key: str | None, value: str | None) -> None:
     parsed = outcome.parse(key, value)
@@ -106,7 +110,59 @@ json_values = st.recursive(
 )
 
 
+@settings(max_examples=PROPERTY_CASES)
 @given(json_values, json_values)
 def test_never_raises_on_arbitrary_json(key: object, value: object) -> None:
     parsed = outcome.parse(json.dumps(key), json.dumps(value))
     assert parsed.status in ("succeeded", "skipped", "failed")
+
+
+log_shapes = st.fixed_dictionaries(
+    {},
+    optional={
+        "action": st.one_of(st.none(), st.text(max_size=10), st.integers()),
+        "changeId": st.one_of(st.none(), st.text(max_size=10), st.lists(st.integers())),
+        "statusInfo": st.one_of(
+            st.none(),
+            st.text(),
+            st.dictionaries(
+                st.sampled_from(["status", "errorCode", "reason"]), st.one_of(st.none(), st.text(max_size=10))
+            ),
+        ),
+        "provisioningSteps": st.one_of(
+            st.none(),
+            st.lists(
+                st.one_of(
+                    st.none(),
+                    st.dictionaries(
+                        st.sampled_from(["name", "status", "details"]),
+                        st.one_of(st.text(max_size=8), st.dictionaries(st.text(max_size=8), st.text(max_size=8))),
+                    ),
+                )
+            ),
+        ),
+        "targetIdentity": st.one_of(st.none(), st.text(), st.dictionaries(st.just("id"), st.text(max_size=8))),
+    },
+)
+keys = st.one_of(
+    st.text(max_size=30),
+    st.builds(
+        lambda r, d: json.dumps({"result": r, "details": d}),
+        st.one_of(st.sampled_from(["Success", "Skipped", "Failure", "success"]), st.text(max_size=8), st.none()),
+        st.one_of(
+            st.none(),
+            st.text(max_size=5),
+            st.dictionaries(st.sampled_from(["errorCode", "errorMessage"]), st.one_of(st.none(), st.text(max_size=8))),
+        ),
+    ),
+)
+
+
+@settings(max_examples=PROPERTY_CASES)
+@given(keys, st.one_of(log_shapes, st.lists(log_shapes, max_size=3)))
+def test_never_raises_on_near_miss_shapes(key: str, log: object) -> None:
+    """Shapes close to Graph's, with wrong types in every field: a status always, a crash never."""
+    parsed = outcome.parse(key, json.dumps(log))
+    assert parsed.status in ("succeeded", "skipped", "failed")
+    if parsed.error_code == "UnparseableResponse":
+        assert parsed.raw_key == key

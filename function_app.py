@@ -7,6 +7,7 @@ real host and the local devhost index exactly the same functions.
 import azure.functions as func
 
 from shared import http_api, queue_api, timer_api
+from shared.queue_api import REQUESTS_QUEUE
 from shared.work_queue import WORK_QUEUE
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
@@ -26,6 +27,22 @@ async def provision_status(req: func.HttpRequest) -> func.HttpResponse:
     return await http_api.get_provision(req)
 
 
+@app.function_name("provision_graph_compatible")
+@app.route(
+    route="servicePrincipals/{servicePrincipalId}/synchronization/jobs/{jobId}/provisionOnDemand", methods=["POST"]
+)
+async def provision_graph_compatible(req: func.HttpRequest) -> func.HttpResponse:
+    """Graph's own provisionOnDemand body and path; Prefer: wait=N answers Graph-shaped when done in time."""
+    return await http_api.post_graph_compatible(req)
+
+
+@app.function_name("openapi")
+@app.route(route="openapi.json", methods=["GET"])
+async def openapi(req: func.HttpRequest) -> func.HttpResponse:
+    """The OpenAPI 3.1 document of this API."""
+    return await http_api.openapi_document(req)
+
+
 @app.function_name("health")
 @app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 async def health(req: func.HttpRequest) -> func.HttpResponse:
@@ -38,6 +55,13 @@ async def health(req: func.HttpRequest) -> func.HttpResponse:
 async def provision_work(msg: func.QueueMessage) -> None:
     """Make one Graph call (one work item) and record its outcome."""
     await queue_api.on_work_message(msg)
+
+
+@app.function_name("provision_requests_queue")
+@app.queue_trigger(arg_name="msg", queue_name=REQUESTS_QUEUE, connection="AzureWebJobsStorage")
+async def provision_requests_queue(msg: func.QueueMessage) -> None:
+    """Requests from provisioning-requests: accepted like HTTP, or rejected and poisoned at once."""
+    await queue_api.on_request_message(msg)
 
 
 @app.function_name("ledger_retention")

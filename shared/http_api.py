@@ -8,6 +8,7 @@ pending, the same ``202`` again on every poll until done, then ``200``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from datetime import UTC, datetime
@@ -16,11 +17,10 @@ from urllib.parse import urlencode, urlsplit
 
 import azure.functions as func
 from azure.core.exceptions import AzureError
-from pydantic import ValidationError
 
-from shared import ids, intake, views
+from shared import cloudevents, ids, intake, normalise, views
 from shared.models import ProvisioningRequest
-from shared.problems import PROBLEM_CONTENT_TYPE, FieldError, Problem, from_validation_error
+from shared.problems import PROBLEM_CONTENT_TYPE, FieldError, Problem
 from shared.runtime import Runtime, get_runtime
 from shared.settings import SettingsError
 
@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 ROUTE_PREFIX = "api"  # host.json extensions.http.routePrefix
 MAX_BODY_BYTES = 256 * 1024
 POLL_SECONDS = 2
+MAX_WAIT_SECONDS = 60
+WAIT_POLL_SECONDS = 0.25
 
 
 def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> func.HttpResponse:
@@ -83,33 +85,107 @@ def read_json_body(req: func.HttpRequest) -> Any:
         ) from exc
 
 
-async def post_provision(req: func.HttpRequest, runtime: Runtime | None = None) -> func.HttpResponse:
-    """``POST /api/provision``: validate, record, queue; answer 202 with where to poll."""
-    try:
-        data = read_json_body(req)
-        try:
-            request = ProvisioningRequest.model_validate_json(json.dumps(data))
-        except ValidationError as exc:
-            raise from_validation_error(exc) from exc
-        rt = runtime or get_runtime()
-        accepted = await intake.accept(
-            request,
-            source="http",
-            settings=rt.settings,
-            ledger=rt.ledger,
-            queue=rt.work_queue,
-            now=datetime.now(UTC),
-        )
-    except Problem as problem:
-        return problem_response(problem, instance=urlsplit(req.url).path)
-    except (AzureError, OSError, SettingsError) as exc:
-        return dependency_failure(exc)
+def _accepted_response(req: func.HttpRequest, accepted: intake.Accepted) -> func.HttpResponse:
     location = status_url(req, accepted.request_id)
     return _json(
         202,
         {"requestId": accepted.request_id, "status": accepted.status, "calls": accepted.calls},
         {"Location": location, "Retry-After": str(POLL_SECONDS)},
     )
+
+
+async def _accept(rt: Runtime, request: ProvisioningRequest, *, source: str, notes: list[str]) -> intake.Accepted:
+    return await intake.accept(
+        request,
+        source=source,
+        settings=rt.settings,
+        ledger=rt.ledger,
+        queue=rt.work_queue,
+        events=rt.events,
+        now=datetime.now(UTC),
+        normalisations=notes,
+    )
+
+
+async def post_provision(req: func.HttpRequest, runtime: Runtime | None = None) -> func.HttpResponse:
+    """``POST /api/provision``: our request, or a CloudEvent carrying one; 202 with where to poll."""
+    try:
+        data = read_json_body(req)
+        content_type = (req.headers.get("content-type") or "").split(";")[0].strip().lower()
+        envelope = cloudevents.unwrap(content_type, req.headers, data)
+        body, notes = normalise.provisioning_request(envelope.data)
+        prefix = "/data" if envelope.mode == "structured" else ""
+        request = intake.validate(body, default_event_id=envelope.event_id, pointer=lambda p: prefix + p, notes=notes)
+        rt = runtime or get_runtime()
+        accepted = await _accept(rt, request, source="http", notes=notes)
+    except Problem as problem:
+        return problem_response(problem, instance=urlsplit(req.url).path)
+    except (AzureError, OSError, SettingsError) as exc:
+        return dependency_failure(exc)
+    return _accepted_response(req, accepted)
+
+
+def prefer_wait(header: str | None) -> int | None:
+    """Seconds from RFC 7240 ``Prefer: wait=N`` (capped at ``MAX_WAIT_SECONDS``), or None."""
+    for preference in (header or "").split(","):
+        name, _, value = preference.strip().partition("=")
+        if name.strip().lower() == "wait" and value.strip().isdigit():
+            return min(int(value.strip()), MAX_WAIT_SECONDS)
+    return None
+
+
+async def post_graph_compatible(req: func.HttpRequest, runtime: Runtime | None = None) -> func.HttpResponse:
+    """Graph's own provisionOnDemand, paced and recorded; with ``Prefer: wait=N`` a Graph-shaped answer."""
+    sp = req.route_params.get("servicePrincipalId", "")
+    job = req.route_params.get("jobId", "")
+    path_errors = [
+        FieldError(pointer, message)
+        for pointer, ok, message in (
+            ("/servicePrincipalId", ids.is_guid(sp), "the path's servicePrincipalId must be a GUID"),
+            ("/jobId", ids.is_job_id(job), "the path's jobId must be a synchronization job id"),
+        )
+        if not ok
+    ]
+    instance = urlsplit(req.url).path
+    if path_errors:
+        return problem_response(Problem(400, "Invalid path", "The path names no valid job.", errors=path_errors))
+    try:
+        data = read_json_body(req)
+        body, notes = normalise.graph_body(data, sp, job)
+        wrapped = isinstance(data, dict) and "parameters" in data
+        request = intake.validate(body, pointer=lambda p: normalise.graph_pointer(p, wrapped), notes=notes)
+        rt = runtime or get_runtime()
+        accepted = await _accept(rt, request, source="graph-compatible", notes=notes)
+        wait = prefer_wait(req.headers.get("prefer"))
+        if wait is None or accepted.calls != 1:
+            return _accepted_response(req, accepted)
+        answer = await _wait_for_graph_answer(rt, accepted.request_id, wait)
+    except Problem as problem:
+        return problem_response(problem, instance=instance)
+    except (AzureError, OSError, SettingsError) as exc:
+        return dependency_failure(exc)
+    if answer is None:
+        response = _accepted_response(req, accepted)
+    else:
+        status, payload = answer
+        response = _json(status, payload, {"Provisioning-Request-Id": accepted.request_id})
+    response.headers["Preference-Applied"] = f"wait={wait}"
+    return response
+
+
+async def _wait_for_graph_answer(rt: Runtime, request_id: str, wait: int) -> tuple[int, Any] | None:
+    """Poll the ledger until the single call is done or ``wait`` seconds pass; then Graph's answer shape."""
+    deadline = asyncio.get_running_loop().time() + wait
+    while True:
+        request, calls = await rt.ledger.get_request(request_id)
+        if request is not None and not views.is_pending(request) and len(calls) == 1:
+            blob = None
+            if calls[0].get("provisioningLogBlob"):
+                blob = await rt.log_store.get(str(calls[0]["provisioningLogBlob"]))
+            return views.graph_answer(calls[0], rt.settings.graph_base_url, blob)
+        if asyncio.get_running_loop().time() >= deadline:
+            return None
+        await asyncio.sleep(WAIT_POLL_SECONDS)
 
 
 async def get_provision(req: func.HttpRequest, runtime: Runtime | None = None) -> func.HttpResponse:
@@ -171,3 +247,10 @@ def dependency_failure(exc: Exception) -> func.HttpResponse:
     """What a caller sees when our own storage or configuration failed: 503, nothing internal."""
     log.error("dependency failure: %s", type(exc).__name__, exc_info=exc)
     return _unavailable()
+
+
+async def openapi_document(req: func.HttpRequest) -> func.HttpResponse:
+    """``GET /api/openapi.json``: the OpenAPI 3.1 document, generated from the models."""
+    from shared import openapi
+
+    return _json(200, openapi.document())

@@ -9,15 +9,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from shared import aggregate, fanout, request_ids
+from shared.idempotency import EventIndex, event_key, fingerprint
 from shared.ledger import REQUEST_ROW, Ledger
 from shared.models import ProvisioningRequest
-from shared.problems import FieldError, Problem
+from shared.problems import FieldError, Problem, from_validation_error
 from shared.settings import Settings, Target
 from shared.work_queue import MAX_VISIBILITY_DELAY_SECONDS, WorkItem, WorkQueue
 
@@ -28,11 +31,32 @@ _SEND_CONCURRENCY = 16
 
 @dataclass(frozen=True)
 class Accepted:
-    """The request is recorded and its calls are queued."""
+    """The request is recorded and its calls are queued (or it already was: ``duplicate``)."""
 
     request_id: str
     status: str
     calls: int
+    duplicate: bool = False
+
+
+def validate(
+    data: Any,
+    *,
+    default_event_id: str | None = None,
+    pointer: Callable[[str], str] = lambda p: p,
+    notes: list[str] | None = None,
+) -> ProvisioningRequest:
+    """The request model from (normalised) JSON, or a 400 Problem naming each field in the caller's terms."""
+    if default_event_id is not None and isinstance(data, dict) and "eventId" not in data:
+        data = {**data, "eventId": default_event_id}
+        if notes is not None:
+            notes.append("eventId taken from the CloudEvent's source and id")
+    try:
+        return ProvisioningRequest.model_validate_json(json.dumps(data))
+    except ValidationError as exc:
+        problem = from_validation_error(exc)
+        errors = tuple(FieldError(pointer(e.pointer), e.detail) for e in problem.errors)
+        raise Problem(problem.status, problem.title, problem.detail, problem.slug, errors) from exc
 
 
 def resolve_target(request: ProvisioningRequest, settings: Settings) -> Target:
@@ -96,10 +120,12 @@ async def accept(
     settings: Settings,
     ledger: Ledger,
     queue: WorkQueue,
+    events: EventIndex,
     now: datetime,
+    normalisations: Sequence[str] = (),
     new_request_id: Callable[[datetime], str] = request_ids.new_request_id,
 ) -> Accepted:
-    """Record the request and queue one work item per Graph call."""
+    """Record the request and queue one work item per Graph call; a repeated ``eventId`` answers the first."""
     target = resolve_target(request, settings)
     rule_id = request.rule_id or target.rule_id  # None: the worker discovers it from the job schema
     rule_source = "request" if request.rule_id else "target" if target.rule_id else None
@@ -114,6 +140,30 @@ async def accept(
         )
 
     request_id = new_request_id(now)
+    event = request.event_id
+    if event is not None:
+        mark = fingerprint(request, f"{target.service_principal_id}/{target.job_id}".lower())
+        known = await events.claim(event, request_id, mark, now)
+        if known is not None:
+            if known.fingerprint != mark:
+                raise Problem(
+                    409,
+                    "eventId already used",
+                    f"eventId {event!r} was already used for a different request ({known.request_id}).",
+                    "event-conflict",
+                    (FieldError("/eventId", "was already used with a different body"),),
+                )
+            existing, _ = await ledger.get_request(known.request_id)
+            if existing is not None:
+                log.info(
+                    "duplicate event answered with its request", extra={"requestId": known.request_id, "eventId": event}
+                )
+                return Accepted(
+                    known.request_id, str(existing["status"]), int(existing.get("callCount") or 0), duplicate=True
+                )
+            # The first intake of this event has not finished writing (it is concurrent, or it crashed):
+            # finish it under the same request id; every write below tolerates rows that already exist.
+            request_id = known.request_id
     bodies = fanout.plan_calls(request.subjects)
     call_status = "scheduled" if delay > 0 else "queued"
     calls: list[dict[str, Any]] = [
@@ -147,9 +197,11 @@ async def accept(
         "createdAt": now,
         "updatedAt": now,
         "callCount": len(calls),
+        "eventKey": event_key(event) if event is not None else None,
+        "normalisations": json.dumps(list(normalisations)) if normalisations else None,
         **summary.as_properties(),
     }
-    await ledger.create(row, calls)
+    await ledger.create(row, calls, tolerate_existing=event is not None)
 
     semaphore = asyncio.Semaphore(_SEND_CONCURRENCY)
 

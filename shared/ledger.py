@@ -55,12 +55,28 @@ class Ledger:
         with contextlib.suppress(ResourceNotFoundError):
             await self._table.get_entity("health", "probe")
 
-    async def create(self, request: Entity, calls: list[Entity]) -> None:
-        """Write a new request: its calls first, the request row last, so a visible request is complete."""
+    async def create(self, request: Entity, calls: list[Entity], *, tolerate_existing: bool = False) -> None:
+        """Write a new request: its calls first, the request row last, so a visible request is complete.
+
+        ``tolerate_existing`` finishes a creation that another intake of the same event started: a batch
+        whose rows already exist is skipped, so the rows are the same whoever wrote them first.
+        """
+        from azure.data.tables import TableErrorCode, TableTransactionError
+
         await self._ensure_table()
         rows = [{k: v for k, v in row.items() if v is not None} for row in (*calls, request)]
         for start in range(0, len(rows), _BATCH):
-            await self._table.submit_transaction([("create", row) for row in rows[start : start + _BATCH]])
+            try:
+                await self._table.submit_transaction([("create", row) for row in rows[start : start + _BATCH]])
+            except TableTransactionError as exc:
+                if not (tolerate_existing and getattr(exc, "error_code", None) == TableErrorCode.ENTITY_ALREADY_EXISTS):
+                    raise
+                await self._create_missing(rows[start : start + _BATCH])
+
+    async def _create_missing(self, rows: list[Entity]) -> None:
+        for row in rows:
+            with contextlib.suppress(ResourceExistsError):
+                await self._table.create_entity(row)
 
     async def request_ids_below(self, floor_id: str, limit: int) -> list[str]:
         """Ids of requests whose id sorts below ``floor_id`` (older than it): a PartitionKey range, no table scan."""

@@ -1,14 +1,31 @@
-"""Queue boundary: a ``provisioning-work`` message in, one call made and recorded."""
+"""Queue boundary: messages in, use cases called.
+
+``provisioning-requests`` takes the same request JSON as ``POST /api/provision`` (or a structured
+CloudEvent). A message that can never be valid is recorded ``rejected`` in the ledger with its reasons and
+moved to ``provisioning-requests-poison`` at once, instead of failing five times first; a failure of our
+own storage raises, so the host retries the message. ``provisioning-work`` messages are one Graph call each.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
 from datetime import UTC, datetime
+from typing import Any
 
 import azure.functions as func
 
-from shared import worker
+from shared import cloudevents, intake, normalise, worker
+from shared.ledger import REQUEST_ROW
+from shared.problems import FieldError, Problem
+from shared.request_ids import stable_request_id
 from shared.runtime import Runtime, get_runtime
 from shared.work_queue import WorkItem
+
+log = logging.getLogger(__name__)
+
+REQUESTS_QUEUE = "provisioning-requests"
+REQUESTS_POISON_QUEUE = f"{REQUESTS_QUEUE}-poison"
 
 
 def _now() -> datetime:
@@ -28,3 +45,81 @@ async def on_work_message(msg: func.QueueMessage, runtime: Runtime | None = None
         logs=rt.log_store,
         clock=_now,
     )
+
+
+def parse_request_message(body: bytes) -> tuple[Any, str | None, list[str], str]:
+    """A message body → (request JSON, default event id, notes, pointer prefix); a Problem if it is not JSON."""
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise Problem(
+            400,
+            "Malformed JSON",
+            f"The message is not valid JSON: {exc}",
+            "malformed-json",
+            (FieldError("", "is not valid JSON"),),
+        ) from exc
+    envelope = cloudevents.unwrap("", {}, data)
+    request, notes = normalise.provisioning_request(envelope.data)
+    return request, envelope.event_id, notes, "/data" if envelope.mode == "structured" else ""
+
+
+async def on_request_message(msg: func.QueueMessage, runtime: Runtime | None = None) -> None:
+    """Intake from ``provisioning-requests``: accept like HTTP, or record the rejection and poison at once."""
+    rt = runtime or get_runtime()
+    body = msg.get_body()
+    try:
+        data, event_id, notes, prefix = parse_request_message(body)
+        request = intake.validate(data, default_event_id=event_id, pointer=lambda p: prefix + p, notes=notes)
+        accepted = await intake.accept(
+            request,
+            source="queue",
+            settings=rt.settings,
+            ledger=rt.ledger,
+            queue=rt.work_queue,
+            events=rt.events,
+            now=_now(),
+            normalisations=notes,
+        )
+    except Problem as problem:
+        await _reject(rt, msg, body, problem)
+        return
+    log.info("queued request accepted", extra={"requestId": accepted.request_id, "messageId": msg.id})
+
+
+async def _reject(rt: Runtime, msg: func.QueueMessage, body: bytes, problem: Problem) -> None:
+    """Record why the message can never be valid, then move it to the poison queue ourselves."""
+    now = _now()
+    message_id = msg.id or ""
+    request_id = stable_request_id(now, f"queue-message:{message_id}:{body!r}")
+    event_id = _event_id_of(body)
+    row = {
+        "PartitionKey": request_id,
+        "RowKey": REQUEST_ROW,
+        "requestId": request_id,
+        "eventId": event_id,
+        "source": "queue",
+        "status": "rejected",
+        "reason": f"{problem.title}: {problem.detail}",
+        "errors": json.dumps([{"pointer": e.pointer, "detail": e.detail} for e in problem.errors]),
+        "queueMessageId": message_id,
+        "poisonQueue": REQUESTS_POISON_QUEUE,
+        "callCount": 0,
+        "createdAt": now,
+        "updatedAt": now,
+    }
+    await rt.ledger.create(row, [], tolerate_existing=True)
+    await rt.queue(REQUESTS_POISON_QUEUE).send_text(body.decode("utf-8", errors="replace"))
+    log.warning(
+        "queued request rejected and moved to the poison queue",
+        extra={"requestId": request_id, "messageId": message_id, "reason": problem.title},
+    )
+
+
+def _event_id_of(body: bytes) -> str | None:
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    event = data.get("eventId") if isinstance(data, dict) else None
+    return event if isinstance(event, str) and 0 < len(event) <= 200 else None

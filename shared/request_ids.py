@@ -20,6 +20,18 @@ def new_request_id(now: datetime) -> str:
     return f"{value:032x}"
 
 
+def stable_request_id(moment: datetime, seed: str) -> str:
+    """An id for ``moment`` whose random part comes from ``seed``: the same message always maps to one id."""
+    import hashlib
+
+    millis = int(moment.timestamp() * 1000) & ((1 << 48) - 1)
+    digest = int.from_bytes(hashlib.sha256(seed.encode("utf-8")).digest()[:10], "big")
+    rand_a = digest >> 68 & 0xFFF
+    rand_b = digest & ((1 << 62) - 1)
+    value = (millis << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b
+    return f"{value:032x}"
+
+
 def id_floor(moment: datetime) -> str:
     """The smallest id a request created at ``moment`` can have: every older id sorts below it."""
     millis = int(moment.timestamp() * 1000) & ((1 << 48) - 1)

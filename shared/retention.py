@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from shared.idempotency import EventIndex
 from shared.ledger import Ledger
 from shared.log_store import LogStore
 from shared.request_ids import id_floor
@@ -29,12 +30,15 @@ class Purged:
     blobs: int
 
 
-async def purge(ledger: Ledger, logs: LogStore, *, now: datetime, retention_days: int) -> Purged:
+async def purge(ledger: Ledger, logs: LogStore, events: EventIndex, *, now: datetime, retention_days: int) -> Purged:
     """Delete every request created more than ``retention_days`` before ``now`` (bounded per run)."""
     floor = id_floor(now - timedelta(days=retention_days))
     expired = await ledger.request_ids_below(floor, MAX_REQUESTS_PER_RUN)
     rows = blobs = 0
     for request_id in expired:
+        request, _ = await ledger.get_request(request_id)
+        if request is not None and request.get("eventKey"):
+            await events.forget(str(request["eventKey"]))
         blobs += await logs.delete_request(request_id)
         rows += await ledger.delete_request(request_id)
     if expired:

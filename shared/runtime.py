@@ -19,8 +19,10 @@ from shared.work_queue import WORK_QUEUE, WorkQueue
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
+    from azure.data.tables.aio import TableClient
 
     from shared.graph import Provisioner
+    from shared.idempotency import EventIndex
     from shared.log_store import LogStore
     from shared.rule_discovery import RuleDiscovery
 
@@ -39,19 +41,20 @@ class Runtime:
             self._credentials[client_id] = ManagedIdentityCredential(client_id=client_id)
         return self._credentials[client_id]
 
-    @cached_property
-    def ledger(self) -> Ledger:
-        """The ledger on the app's storage account."""
+    def _table(self, name: str) -> TableClient:
         from azure.data.tables.aio import TableClient
 
         storage = self.settings.storage
         if storage.connection_string:
-            table = TableClient.from_connection_string(storage.connection_string, table_name=TABLE_NAME)
-        else:
-            assert storage.table_service_uri
-            credential = self._managed_identity(storage.credential_client_id)
-            table = TableClient(endpoint=storage.table_service_uri, table_name=TABLE_NAME, credential=credential)
-        return Ledger(table)
+            return TableClient.from_connection_string(storage.connection_string, table_name=name)
+        assert storage.table_service_uri
+        credential = self._managed_identity(storage.credential_client_id)
+        return TableClient(endpoint=storage.table_service_uri, table_name=name, credential=credential)
+
+    @cached_property
+    def ledger(self) -> Ledger:
+        """The ledger on the app's storage account."""
+        return Ledger(self._table(TABLE_NAME))
 
     def queue(self, name: str) -> WorkQueue:
         """A queue on the app's storage account, base64 like the Functions trigger expects."""
@@ -87,6 +90,13 @@ class Runtime:
         from shared.graph import GraphProvisioner
 
         return GraphProvisioner(self.settings, self._managed_identity(self.settings.azure_client_id))
+
+    @cached_property
+    def events(self) -> EventIndex:
+        """Table ``ProvisioningEvents``: which request each eventId made."""
+        from shared.idempotency import EVENTS_TABLE, EventIndex
+
+        return EventIndex(self._table(EVENTS_TABLE))
 
     @cached_property
     def log_store(self) -> LogStore:

@@ -14,5 +14,5 @@ async def on_retention_timer(timer: func.TimerRequest, runtime: Runtime | None =
     """Delete requests older than ``LEDGER_RETENTION_DAYS``."""
     rt = runtime or get_runtime()
     return await retention.purge(
-        rt.ledger, rt.log_store, now=datetime.now(UTC), retention_days=rt.settings.ledger_retention_days
+        rt.ledger, rt.log_store, rt.events, now=datetime.now(UTC), retention_days=rt.settings.ledger_retention_days
     )

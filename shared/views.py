@@ -82,6 +82,12 @@ def request_view(
     for name in _REQUEST_FIELDS:
         if request.get(name) is not None:
             view[name] = _json_value(request[name])
+    for name in ("normalisations", "errors"):
+        if request.get(name):
+            try:
+                view[name] = json.loads(str(request[name]))
+            except ValueError:
+                view[name] = [str(request[name])]
     view["counts"] = {name: int(request.get(f"{name}Count") or 0) for name in aggregate.CALL_STATUSES}
     blobs = blob_logs or {}
     view["calls"] = [call_view(c, include_log=include_logs, blob_log=blobs.get(str(c["RowKey"]))) for c in calls]
@@ -91,3 +97,22 @@ def request_view(
 def is_pending(request: Mapping[str, Any]) -> bool:
     """True while any call may still change."""
     return request.get("status") == aggregate.PENDING
+
+
+def graph_answer(call: Mapping[str, Any], graph_base_url: str, blob_log: str | None) -> tuple[int, Any]:
+    """A finished call as Graph itself answered it: the ``stringKeyStringValuePair``, or Graph's error body."""
+    status = str(call.get("status"))
+    http_status = call.get("httpStatus")
+    if status in ("succeeded", "skipped") or (status == "failed" and http_status == 200):
+        log = blob_log if call.get("provisioningLogBlob") else textsplit.from_properties("provisioningLog", call)
+        context = f"{graph_base_url}/$metadata#microsoft.graph.stringKeyStringValuePair"
+        return 200, {"@odata.context": context, "key": call.get("graphKey"), "value": log}
+    error = {
+        "code": call.get("errorCode") or "ProvisioningFailed",
+        "message": call.get("errorMessage") or "The provisioning call failed.",
+        "innerError": {"request-id": call.get("graphRequestId")} if call.get("graphRequestId") else {},
+    }
+    if status == "rejected":
+        return 400, {"error": error}
+    code = int(http_status) if isinstance(http_status, int) and 400 <= http_status <= 599 else 502
+    return code, {"error": error}

@@ -71,6 +71,11 @@ class WorkQueue:
         await self._ensure_queue()
         await self._queue.get_queue_properties()
 
+    async def send_text(self, text: str) -> None:
+        """Enqueue a raw text message (base64 on the wire, like every message the host reads)."""
+        await self._ensure_queue()
+        await self._queue.send_message(text)
+
     async def send(self, item: WorkItem, delay_seconds: float = 0) -> None:
         """Enqueue ``item``, invisible for ``delay_seconds`` (clamped to the 7-day maximum)."""
         await self._ensure_queue()

@@ -160,6 +160,7 @@ def _answer_changes(answer: GraphAnswer, now: datetime) -> dict[str, Any]:
         "targetObjectId": parsed.target_object_id,
         "failedStep": parsed.failed_step,
         "rawKey": parsed.raw_key,
+        "graphKey": answer.key,
         "graphRequestId": answer.request_id,
         "httpStatus": answer.http_status,
         "completedAt": now,

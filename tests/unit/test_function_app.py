@@ -37,6 +37,13 @@ def test_routes_and_auth_levels() -> None:
         "provision": ("provision", "FUNCTION", None),
         "provision_status": ("provision/{requestId}", "FUNCTION", None),
         "health": ("health", "ANONYMOUS", None),
+        "provision_graph_compatible": (
+            "servicePrincipals/{servicePrincipalId}/synchronization/jobs/{jobId}/provisionOnDemand",
+            "FUNCTION",
+            None,
+        ),
+        "openapi": ("openapi.json", "FUNCTION", None),
+        "provision_requests_queue": (None, None, "provisioning-requests"),
         "provision_work": (None, None, WORK_QUEUE),
         "ledger_retention": (None, None, None),
     }

@@ -1,0 +1,94 @@
+"""CloudEvents 1.0 envelopes around a provisioning request (pure).
+
+Event Grid, HR connectors and Logic Apps often deliver events as CloudEvents: structured mode (the whole
+event is the JSON body, ``application/cloudevents+json``) or binary mode (``ce-*`` headers, ``data`` is the
+body). Either way ``data`` is the provisioning request; when it carries no ``eventId``, the event's
+``source`` and ``id`` (unique together, by the spec) become the idempotency key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from shared.problems import FieldError, Problem
+
+STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
+_REQUIRED = ("specversion", "id", "source", "type")
+_ENVELOPE_KEYS = {"specversion", "id", "source", "type", "subject", "time", "datacontenttype", "dataschema", "data"}
+
+
+@dataclass(frozen=True)
+class Unwrapped:
+    """The request inside an envelope, and the event id to use when the request names none."""
+
+    data: Any
+    event_id: str | None
+    mode: str | None  # "structured", "binary" or None (no envelope)
+
+
+def _event_id(source: str, event_id: str) -> str:
+    key = f"{source}#{event_id}"
+    if len(key) <= 200:
+        return key
+    return "ce-sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+
+def _check_attributes(attrs: Mapping[str, Any], prefix: str) -> None:
+    errors = [
+        FieldError(f"{prefix}{name}", "is required and must be a non-empty string")
+        for name in _REQUIRED
+        if not isinstance(attrs.get(name), str) or not attrs.get(name)
+    ]
+    if not errors and attrs.get("specversion") != "1.0":
+        errors.append(FieldError(f"{prefix}specversion", "must be 1.0"))
+    content_type = attrs.get("datacontenttype")
+    if content_type is not None and not str(content_type).split(";")[0].strip().lower().endswith("json"):
+        errors.append(FieldError(f"{prefix}datacontenttype", "must be application/json"))
+    if errors:
+        raise Problem(
+            400, "The CloudEvent is not valid", "The envelope misses required attributes.", errors=tuple(errors)
+        )
+
+
+def is_structured(content_type: str, data: Any) -> bool:
+    """A structured-mode event: by its media type, or a JSON object that has ``specversion`` and ``data``."""
+    if content_type == STRUCTURED_CONTENT_TYPE:
+        return True
+    return isinstance(data, dict) and "specversion" in data and "data" in data
+
+
+def unwrap(content_type: str, headers: Mapping[str, str], data: Any) -> Unwrapped:
+    """Take the request out of a CloudEvent, if it is in one; refuse a malformed envelope with a Problem."""
+    if is_structured(content_type, data):
+        if not isinstance(data, dict):
+            raise Problem(
+                400,
+                "The CloudEvent is not valid",
+                "A structured CloudEvent is a JSON object.",
+                errors=(FieldError("", "must be a JSON object"),),
+            )
+        _check_attributes(data, "/")
+        unknown = sorted(k for k in data if k not in _ENVELOPE_KEYS and not k.isalnum())
+        if unknown:
+            raise Problem(
+                400,
+                "The CloudEvent is not valid",
+                "Extension attribute names are lowercase letters and digits.",
+                errors=tuple(FieldError(f"/{k}", "is not a valid attribute name") for k in unknown),
+            )
+        if "data" not in data:
+            raise Problem(
+                400,
+                "The CloudEvent is not valid",
+                "The event carries no data.",
+                errors=(FieldError("/data", "is required: the provisioning request"),),
+            )
+        return Unwrapped(data["data"], _event_id(data["source"], data["id"]), "structured")
+    attrs = {k[3:].lower(): v for k, v in headers.items() if k.lower().startswith("ce-")}
+    if "specversion" in attrs:
+        _check_attributes(attrs, "ce-")
+        return Unwrapped(data, _event_id(attrs["source"], attrs["id"]), "binary")
+    return Unwrapped(data, None, None)

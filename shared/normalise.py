@@ -1,0 +1,109 @@
+"""What callers really write, turned into the request model's shape before validation (pure).
+
+Each rewrite is recorded as a short note and stored on the request row, so an operator can see that the
+app, not the caller, spelled something differently. Only unambiguous rewrites are made here; casing of
+``objectTypeName`` depends on the target's rule and is settled by the worker against the job schema.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.problems import FieldError, Problem
+
+_SUBJECT_KEYS = ("objectId", "objectTypeName", "objectType", "links")
+
+
+def _rename_object_type(subject: Any, pointer: str, notes: list[str]) -> Any:
+    """Seed 001's (and an early docs example's) ``objectType`` means ``objectTypeName``."""
+    if not isinstance(subject, dict):
+        return subject
+    result = dict(subject)
+    if "objectType" in result and "objectTypeName" not in result:
+        result["objectTypeName"] = result.pop("objectType")
+        notes.append(f"{pointer}/objectType renamed to objectTypeName")
+    links = result.get("links")
+    if isinstance(links, dict):
+        new_links = dict(links)
+        for name in ("members", "owners"):
+            if isinstance(links.get(name), list):
+                new_links[name] = [
+                    _rename_object_type(s, f"{pointer}/links/{name}/{i}", notes) for i, s in enumerate(links[name])
+                ]
+        if "manager" in links:
+            new_links["manager"] = _rename_object_type(links["manager"], f"{pointer}/links/manager", notes)
+        result["links"] = new_links
+    return result
+
+
+def provisioning_request(data: Any) -> tuple[Any, list[str]]:
+    """``POST /api/provision`` body → request model input; also takes one bare subject as the whole body."""
+    notes: list[str] = []
+    if isinstance(data, dict) and "subjects" not in data and "objectId" in data and set(data) <= set(_SUBJECT_KEYS):
+        data = {"subjects": [data]}
+        notes.append("a bare subject was wrapped as subjects[0]")
+    if isinstance(data, dict) and isinstance(data.get("subjects"), list):
+        data = dict(data)
+        data["subjects"] = [_rename_object_type(s, f"/subjects/{i}", notes) for i, s in enumerate(data["subjects"])]
+    return data, notes
+
+
+def graph_body(data: Any, service_principal_id: str, job_id: str) -> tuple[Any, list[str]]:
+    """Graph's own provisionOnDemand body (``{"parameters": [{"ruleId", "subjects"}]}``) → request model input.
+
+    A body without the ``parameters`` wrapper (``{"ruleId", "subjects"}``) is accepted too and noted. Graph
+    takes one ``parameters`` entry; more is refused here rather than silently dropped.
+    """
+    notes: list[str] = []
+    if not isinstance(data, dict):
+        raise Problem(
+            400,
+            "The request body is not valid",
+            "Send Graph's provisionOnDemand body.",
+            errors=(FieldError("", "must be a JSON object"),),
+        )
+    if "parameters" in data:
+        unknown = sorted(set(data) - {"parameters"})
+        if unknown:
+            raise Problem(
+                400,
+                "The request body is not valid",
+                "Unknown fields.",
+                errors=tuple(FieldError(f"/{k}", "is not a known field") for k in unknown),
+            )
+        params = data["parameters"]
+        if not isinstance(params, list) or len(params) != 1 or not isinstance(params[0], dict):
+            raise Problem(
+                400,
+                "The request body is not valid",
+                "Graph takes exactly one parameters entry.",
+                errors=(FieldError("/parameters", "must be a list with exactly one object"),),
+            )
+        inner = params[0]
+        prefix = "/parameters/0"
+    else:
+        inner = data
+        prefix = ""
+        notes.append("a body without the parameters wrapper was accepted")
+    unknown = sorted(set(inner) - {"ruleId", "subjects", "@odata.type"})
+    if unknown:
+        raise Problem(
+            400,
+            "The request body is not valid",
+            "Unknown fields.",
+            errors=tuple(FieldError(f"{prefix}/{k}", "is not a known field") for k in unknown),
+        )
+    request: dict[str, Any] = {"servicePrincipalId": service_principal_id, "jobId": job_id}
+    if "ruleId" in inner:
+        request["ruleId"] = inner["ruleId"]
+    if "subjects" in inner:
+        request["subjects"] = inner["subjects"]
+    request, more = provisioning_request(request)
+    return request, notes + more
+
+
+def graph_pointer(pointer: str, wrapped: bool) -> str:
+    """Map a pointer into the request model back into the Graph body the caller sent."""
+    if wrapped and (pointer.startswith("/subjects") or pointer.startswith("/ruleId")):
+        return "/parameters/0" + pointer
+    return pointer

@@ -19,10 +19,7 @@ class RuleDiscovery:
         self._graph = graph
         self._cache = cache or TtlCache(SCHEMA_TTL_SECONDS)
 
-    async def resolve(
-        self, service_principal_id: str, job_id: str, object_type_name: str
-    ) -> RuleInfo | NoRule | GraphFailure:
-        """The rule to use, why none fits, or the Graph failure that kept us from knowing."""
+    async def _rules(self, service_principal_id: str, job_id: str) -> list[RuleInfo] | GraphFailure:
         key = (service_principal_id.lower(), job_id)
         rules = self._cache.get(key)
         if rules is None:
@@ -31,4 +28,23 @@ class RuleDiscovery:
                 return fetched
             rules = fetched
             self._cache.put(key, rules)
+        return rules
+
+    async def known_rule(self, service_principal_id: str, job_id: str, rule_id: str) -> RuleInfo | None:
+        """The configured rule as the schema describes it; None when the schema cannot be read or lacks it.
+
+        Only used to settle ``objectTypeName`` casing, so a failure here never blocks the call itself.
+        """
+        rules = await self._rules(service_principal_id, job_id)
+        if isinstance(rules, GraphFailure):
+            return None
+        return next((r for r in rules if r.id == rule_id), None)
+
+    async def resolve(
+        self, service_principal_id: str, job_id: str, object_type_name: str
+    ) -> RuleInfo | NoRule | GraphFailure:
+        """The rule to use, why none fits, or the Graph failure that kept us from knowing."""
+        rules = await self._rules(service_principal_id, job_id)
+        if isinstance(rules, GraphFailure):
+            return rules
         return choose_rule(rules, object_type_name)

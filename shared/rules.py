@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -80,3 +80,35 @@ class TtlCache(Generic[K, V]):
     def put(self, key: K, value: V) -> None:
         """Cache ``value`` for ``ttl_seconds``."""
         self._items[key] = (self.clock() + self.ttl_seconds, value)
+
+
+def normalise_types(subject: dict[str, Any], rule: RuleInfo) -> tuple[dict[str, Any], list[str]]:
+    """Spell each ``objectTypeName`` (subject and links) as the rule does, when only the case differs.
+
+    ``objectTypeName`` is case-sensitive in Graph (``User`` for apps, ``user`` for AD cloud sync) and callers
+    write either; the rule's object mappings say which one this job takes. Returns notes for the ledger.
+    """
+    notes: list[str] = []
+    names = rule.source_object_names
+
+    def fix(item: dict[str, Any], pointer: str) -> dict[str, Any]:
+        written = item.get("objectTypeName")
+        if not isinstance(written, str) or written in names:
+            return item
+        matches = [n for n in names if n.casefold() == written.casefold()]
+        if len(matches) != 1:
+            return item
+        notes.append(f"{pointer}/objectTypeName {written!r} -> {matches[0]!r} (as rule {rule.id} spells it)")
+        return {**item, "objectTypeName": matches[0]}
+
+    result = fix(subject, "")
+    links = result.get("links")
+    if isinstance(links, dict):
+        new_links = dict(links)
+        for name in ("members", "owners"):
+            if isinstance(links.get(name), list):
+                new_links[name] = [fix(m, f"/links/{name}/{i}") for i, m in enumerate(links[name])]
+        if isinstance(links.get("manager"), dict):
+            new_links["manager"] = fix(links["manager"], "/links/manager")
+        result = {**result, "links": new_links}
+    return result, notes

@@ -61,6 +61,11 @@ def call_view(call: Mapping[str, Any], *, include_log: bool, blob_log: str | Non
     for name in _CALL_FIELDS:
         if call.get(name) is not None:
             view[name] = _json_value(call[name])
+    if call.get("normalisations"):
+        try:
+            view["normalisations"] = json.loads(str(call["normalisations"]))
+        except ValueError:
+            view["normalisations"] = [str(call["normalisations"])]
     if call.get("rawKey") is not None:
         view["rawKey"] = call["rawKey"]
     if include_log:

@@ -18,7 +18,7 @@ from shared.graph import GraphAnswer, GraphFailure, Provisioner
 from shared.ledger import Ledger, StaleWrite
 from shared.log_store import LogStore
 from shared.rule_discovery import RuleDiscovery
-from shared.rules import NoRule
+from shared.rules import NoRule, normalise_types
 from shared.work_queue import WorkItem, WorkQueue
 
 log = logging.getLogger(__name__)
@@ -83,8 +83,13 @@ async def process(
     sp, job = str(call["servicePrincipalId"]), str(call["jobId"])
     discovered: dict[str, Any] = {}
     result: GraphAnswer | GraphFailure
-    if call.get("ruleId"):
-        result = await graph.provision_on_demand(sp, job, str(call["ruleId"]), subject)
+    rule_id = str(call["ruleId"]) if call.get("ruleId") else None
+    if rule_id is not None:
+        known = await rules.known_rule(sp, job, rule_id)
+        if known is not None:
+            subject, notes = normalise_types(subject, known)
+            if notes:
+                discovered.update(_normalised(subject, notes))
     else:
         rule = await rules.resolve(sp, job, str(subject["objectTypeName"]))
         if isinstance(rule, NoRule):
@@ -102,8 +107,13 @@ async def process(
         if isinstance(rule, GraphFailure):
             result = rule
         else:
+            rule_id = rule.id
             discovered = {"ruleId": rule.id, "ruleSource": "schema"}
-            result = await graph.provision_on_demand(sp, job, rule.id, subject)
+            subject, notes = normalise_types(subject, rule)
+            if notes:
+                discovered.update(_normalised(subject, notes))
+    if rule_id is not None:
+        result = await graph.provision_on_demand(sp, job, rule_id, subject)
     now = clock()
     if isinstance(result, GraphAnswer):
         changes = {**_answer_changes(result, now), **discovered}
@@ -138,6 +148,11 @@ async def process(
         extra={**ctx, "status": what, "attempts": attempts, "errorCode": changes.get("errorCode")},
     )
     return what
+
+
+def _normalised(subject: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+    """Call-row properties recording that the subject sent differs in spelling from the one requested."""
+    return {"subject": json.dumps(subject, separators=(",", ":")), "normalisations": json.dumps(notes)}
 
 
 def _as_dt(value: Any) -> datetime:

@@ -32,7 +32,7 @@ _FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (
 )
 
 # Far enough to cover every leap-day schedule; a schedule with no occurrence in this window never fires.
-_SEARCH_YEARS = 9
+_SEARCH_YEARS = 28  # weekdays repeat on the same dates every 28 years (1901-2099)
 
 
 def _value(text: str, lo: int, hi: int, names: dict[str, int], field: str) -> int:

@@ -27,6 +27,10 @@ INFRA = ROOT / "infra"
 OPTIONAL_WITH_SAFE_DEFAULT: dict[str, str] = {
     "GRAPH_BASE_URL": "GRAPH_CLOUD picks the Graph host and token scope in Azure; GRAPH_BASE_URL is for the local "
     "emulator and would override GRAPH_CLOUD if set.",
+    "WORK_CLAIM_SECONDS": "How long one instance's claim on a work item lasts before another may take it over "
+    "(default 300 s). A tuning knob the tests shorten; the default is the one meant for Azure.",
+    "JOB_HOLD_SECONDS": "How long the items of a paused or quarantined job wait before the job is looked at again "
+    "(default 60 s). A tuning knob with a safe default.",
 }
 
 #: App settings satisfied by another form of the same setting.

@@ -9,13 +9,16 @@ body). Either way ``data`` is the provisioning request; when it carries no ``eve
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from shared.problems import FieldError, Problem
+from shared import ids
+from shared.problems import FieldError, Problem, json_pointer
 
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _REQUIRED = ("specversion", "id", "source", "type")
 _ENVELOPE_KEYS = {"specversion", "id", "source", "type", "subject", "time", "datacontenttype", "dataschema", "data"}
 
@@ -30,23 +33,29 @@ class Unwrapped:
 
 
 def _event_id(source: str, event_id: str) -> str:
+    """``source#id``, or its hash when that would not be a valid ``eventId`` (too long, control characters, …)."""
     key = f"{source}#{event_id}"
-    if len(key) <= 200:
+    if len(key) <= 200 and ids.is_object_id(key) and not _SURROGATE.search(key):
         return key
-    return "ce-sha256:" + hashlib.sha256(key.encode()).hexdigest()
+    # surrogatepass: a lone surrogate (a "\ud800" escape in the JSON) cannot be encoded otherwise.
+    return "ce-sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _check_attributes(attrs: Mapping[str, Any], prefix: str) -> None:
+def _check_attributes(attrs: Mapping[str, Any], *, binary: bool) -> None:
+    def error(name: str, detail: str) -> FieldError:
+        # Structured mode: a member of the body; binary mode: a ce-* request header, not a JSON pointer.
+        return FieldError("", detail, header=f"ce-{name}") if binary else FieldError(f"/{name}", detail)
+
     errors = [
-        FieldError(f"{prefix}{name}", "is required and must be a non-empty string")
+        error(name, "is required and must be a non-empty string")
         for name in _REQUIRED
         if not isinstance(attrs.get(name), str) or not attrs.get(name)
     ]
     if not errors and attrs.get("specversion") != "1.0":
-        errors.append(FieldError(f"{prefix}specversion", "must be 1.0"))
+        errors.append(error("specversion", "must be 1.0"))
     content_type = attrs.get("datacontenttype")
     if content_type is not None and not str(content_type).split(";")[0].strip().lower().endswith("json"):
-        errors.append(FieldError(f"{prefix}datacontenttype", "must be application/json"))
+        errors.append(error("datacontenttype", "must be application/json"))
     if errors:
         raise Problem(
             400, "The CloudEvent is not valid", "The envelope misses required attributes.", errors=tuple(errors)
@@ -70,14 +79,14 @@ def unwrap(content_type: str, headers: Mapping[str, str], data: Any) -> Unwrappe
                 "A structured CloudEvent is a JSON object.",
                 errors=(FieldError("", "must be a JSON object"),),
             )
-        _check_attributes(data, "/")
+        _check_attributes(data, binary=False)
         unknown = sorted(k for k in data if k not in _ENVELOPE_KEYS and not k.isalnum())
         if unknown:
             raise Problem(
                 400,
                 "The CloudEvent is not valid",
                 "Extension attribute names are lowercase letters and digits.",
-                errors=tuple(FieldError(f"/{k}", "is not a valid attribute name") for k in unknown),
+                errors=tuple(FieldError(json_pointer([k]), "is not a valid attribute name") for k in unknown),
             )
         if "data" not in data:
             raise Problem(
@@ -89,6 +98,6 @@ def unwrap(content_type: str, headers: Mapping[str, str], data: Any) -> Unwrappe
         return Unwrapped(data["data"], _event_id(data["source"], data["id"]), "structured")
     attrs = {k[3:].lower(): v for k, v in headers.items() if k.lower().startswith("ce-")}
     if "specversion" in attrs:
-        _check_attributes(attrs, "ce-")
+        _check_attributes(attrs, binary=True)
         return Unwrapped(data, _event_id(attrs["source"], attrs["id"]), "binary")
     return Unwrapped(data, None, None)

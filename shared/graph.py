@@ -45,6 +45,14 @@ class GraphFailure:
     retry_after_seconds: float | None = None
 
 
+@dataclass(frozen=True)
+class JobStatus:
+    """The part of ``GET …/jobs/{id}`` that decides whether calls can go through now."""
+
+    code: str | None
+    reason: str | None = None
+
+
 class Provisioner(Protocol):
     """What the worker needs from Graph (tests may pass any object with this method)."""
 
@@ -53,6 +61,8 @@ class Provisioner(Protocol):
     ) -> GraphAnswer | GraphFailure: ...
 
     async def schema_rules(self, service_principal_id: str, job_id: str) -> list[RuleInfo] | GraphFailure: ...
+
+    async def job_status(self, service_principal_id: str, job_id: str) -> JobStatus | GraphFailure: ...
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -164,6 +174,31 @@ class GraphProvisioner:
                 )
             )
         return [r for r in rules if r.id]
+
+    async def job_status(self, service_principal_id: str, job_id: str) -> JobStatus | GraphFailure:
+        """``status.code`` (Active, Paused, Quarantine, …) and the quarantine reason of a job."""
+        import httpx
+        from kiota_abstractions.api_error import APIError
+        from kiota_abstractions.base_request_configuration import RequestConfiguration
+        from kiota_http.middleware.options import RetryHandlerOption
+
+        config: RequestConfiguration[Any] = RequestConfiguration(
+            options=[RetryHandlerOption(max_retries=0, should_retry=False)]
+        )
+        builder = self._client.service_principals.by_service_principal_id(
+            service_principal_id
+        ).synchronization.jobs.by_synchronization_job_id(job_id)
+        try:
+            job = await builder.get(request_configuration=config)
+        except APIError as exc:
+            return _failure_from_api_error(exc)
+        except httpx.TransportError as exc:
+            return GraphFailure(None, "ConnectionError", f"No answer from Graph ({type(exc).__name__})")
+        status = job.status if job else None
+        code = getattr(status.code, "value", status.code) if status and status.code else None
+        quarantine = status.quarantine if status else None
+        reason = getattr(quarantine.reason, "value", quarantine.reason) if quarantine and quarantine.reason else None
+        return JobStatus(str(code) if code else None, str(reason) if reason else None)
 
 
 def _request_body(rule_id: str, subject: dict[str, Any]) -> Any:

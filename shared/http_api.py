@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -75,7 +76,7 @@ def read_json_body(req: func.HttpRequest) -> Any:
         raise Problem(415, "Unsupported media type", "Send the body as application/json.", "unsupported-media-type")
     try:
         return json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
         raise Problem(
             400,
             "Malformed JSON",
@@ -107,15 +108,40 @@ async def _accept(rt: Runtime, request: ProvisioningRequest, *, source: str, not
     )
 
 
+def provision_request(
+    content_type: str, headers: Mapping[str, str], data: Any
+) -> tuple[ProvisioningRequest, list[str]]:
+    """The pure part of ``POST /api/provision``: envelope, normalisation, validation (a Problem names each field)."""
+    envelope = cloudevents.unwrap(content_type, headers, data)
+    body, notes = normalise.provisioning_request(envelope.data)
+    prefix = "/data" if envelope.mode == "structured" else ""
+    request = intake.validate(
+        body,
+        default_event_id=envelope.event_id,
+        pointer=lambda p: prefix + normalise.caller_pointer(envelope.data, p),
+        notes=notes,
+    )
+    return request, notes
+
+
+def graph_compatible_request(
+    data: Any, service_principal_id: str, job_id: str
+) -> tuple[ProvisioningRequest, list[str]]:
+    """The pure part of the Graph-compatible route, once the path's ids are checked: Graph's body, validated."""
+    body, notes = normalise.graph_body(data, service_principal_id, job_id)
+    wrapped = isinstance(data, dict) and "parameters" in data
+    request = intake.validate(
+        body, pointer=lambda p: normalise.caller_pointer(data, normalise.graph_pointer(p, wrapped)), notes=notes
+    )
+    return request, notes
+
+
 async def post_provision(req: func.HttpRequest, runtime: Runtime | None = None) -> func.HttpResponse:
     """``POST /api/provision``: our request, or a CloudEvent carrying one; 202 with where to poll."""
     try:
         data = read_json_body(req)
         content_type = (req.headers.get("content-type") or "").split(";")[0].strip().lower()
-        envelope = cloudevents.unwrap(content_type, req.headers, data)
-        body, notes = normalise.provisioning_request(envelope.data)
-        prefix = "/data" if envelope.mode == "structured" else ""
-        request = intake.validate(body, default_event_id=envelope.event_id, pointer=lambda p: prefix + p, notes=notes)
+        request, notes = provision_request(content_type, req.headers, data)
         rt = runtime or get_runtime()
         accepted = await _accept(rt, request, source="http", notes=notes)
     except Problem as problem:
@@ -151,9 +177,7 @@ async def post_graph_compatible(req: func.HttpRequest, runtime: Runtime | None =
         return problem_response(Problem(400, "Invalid path", "The path names no valid job.", errors=path_errors))
     try:
         data = read_json_body(req)
-        body, notes = normalise.graph_body(data, sp, job)
-        wrapped = isinstance(data, dict) and "parameters" in data
-        request = intake.validate(body, pointer=lambda p: normalise.graph_pointer(p, wrapped), notes=notes)
+        request, notes = graph_compatible_request(data, sp, job)
         rt = runtime or get_runtime()
         accepted = await _accept(rt, request, source="graph-compatible", notes=notes)
         wait = prefer_wait(req.headers.get("prefer"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.problems import FieldError, Problem
+from shared.problems import FieldError, Problem, json_pointer
 
 _SUBJECT_KEYS = ("objectId", "objectTypeName", "objectType", "links")
 
@@ -36,10 +36,14 @@ def _rename_object_type(subject: Any, pointer: str, notes: list[str]) -> Any:
     return result
 
 
+def _is_bare_subject(data: Any) -> bool:
+    return isinstance(data, dict) and "subjects" not in data and "objectId" in data and set(data) <= set(_SUBJECT_KEYS)
+
+
 def provisioning_request(data: Any) -> tuple[Any, list[str]]:
     """``POST /api/provision`` body → request model input; also takes one bare subject as the whole body."""
     notes: list[str] = []
-    if isinstance(data, dict) and "subjects" not in data and "objectId" in data and set(data) <= set(_SUBJECT_KEYS):
+    if _is_bare_subject(data):
         data = {"subjects": [data]}
         notes.append("a bare subject was wrapped as subjects[0]")
     if isinstance(data, dict) and isinstance(data.get("subjects"), list):
@@ -69,7 +73,7 @@ def graph_body(data: Any, service_principal_id: str, job_id: str) -> tuple[Any, 
                 400,
                 "The request body is not valid",
                 "Unknown fields.",
-                errors=tuple(FieldError(f"/{k}", "is not a known field") for k in unknown),
+                errors=tuple(FieldError(json_pointer([k]), "is not a known field") for k in unknown),
             )
         params = data["parameters"]
         if not isinstance(params, list) or len(params) != 1 or not isinstance(params[0], dict):
@@ -91,7 +95,7 @@ def graph_body(data: Any, service_principal_id: str, job_id: str) -> tuple[Any, 
             400,
             "The request body is not valid",
             "Unknown fields.",
-            errors=tuple(FieldError(f"{prefix}/{k}", "is not a known field") for k in unknown),
+            errors=tuple(FieldError(prefix + json_pointer([k]), "is not a known field") for k in unknown),
         )
     request: dict[str, Any] = {"servicePrincipalId": service_principal_id, "jobId": job_id}
     if "ruleId" in inner:
@@ -106,4 +110,28 @@ def graph_pointer(pointer: str, wrapped: bool) -> str:
     """Map a pointer into the request model back into the Graph body the caller sent."""
     if wrapped and (pointer.startswith("/subjects") or pointer.startswith("/ruleId")):
         return "/parameters/0" + pointer
+    return pointer
+
+
+def caller_pointer(sent: Any, pointer: str) -> str:
+    """Map a pointer into the normalised request back to the field as the caller wrote it in ``sent``.
+
+    Undoes :func:`provisioning_request`'s rewrites: a bare subject's fields are at the top of the body, and
+    an ``objectTypeName`` the caller spelled ``objectType`` is named the caller's way.
+    """
+    if _is_bare_subject(sent) and (pointer == "/subjects/0" or pointer.startswith("/subjects/0/")):
+        pointer = pointer.removeprefix("/subjects/0")
+    head, _, last = pointer.rpartition("/")
+    if last == "objectTypeName":
+        parent = sent
+        for token in head.split("/")[1:]:
+            token = token.replace("~1", "/").replace("~0", "~")
+            if isinstance(parent, dict) and token in parent:
+                parent = parent[token]
+            elif isinstance(parent, list) and token.isdigit() and int(token) < len(parent):
+                parent = parent[int(token)]
+            else:
+                return pointer
+        if isinstance(parent, dict) and "objectTypeName" not in parent and "objectType" in parent:
+            return f"{head}/objectType"
     return pointer

@@ -18,13 +18,20 @@ _TYPE_BASE = "https://github.com/provision-on-demand/problems/"
 
 @dataclass(frozen=True)
 class FieldError:
-    """One offending field: where (JSON pointer) and what is wrong with it."""
+    """One offending field: where (JSON pointer, or the request header) and what is wrong with it."""
 
     pointer: str
     detail: str
+    header: str | None = None  # a request header at fault (CloudEvents binary mode); ``pointer`` is then ""
+
+    def to_body(self) -> dict[str, str]:
+        """``{"pointer", "detail"}``, or ``{"header", "detail"}``: a pointer only ever points into the body."""
+        if self.header is not None:
+            return {"header": self.header, "detail": self.detail}
+        return {"pointer": self.pointer, "detail": self.detail}
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)  # not frozen: Python itself sets __traceback__, __context__ and __notes__ on exceptions
 class Problem(Exception):
     """A refusal of what the caller sent; rendered as ``application/problem+json``."""
 
@@ -45,7 +52,7 @@ class Problem(Exception):
         if instance:
             body["instance"] = instance
         if self.errors:
-            body["errors"] = [{"pointer": e.pointer, "detail": e.detail} for e in self.errors]
+            body["errors"] = [e.to_body() for e in self.errors]
         return body
 
 

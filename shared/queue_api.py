@@ -15,7 +15,7 @@ from typing import Any
 
 import azure.functions as func
 
-from shared import cloudevents, intake, normalise, worker
+from shared import cloudevents, intake, normalise
 from shared.ledger import REQUEST_ROW
 from shared.problems import FieldError, Problem
 from shared.request_ids import stable_request_id
@@ -36,15 +36,7 @@ async def on_work_message(msg: func.QueueMessage, runtime: Runtime | None = None
     """Process one work item. A body that is not a work item raises, so the host poisons it after retries."""
     item = WorkItem.from_json(msg.get_body())
     rt = runtime or get_runtime()
-    await worker.process(
-        item,
-        ledger=rt.ledger,
-        queue=rt.work_queue,
-        graph=rt.graph,
-        rules=rt.rule_discovery,
-        logs=rt.log_store,
-        clock=_now,
-    )
+    await rt.worker.process(item)
 
 
 def parse_request_message(body: bytes) -> tuple[Any, str | None, list[str], str]:

@@ -23,8 +23,10 @@ if TYPE_CHECKING:
 
     from shared.graph import Provisioner
     from shared.idempotency import EventIndex
+    from shared.limiter import TableLimiter
     from shared.log_store import LogStore
     from shared.rule_discovery import RuleDiscovery
+    from shared.worker import Worker
 
 
 @dataclass
@@ -114,6 +116,33 @@ class Runtime:
             credential = self._managed_identity(storage.credential_client_id)
             service = BlobServiceClient(storage.blob_service_uri, credential=credential)
         return LogStore(service.get_container_client(CONTAINER))
+
+    @cached_property
+    def limiter(self) -> TableLimiter:
+        """The rate limiter shared by every instance (Table ``ProvisioningLimiter``)."""
+        from shared.limiter import LIMITER_TABLE, TableLimiter
+
+        return TableLimiter(self._table(LIMITER_TABLE), self.settings.rate_limit)
+
+    @cached_property
+    def worker(self) -> Worker:
+        """The work-item processor with this process's adapters."""
+        from shared.worker import Worker, WorkerPolicy
+
+        policy = WorkerPolicy(
+            claim_seconds=self.settings.work_claim_seconds,
+            job_hold_seconds=self.settings.job_hold_seconds,
+            rate_scope=self.settings.rate_scope,
+        )
+        return Worker(
+            ledger=self.ledger,
+            queue=self.work_queue,
+            graph=self.graph,
+            rules=self.rule_discovery,
+            logs=self.log_store,
+            limiter=self.limiter,
+            policy=policy,
+        )
 
     @cached_property
     def rule_discovery(self) -> RuleDiscovery:

@@ -31,6 +31,8 @@ KNOWN_SETTINGS = (
     "GRAPH_RATE_LIMIT",
     "GRAPH_RATE_SCOPE",
     "LEDGER_RETENTION_DAYS",
+    "WORK_CLAIM_SECONDS",
+    "JOB_HOLD_SECONDS",
 )
 
 #: Graph roots of the national clouds (facts file §10). The token scope follows the host.
@@ -98,6 +100,8 @@ class Settings:
     rate_limit: RateLimit = RateLimit(5, 10.0)
     rate_scope: str = "tenant"
     ledger_retention_days: int = 90
+    work_claim_seconds: int = 300
+    job_hold_seconds: int = 60
 
     @classmethod
     def from_environ(cls, env: Mapping[str, str]) -> Settings:
@@ -113,6 +117,8 @@ class Settings:
             rate_limit=RateLimit.parse(env.get("GRAPH_RATE_LIMIT") or "5/10s"),
             rate_scope=_choice(env, "GRAPH_RATE_SCOPE", ("tenant", "job"), default="tenant"),
             ledger_retention_days=_positive_int(env, "LEDGER_RETENTION_DAYS", default=90),
+            work_claim_seconds=_positive_int(env, "WORK_CLAIM_SECONDS", default=300),
+            job_hold_seconds=_positive_int(env, "JOB_HOLD_SECONDS", default=60),
         )
 
     def target_for_ids(self, service_principal_id: str, job_id: str) -> Target | None:

@@ -1,153 +1,302 @@
-"""The worker: one work item is one Graph call, claimed, made, and recorded.
+"""The worker: one work item is one Graph call, claimed, paced, made, and recorded.
 
 Delivery is at least once, so every step is safe to repeat: a finished call is never called again, a call
-claimed by another worker (ETag) is left alone, and a failed attempt that deserves a retry goes back on the
-queue with a visibility delay instead of a sleeping worker.
+claimed by another worker (ETag) is left to it, and anything that must happen later (a paced slot, a retry,
+a held job) goes back on the queue with a visibility delay instead of a sleeping worker. No path drops a
+work item while its call is unfinished: it is either processed, or re-enqueued for when it can be.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared import aggregate, graph_errors, outcome, retry, textsplit
-from shared.graph import GraphAnswer, GraphFailure, Provisioner
+from shared.graph import GraphAnswer, GraphFailure, JobStatus, Provisioner
 from shared.ledger import Ledger, StaleWrite
+from shared.limiter import TableLimiter, scope_key
 from shared.log_store import LogStore
+from shared.pacing import LATENESS_SECONDS
 from shared.rule_discovery import RuleDiscovery
-from shared.rules import NoRule, normalise_types
+from shared.rules import NoRule, TtlCache, normalise_types
 from shared.work_queue import WorkItem, WorkQueue
 
 log = logging.getLogger(__name__)
 
-#: How long a claim protects a running call from a second worker; shorter than the queue lease (10 min),
-#: so a redelivered message after a crash finds the claim expired and takes over.
-CLAIM_SECONDS = 300
 #: A work item that arrives this much before its due time is put back instead of calling early.
 EARLY_TOLERANCE_SECONDS = 1.0
+#: A paced item is enqueued to arrive this long before its slot (queue polling is not punctual), then
+#: sleeps the rest; so no worker ever sleeps longer than about this.
+LEAD_SECONDS = 3.0
 #: Logs up to this many UTF-16 units (600 KB) are split across call-row properties, larger ones go to a blob:
 #: a Table entity holds at most 1 MiB in all.
 INLINE_LOG_LIMIT_UNITS = 300_000
+#: How long "not entitled" right after an assignment is retried: Entra replicates assignments in minutes.
+ENTITLEMENT_GRACE_SECONDS = 5 * 60
+ENTITLEMENT_RETRY_SECONDS = 60.0
+#: Job states in which provisionOnDemand is pointless: hold the item, do not burn attempts.
+HELD_JOB_CODES = {"Quarantine": "JobQuarantined", "Paused": "JobPaused"}
+JOB_STATUS_TTL_SECONDS = 15.0
 
 
-async def process(
-    item: WorkItem,
-    *,
-    ledger: Ledger,
-    queue: WorkQueue,
-    graph: Provisioner,
-    rules: RuleDiscovery,
-    logs: LogStore,
-    clock: Callable[[], datetime],
-) -> str:
-    """Make the call ``item`` points to, unless it is done, claimed or not yet due. Returns what happened."""
-    ctx = {"requestId": item.request_id, "callId": item.call_id}
-    call = await ledger.get_call(item.request_id, item.call_id)
-    if call is None:
-        log.error("work item points to no call row; dropped", extra=ctx)
-        return "missing"
-    status = str(call["status"])
-    now = clock()
-    if status in aggregate.TERMINAL_CALL_STATUSES:
-        log.info("call already finished; duplicate work item ignored", extra={**ctx, "status": status})
-        return "duplicate"
-    if status == "running" and _as_dt(call.get("claimedUntil")) > now:
-        log.info("call is claimed by another worker; duplicate work item ignored", extra=ctx)
-        return "claimed"
-    due = _as_dt(call.get("nextAttemptAt"))
-    if status in ("scheduled", "waiting") and (due - now).total_seconds() > EARLY_TOLERANCE_SECONDS:
-        await queue.send(item, (due - now).total_seconds())
-        log.info("work item arrived early; put back until due", extra={**ctx, "due": due.isoformat()})
-        return "early"
+@dataclass(frozen=True)
+class WorkerPolicy:
+    """Timing the operator may tune through settings."""
 
-    attempts = int(call.get("attempts") or 0) + 1
-    try:
-        call = await ledger.update_call(
+    claim_seconds: float = 300.0
+    job_hold_seconds: float = 60.0
+    rate_scope: str = "tenant"
+
+
+@dataclass
+class Worker:
+    """The adapters a work item needs, and the policy it runs under."""
+
+    ledger: Ledger
+    queue: WorkQueue
+    graph: Provisioner
+    rules: RuleDiscovery
+    logs: LogStore
+    limiter: TableLimiter
+    policy: WorkerPolicy = field(default_factory=WorkerPolicy)
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    job_cache: TtlCache[tuple[str, str], JobStatus] = field(default_factory=lambda: TtlCache(JOB_STATUS_TTL_SECONDS))
+
+    async def process(self, item: WorkItem) -> str:
+        """Make the call ``item`` points to, unless it is done, claimed or not yet due. Returns what happened."""
+        ctx = {"requestId": item.request_id, "callId": item.call_id}
+        call = await self.ledger.get_call(item.request_id, item.call_id)
+        if call is None:
+            log.error("work item points to no call row; dropped", extra=ctx)
+            return "missing"
+        status = str(call["status"])
+        now = self.clock()
+        if status in aggregate.TERMINAL_CALL_STATUSES:
+            log.info("call already finished; duplicate work item ignored", extra={**ctx, "status": status})
+            return "duplicate"
+        claimed_until = _as_dt(call.get("claimedUntil"))
+        if status == "running" and claimed_until > now:
+            # Another worker holds it, or one died holding it: look again once the claim has run out.
+            await self.queue.send(item, (claimed_until - now).total_seconds() + 1)
+            log.info("call is claimed by another worker; looking again after the claim", extra=ctx)
+            return "claimed"
+        due = _as_dt(call.get("nextAttemptAt"))
+        if call.get("reservedAt") is not None and status == "waiting":
+            due = _as_dt(call["reservedAt"]) - timedelta(seconds=LEAD_SECONDS)
+        if status in ("scheduled", "waiting") and (due - now).total_seconds() > EARLY_TOLERANCE_SECONDS:
+            await self.queue.send(item, (due - now).total_seconds())
+            log.info("work item arrived early; put back until due", extra={**ctx, "due": due.isoformat()})
+            return "early"
+
+        previous_attempts = int(call.get("attempts") or 0)
+        try:
+            call = await self.ledger.update_call(
+                call,
+                {
+                    "status": "running",
+                    "attempts": previous_attempts + 1,
+                    "claimedUntil": now + timedelta(seconds=self.policy.claim_seconds),
+                    "lastAttemptAt": now,
+                },
+            )
+        except StaleWrite:
+            await self.queue.send(item, 1.0)
+            log.info("another worker changed the call first; looking again shortly", extra=ctx)
+            return "claimed"
+        await self.ledger.refresh_request(item.request_id, now)
+        return await self._run(item, call, previous_attempts, ctx)
+
+    async def _defer(
+        self, item: WorkItem, call: dict[str, Any], previous_attempts: int, until: datetime, changes: dict[str, Any]
+    ) -> None:
+        """Back to ``waiting`` without spending an attempt, and on the queue again for ``until``."""
+        now = self.clock()
+        await self.ledger.update_call(
             call,
             {
-                "status": "running",
-                "attempts": attempts,
-                "claimedUntil": now + timedelta(seconds=CLAIM_SECONDS),
-                "lastAttemptAt": now,
+                "status": "waiting",
+                "attempts": previous_attempts,
+                "claimedUntil": None,
+                "nextAttemptAt": until,
+                **changes,
             },
         )
-    except StaleWrite:
-        log.info("another worker claimed the call first", extra=ctx)
-        return "claimed"
-    await ledger.refresh_request(item.request_id, now)
+        await self.queue.send(item, max(0.0, (until - now).total_seconds()))
+        await self.ledger.refresh_request(item.request_id, now)
 
-    subject = json.loads(str(call["subject"]))
-    sp, job = str(call["servicePrincipalId"]), str(call["jobId"])
-    discovered: dict[str, Any] = {}
-    result: GraphAnswer | GraphFailure
-    rule_id = str(call["ruleId"]) if call.get("ruleId") else None
-    if rule_id is not None:
-        known = await rules.known_rule(sp, job, rule_id)
-        if known is not None:
-            subject, notes = normalise_types(subject, known)
-            if notes:
-                discovered.update(_normalised(subject, notes))
-    else:
-        rule = await rules.resolve(sp, job, str(subject["objectTypeName"]))
-        if isinstance(rule, NoRule):
-            rejected = {
-                "status": "rejected",
-                "errorCode": "NoMatchingRule",
-                "errorMessage": rule.reason,
-                "completedAt": clock(),
-                "claimedUntil": None,
-            }
-            await ledger.update_call(call, rejected)
-            await ledger.refresh_request(item.request_id, clock())
-            log.warning("no rule fits the subject; call rejected", extra={**ctx, "reason": rule.reason})
-            return "rejected"
-        if isinstance(rule, GraphFailure):
-            result = rule
+    async def _job_hold(self, sp: str, job: str) -> JobStatus | None:
+        """The job's status when it is one that holds calls (cached briefly); None when calls may go."""
+        key = (sp.lower(), job)
+        status = self.job_cache.get(key)
+        if status is None:
+            fetched = await self.graph.job_status(sp, job)
+            if isinstance(fetched, GraphFailure):
+                return None  # cannot tell: let the call itself find out
+            status = fetched
+            self.job_cache.put(key, status)
+        return status if status.code in HELD_JOB_CODES else None
+
+    async def _run(self, item: WorkItem, call: dict[str, Any], previous_attempts: int, ctx: dict[str, str]) -> str:
+        attempts = previous_attempts + 1
+        subject = json.loads(str(call["subject"]))
+        sp, job = str(call["servicePrincipalId"]), str(call["jobId"])
+        extra: dict[str, Any] = {}
+
+        held = await self._job_hold(sp, job)
+        if held is not None:
+            until = self.clock() + timedelta(seconds=self.policy.job_hold_seconds)
+            message = f"The synchronization job is {held.code}" + (f" ({held.reason})." if held.reason else ".")
+            await self._defer(
+                item,
+                call,
+                previous_attempts,
+                until,
+                {"errorCode": HELD_JOB_CODES[str(held.code)], "errorMessage": message, "reservedAt": None},
+            )
+            log.warning("job is not running; call held", extra={**ctx, "jobStatus": held.code})
+            return "held"
+
+        rule_id = str(call["ruleId"]) if call.get("ruleId") else None
+        if rule_id is not None:
+            known = await self.rules.known_rule(sp, job, rule_id)
+            if known is not None:
+                subject, notes = normalise_types(subject, known)
+                if notes:
+                    extra.update(_normalised(subject, notes))
         else:
+            rule = await self.rules.resolve(sp, job, str(subject["objectTypeName"]))
+            if isinstance(rule, NoRule):
+                await self.ledger.update_call(
+                    call,
+                    {
+                        "status": "rejected",
+                        "errorCode": "NoMatchingRule",
+                        "errorMessage": rule.reason,
+                        "completedAt": self.clock(),
+                        "claimedUntil": None,
+                    },
+                )
+                await self.ledger.refresh_request(item.request_id, self.clock())
+                log.warning("no rule fits the subject; call rejected", extra={**ctx, "reason": rule.reason})
+                return "rejected"
+            if isinstance(rule, GraphFailure):
+                return await self._record_failure(item, call, rule, attempts, ctx, extra)
             rule_id = rule.id
-            discovered = {"ruleId": rule.id, "ruleSource": "schema"}
+            extra.update({"ruleId": rule.id, "ruleSource": "schema"})
             subject, notes = normalise_types(subject, rule)
             if notes:
-                discovered.update(_normalised(subject, notes))
-    if rule_id is not None:
-        result = await graph.provision_on_demand(sp, job, rule_id, subject)
-    now = clock()
-    if isinstance(result, GraphAnswer):
-        changes = {**_answer_changes(result, now), **discovered}
-        if result.value is not None and textsplit.utf16_units(result.value) > INLINE_LOG_LIMIT_UNITS:
-            changes["provisioningLogBlob"] = await logs.put(item.request_id, item.call_id, result.value)
-            changes["provisioningLogLength"] = len(result.value)
-        elif result.value is not None:
-            changes.update(textsplit.to_properties("provisioningLog", result.value))
-        what = str(changes["status"])
-    else:
-        changes, delay = _failure_changes(result, attempts, now)
-        what = str(changes["status"])
+                extra.update(_normalised(subject, notes))
+
+        scope = scope_key(self.policy.rate_scope, sp, job)
+        if not await self._take_slot(item, call, previous_attempts, scope, ctx):
+            return "paced"
+        result = await self.graph.provision_on_demand(sp, job, rule_id, subject)
+        if isinstance(result, GraphFailure):
+            if result.http_status == 429:
+                await self.limiter.report_throttle(scope, result.retry_after_seconds or retry.backoff(attempts))
+            return await self._record_failure(item, call, result, attempts, ctx, extra)
+        return await self._record_answer(item, call, result, attempts, ctx, extra)
+
+    async def _take_slot(
+        self, item: WorkItem, call: dict[str, Any], previous_attempts: int, scope: str, ctx: dict[str, str]
+    ) -> bool:
+        """Start the call inside its rate-limit slot; False when it was deferred to a later slot."""
+        now = self.clock()
+        reserved = call.get("reservedAt")
+        if reserved is not None and now <= _as_dt(reserved) + timedelta(seconds=LATENESS_SECONDS):
+            start = _as_dt(reserved)  # our own slot, reserved on an earlier delivery
+        else:
+            reservation = await self.limiter.reserve(scope)
+            if reservation.start is None:
+                until = datetime.fromtimestamp(reservation.retry_at, UTC)
+                await self._defer(item, call, previous_attempts, until, {"reservedAt": None})
+                log.info("rate limit: no slot within the horizon; deferred", extra={**ctx, "until": until.isoformat()})
+                return False
+            start = datetime.fromtimestamp(reservation.start, UTC)
+            if (start - now).total_seconds() > LEAD_SECONDS:
+                await self._defer(item, call, previous_attempts, start, {"reservedAt": start})
+                log.info("rate limit: slot reserved; deferred until it", extra={**ctx, "slot": start.isoformat()})
+                return False
+        wait = (start - self.clock()).total_seconds()
+        if wait > 0:
+            await self.sleep(wait)
+        return True
+
+    async def _record_answer(
+        self,
+        item: WorkItem,
+        call: dict[str, Any],
+        answer: GraphAnswer,
+        attempts: int,
+        ctx: dict[str, str],
+        extra: dict[str, Any],
+    ) -> str:
+        now = self.clock()
+        changes = {**_answer_changes(answer, now), **extra, "reservedAt": None}
+        if (
+            changes["status"] == "skipped"
+            and changes.get("errorCode") == "NotEffectivelyEntitled"
+            and (now - _as_dt(call.get("createdAt"))).total_seconds() < ENTITLEMENT_GRACE_SECONDS
+        ):
+            # Right after an assignment Entra may not have replicated it yet: try again in a minute.
+            until = now + timedelta(seconds=ENTITLEMENT_RETRY_SECONDS)
+            changes.update({"status": "waiting", "nextAttemptAt": until, "completedAt": None})
+            await self.ledger.update_call(call, changes)
+            await self.queue.send(item, ENTITLEMENT_RETRY_SECONDS)
+            await self.ledger.refresh_request(item.request_id, now)
+            log.info("not entitled yet; retrying while the assignment replicates", extra=ctx)
+            return "waiting"
+        if answer.value is not None and textsplit.utf16_units(answer.value) > INLINE_LOG_LIMIT_UNITS:
+            changes["provisioningLogBlob"] = await self.logs.put(item.request_id, item.call_id, answer.value)
+            changes["provisioningLogLength"] = len(answer.value)
+        elif answer.value is not None:
+            changes.update(textsplit.to_properties("provisioningLog", answer.value))
+        await self.ledger.update_call(call, changes)
+        await self.ledger.refresh_request(item.request_id, now)
+        log.info(
+            "graph call finished",
+            extra={**ctx, "status": changes["status"], "attempts": attempts, "errorCode": changes.get("errorCode")},
+        )
+        return str(changes["status"])
+
+    async def _record_failure(
+        self,
+        item: WorkItem,
+        call: dict[str, Any],
+        failure: GraphFailure,
+        attempts: int,
+        ctx: dict[str, str],
+        extra: dict[str, Any],
+    ) -> str:
+        now = self.clock()
+        changes, delay = _failure_changes(failure, attempts, now)
+        changes = {**changes, **extra, "reservedAt": None}
+        await self.ledger.update_call(call, changes)
         if delay is not None:
-            await ledger.update_call(call, changes)
-            await queue.send(item, delay)
-            await ledger.refresh_request(item.request_id, now)
+            await self.queue.send(item, delay)
             log.warning(
                 "graph call will be retried",
                 extra={
                     **ctx,
-                    "httpStatus": result.http_status,
-                    "errorCode": result.code,
+                    "httpStatus": failure.http_status,
+                    "errorCode": failure.code,
                     "attempts": attempts,
                     "delaySeconds": round(delay, 1),
                 },
             )
-            return what
-    await ledger.update_call(call, changes)
-    await ledger.refresh_request(item.request_id, now)
-    log.info(
-        "graph call finished",
-        extra={**ctx, "status": what, "attempts": attempts, "errorCode": changes.get("errorCode")},
-    )
-    return what
+        else:
+            log.warning(
+                "graph call failed",
+                extra={**ctx, "httpStatus": failure.http_status, "errorCode": failure.code, "attempts": attempts},
+            )
+        await self.ledger.refresh_request(item.request_id, now)
+        return str(changes["status"])
 
 
 def _normalised(subject: dict[str, Any], notes: list[str]) -> dict[str, Any]:

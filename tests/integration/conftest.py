@@ -25,6 +25,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     env = {k: v for k, v in os.environ.items() if k not in ("AzureWebJobsStorage", "GRAPH_BASE_URL",
                                                            "IDENTITY_ENDPOINT", "IDENTITY_HEADER")}  # fmt: skip
     env.update(example_values())
+    # Pacing is tested on its own stacks (test_pacing.py); here the app's limiter must not slow the suite.
+    env["GRAPH_RATE_LIMIT"] = "1000/1s"
     log_path: Path = tmp_path_factory.mktemp("stack") / "stack.log"
     with log_path.open("w") as log, Stack(port=free_port(), env=env, log=log) as running:
         # Pacing is not what these tests are about: lift the emulator's limit; throttling is injected per test.

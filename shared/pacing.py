@@ -1,0 +1,105 @@
+"""Pacing decisions for the shared rate limiter (pure).
+
+Graph allows ``N`` provisionOnDemand calls per window (5 per 10 s, scope undocumented). Every instance of
+the app shares one budget through a limiter row in Table Storage; this module decides, from that row's
+state, when the next call may start. It hands out *reservations*: the earliest start time ``t`` such that no
+window (widened by a safety margin) holds more than ``N`` starts. A worker whose slot is far off re-enqueues
+its item to arrive just before ``t`` (a short lead), then sleeps the rest, so a backlog drains at the limit
+with no 429s and no worker ever sleeps for long.
+
+Why a margin: instances stamp starts with their own clocks and Graph counts arrivals; clock skew, network
+jitter and a start up to ``lateness`` after its reserved time all shift starts. Widening the window by
+``margin`` keeps any real ``window`` of starts at or under ``N``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from shared.settings import RateLimit
+
+#: How late after its reserved time a call may still start on that reservation.
+LATENESS_SECONDS = 0.25
+#: How far ahead slots are handed out; beyond, the caller is told to come back later without a slot.
+HORIZON_SECONDS = 15 * 60
+
+
+def margin_for(limit: RateLimit) -> float:
+    """Safety margin added to the window: 5 % of it, at least 0.25 s, plus the allowed lateness."""
+    return max(0.25, 0.05 * limit.window_seconds) + LATENESS_SECONDS
+
+
+@dataclass(frozen=True)
+class LimiterState:
+    """One limiter row: reserved start times (epoch seconds, sorted) and a throttle block."""
+
+    starts: tuple[float, ...] = ()
+    blocked_until: float = 0.0
+
+    def to_json(self) -> str:
+        """Compact JSON for the Table property."""
+        return json.dumps({"s": [round(t, 3) for t in self.starts], "b": round(self.blocked_until, 3)})
+
+    @classmethod
+    def from_json(cls, text: str | None) -> LimiterState:
+        """Parse what :meth:`to_json` wrote; an empty or unreadable row is an empty state."""
+        if not text:
+            return cls()
+        try:
+            data = json.loads(text)
+            return cls(tuple(sorted(float(t) for t in data.get("s", []))), float(data.get("b", 0.0)))
+        except (ValueError, TypeError, AttributeError):
+            return cls()
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """A slot at ``start`` (epoch seconds), or none (``start`` None) and a time to ask again."""
+
+    start: float | None
+    retry_at: float
+    state: LimiterState = field(default_factory=LimiterState)
+
+
+def reserve(state: LimiterState, now: float, limit: RateLimit) -> Reservation:
+    """The earliest start at or after ``now`` that keeps every widened window at or under the limit."""
+    window = limit.window_seconds + margin_for(limit)
+    starts = sorted(t for t in state.starts if t > now - window)
+    lower = max(now, state.blocked_until)
+    # The earliest feasible time is ``lower`` or the moment an existing start leaves the window.
+    candidates = sorted({lower, *(t + window for t in starts if t + window > lower)})
+    # the last start + window is always feasible, so the search ends
+    start = next(c for c in candidates if _feasible(starts, c, window, limit.calls))
+    kept = LimiterState(tuple(starts), state.blocked_until)
+    if start - now > HORIZON_SECONDS:
+        return Reservation(None, now + HORIZON_SECONDS / 2, kept)
+    return Reservation(start, start, LimiterState(tuple(sorted([*starts, start])), state.blocked_until))
+
+
+def _feasible(starts: list[float], candidate: float, window: float, calls: int) -> bool:
+    """True if adding ``candidate`` leaves every run of ``calls``+1 starts spanning at least ``window``."""
+    ordered = sorted([*starts, candidate])
+    index = ordered.index(candidate)
+    for lo in range(max(0, index - calls), index + 1):
+        hi = lo + calls
+        if hi < len(ordered) and ordered[hi] - ordered[lo] < window - 1e-6:
+            return False
+    return True
+
+
+def throttled(state: LimiterState, now: float, retry_after: float) -> LimiterState:
+    """Graph said 429: nobody starts a call before ``now + retry_after``."""
+    return LimiterState(state.starts, max(state.blocked_until, now + retry_after))
+
+
+def count_in_any_window(starts: list[float], window: float) -> int:
+    """The most starts any half-open window of length ``window`` holds (for tests and benchmarks)."""
+    ordered = sorted(starts)
+    best = 0
+    lo = 0
+    for hi, t in enumerate(ordered):
+        while t - ordered[lo] >= window:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best

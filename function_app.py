@@ -69,3 +69,10 @@ async def provision_requests_queue(msg: func.QueueMessage) -> None:
 async def ledger_retention(timer: func.TimerRequest) -> None:
     """Daily at 03:30 UTC: delete requests older than LEDGER_RETENTION_DAYS, with their logs."""
     await timer_api.on_retention_timer(timer)
+
+
+@app.function_name("sweeper")
+@app.timer_trigger(arg_name="timer", schedule="0 */5 * * * *", use_monitor=True)
+async def sweeper(timer: func.TimerRequest) -> None:
+    """Every 5 minutes: re-drive stranded calls and enqueue far-future ones that came within 7 days."""
+    await timer_api.on_sweeper_timer(timer)

@@ -103,6 +103,7 @@ async def _accept(rt: Runtime, request: ProvisioningRequest, *, source: str, not
         ledger=rt.ledger,
         queue=rt.work_queue,
         events=rt.events,
+        pending=rt.pending,
         now=datetime.now(UTC),
         normalisations=notes,
     )

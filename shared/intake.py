@@ -20,6 +20,7 @@ from shared import aggregate, fanout, request_ids
 from shared.idempotency import EventIndex, event_key, fingerprint
 from shared.ledger import REQUEST_ROW, Ledger
 from shared.models import ProvisioningRequest
+from shared.pending import PendingIndex
 from shared.problems import FieldError, Problem, from_validation_error
 from shared.settings import Settings, Target
 from shared.work_queue import MAX_VISIBILITY_DELAY_SECONDS, WorkItem, WorkQueue
@@ -27,6 +28,7 @@ from shared.work_queue import MAX_VISIBILITY_DELAY_SECONDS, WorkItem, WorkQueue
 log = logging.getLogger(__name__)
 
 _SEND_CONCURRENCY = 16
+MAX_NOT_BEFORE_DAYS = 365
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,7 @@ async def accept(
     ledger: Ledger,
     queue: WorkQueue,
     events: EventIndex,
+    pending: PendingIndex,
     now: datetime,
     normalisations: Sequence[str] = (),
     new_request_id: Callable[[datetime], str] = request_ids.new_request_id,
@@ -131,13 +134,15 @@ async def accept(
     rule_source = "request" if request.rule_id else "target" if target.rule_id else None
     start = request.not_before_or(now)
     delay = (start - now).total_seconds()
-    if delay > MAX_VISIBILITY_DELAY_SECONDS:
+    if delay > MAX_NOT_BEFORE_DAYS * 86400:
         raise Problem(
             400,
             "notBefore too far ahead",
-            "notBefore may be at most 7 days ahead.",
-            errors=(FieldError("/notBefore", "must be at most 7 days from now"),),
+            f"notBefore may be at most {MAX_NOT_BEFORE_DAYS} days ahead.",
+            errors=(FieldError("/notBefore", f"must be at most {MAX_NOT_BEFORE_DAYS} days from now"),),
         )
+    # Up to 7 days ahead the queue's visibility delay holds the item; further out the sweeper enqueues it.
+    on_queue = delay <= MAX_VISIBILITY_DELAY_SECONDS
 
     request_id = new_request_id(now)
     event = request.event_id
@@ -180,6 +185,7 @@ async def accept(
             "notBefore": start,
             "nextAttemptAt": start,
             "createdAt": now,
+            "enqueued": None if on_queue else False,
         }
         for i, body in enumerate(bodies)
     ]
@@ -201,6 +207,7 @@ async def accept(
         "normalisations": json.dumps(list(normalisations)) if normalisations else None,
         **summary.as_properties(),
     }
+    await pending.add(request_id, now)
     await ledger.create(row, calls, tolerate_existing=event is not None)
 
     semaphore = asyncio.Semaphore(_SEND_CONCURRENCY)
@@ -209,7 +216,8 @@ async def accept(
         async with semaphore:
             await queue.send(WorkItem(request_id, call["RowKey"]), delay)
 
-    await asyncio.gather(*(send(c) for c in calls))
+    if on_queue:
+        await asyncio.gather(*(send(c) for c in calls))
     log.info(
         "request accepted",
         extra={"requestId": request_id, "eventId": request.event_id, "calls": len(calls), "source": source},

@@ -46,6 +46,11 @@ class TableLimiter:
         self._ready = False
         self._ready_lock = asyncio.Lock()
 
+    @property
+    def limit(self) -> RateLimit:
+        """The limit this limiter enforces."""
+        return self._limit
+
     async def _ensure_table(self) -> None:
         if self._ready:
             return
@@ -79,12 +84,15 @@ class TableLimiter:
             raise
         return True
 
-    async def reserve(self, key: str) -> pacing.Reservation:
-        """A start slot for one call (possibly in the future), or none within the horizon."""
+    async def reserve(self, key: str, release: float | None = None) -> pacing.Reservation:
+        """A start slot for one call (possibly in the future), or none within the horizon.
+
+        ``release``: the caller's earlier slot, which it missed; it is given back in the same write.
+        """
         await self._ensure_table()
         for _ in range(_MAX_CONFLICTS):
             state, etag = await self._read(key)
-            reservation = pacing.reserve(state, self._clock(), self._limit)
+            reservation = pacing.reserve(state, self._clock(), self._limit, release)
             if reservation.start is None or await self._write(key, reservation.state, etag):
                 return reservation
         # Heavy contention: take no slot, come back shortly.

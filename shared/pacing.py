@@ -19,15 +19,20 @@ from dataclasses import dataclass, field
 
 from shared.settings import RateLimit
 
-#: How late after its reserved time a call may still start on that reservation.
+#: How late after its reserved time a call may still start on that reservation (at most).
 LATENESS_SECONDS = 0.25
 #: How far ahead slots are handed out; beyond, the caller is told to come back later without a slot.
 HORIZON_SECONDS = 15 * 60
 
 
+def lateness_for(limit: RateLimit) -> float:
+    """How late a call may start on its reservation: 0.25 s, or 5 % of a short window."""
+    return min(LATENESS_SECONDS, 0.05 * limit.window_seconds)
+
+
 def margin_for(limit: RateLimit) -> float:
-    """Safety margin added to the window: 5 % of it, at least 0.25 s, plus the allowed lateness."""
-    return max(0.25, 0.05 * limit.window_seconds) + LATENESS_SECONDS
+    """Safety margin added to the window: 5 % of it (at least 0.1 s) for skew, plus the allowed lateness."""
+    return max(0.1, 0.05 * limit.window_seconds) + lateness_for(limit)
 
 
 @dataclass(frozen=True)
@@ -62,10 +67,18 @@ class Reservation:
     state: LimiterState = field(default_factory=LimiterState)
 
 
-def reserve(state: LimiterState, now: float, limit: RateLimit) -> Reservation:
-    """The earliest start at or after ``now`` that keeps every widened window at or under the limit."""
+def reserve(state: LimiterState, now: float, limit: RateLimit, release: float | None = None) -> Reservation:
+    """The earliest start at or after ``now`` that keeps every widened window at or under the limit.
+
+    ``release`` gives back a slot that was reserved but never used (its holder arrived too late to start
+    on it): nobody started a call then, so it must not keep counting against the budget.
+    """
     window = limit.window_seconds + margin_for(limit)
     starts = sorted(t for t in state.starts if t > now - window)
+    if release is not None:
+        match = next((t for t in starts if abs(t - release) < 1e-3), None)
+        if match is not None and match < now:
+            starts.remove(match)
     lower = max(now, state.blocked_until)
     # The earliest feasible time is ``lower`` or the moment an existing start leaves the window.
     candidates = sorted({lower, *(t + window for t in starts if t + window > lower)})

@@ -70,6 +70,7 @@ async def on_request_message(msg: func.QueueMessage, runtime: Runtime | None = N
             ledger=rt.ledger,
             queue=rt.work_queue,
             events=rt.events,
+            pending=rt.pending,
             now=_now(),
             normalisations=notes,
         )

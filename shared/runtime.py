@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from shared.idempotency import EventIndex
     from shared.limiter import TableLimiter
     from shared.log_store import LogStore
+    from shared.pending import PendingIndex
     from shared.rule_discovery import RuleDiscovery
     from shared.worker import Worker
 
@@ -118,6 +119,13 @@ class Runtime:
         return LogStore(service.get_container_client(CONTAINER))
 
     @cached_property
+    def pending(self) -> PendingIndex:
+        """Table ``ProvisioningPending``: the in-flight requests the sweeper looks at."""
+        from shared.pending import PENDING_TABLE, PendingIndex
+
+        return PendingIndex(self._table(PENDING_TABLE))
+
+    @cached_property
     def limiter(self) -> TableLimiter:
         """The rate limiter shared by every instance (Table ``ProvisioningLimiter``)."""
         from shared.limiter import LIMITER_TABLE, TableLimiter
@@ -141,6 +149,7 @@ class Runtime:
             rules=self.rule_discovery,
             logs=self.log_store,
             limiter=self.limiter,
+            pending=self.pending,
             policy=policy,
         )
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import azure.functions as func
 
-from shared import retention
+from shared import retention, sweeper
 from shared.runtime import Runtime, get_runtime
 
 
@@ -16,3 +16,9 @@ async def on_retention_timer(timer: func.TimerRequest, runtime: Runtime | None =
     return await retention.purge(
         rt.ledger, rt.log_store, rt.events, now=datetime.now(UTC), retention_days=rt.settings.ledger_retention_days
     )
+
+
+async def on_sweeper_timer(timer: func.TimerRequest, runtime: Runtime | None = None) -> sweeper.Swept:
+    """Re-drive calls whose work message was lost; enqueue far-future calls that came within reach."""
+    rt = runtime or get_runtime()
+    return await sweeper.sweep(rt.ledger, rt.work_queue, rt.pending, now=datetime.now(UTC))

@@ -21,7 +21,8 @@ from shared.graph import GraphAnswer, GraphFailure, JobStatus, Provisioner
 from shared.ledger import Ledger, StaleWrite
 from shared.limiter import TableLimiter, scope_key
 from shared.log_store import LogStore
-from shared.pacing import LATENESS_SECONDS
+from shared.pacing import lateness_for
+from shared.pending import PendingIndex
 from shared.rule_discovery import RuleDiscovery
 from shared.rules import NoRule, TtlCache, normalise_types
 from shared.work_queue import WorkItem, WorkQueue
@@ -63,10 +64,16 @@ class Worker:
     rules: RuleDiscovery
     logs: LogStore
     limiter: TableLimiter
+    pending: PendingIndex
     policy: WorkerPolicy = field(default_factory=WorkerPolicy)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
-    job_cache: TtlCache[tuple[str, str], JobStatus] = field(default_factory=lambda: TtlCache(JOB_STATUS_TTL_SECONDS))
+    job_cache: TtlCache[tuple[str, str], JobStatus] | None = None
+
+    def __post_init__(self) -> None:
+        if self.job_cache is None:
+            # a held job is looked at again at least twice per hold, so recovery resumes items promptly
+            self.job_cache = TtlCache(min(JOB_STATUS_TTL_SECONDS, self.policy.job_hold_seconds / 2))
 
     async def process(self, item: WorkItem) -> str:
         """Make the call ``item`` points to, unless it is done, claimed or not yet due. Returns what happened."""
@@ -88,7 +95,7 @@ class Worker:
             return "claimed"
         due = _as_dt(call.get("nextAttemptAt"))
         if call.get("reservedAt") is not None and status == "waiting":
-            due = _as_dt(call["reservedAt"]) - timedelta(seconds=LEAD_SECONDS)
+            due = _as_dt(call["reservedAt"]) - timedelta(seconds=LEAD_SECONDS + 1)
         if status in ("scheduled", "waiting") and (due - now).total_seconds() > EARLY_TOLERANCE_SECONDS:
             await self.queue.send(item, (due - now).total_seconds())
             log.info("work item arrived early; put back until due", extra={**ctx, "due": due.isoformat()})
@@ -109,13 +116,29 @@ class Worker:
             await self.queue.send(item, 1.0)
             log.info("another worker changed the call first; looking again shortly", extra=ctx)
             return "claimed"
-        await self.ledger.refresh_request(item.request_id, now)
+        await self._refresh(item.request_id, now)
         return await self._run(item, call, previous_attempts, ctx)
 
+    async def _refresh(self, request_id: str, now: datetime) -> None:
+        """Update the request's status; once it is final, it leaves the sweeper's index."""
+        request = await self.ledger.refresh_request(request_id, now)
+        if request is not None and request.get("status") != aggregate.PENDING:
+            await self.pending.remove(request_id)
+
     async def _defer(
-        self, item: WorkItem, call: dict[str, Any], previous_attempts: int, until: datetime, changes: dict[str, Any]
+        self,
+        item: WorkItem,
+        call: dict[str, Any],
+        previous_attempts: int,
+        until: datetime,
+        changes: dict[str, Any],
+        lead: float = 0.0,
     ) -> None:
-        """Back to ``waiting`` without spending an attempt, and on the queue again for ``until``."""
+        """Back to ``waiting`` without spending an attempt, and on the queue again for ``until`` (minus ``lead``).
+
+        Queue delays are whole seconds: rounding down, plus the lead, makes the item arrive a little early
+        rather than late.
+        """
         now = self.clock()
         await self.ledger.update_call(
             call,
@@ -127,12 +150,14 @@ class Worker:
                 **changes,
             },
         )
-        await self.queue.send(item, max(0.0, (until - now).total_seconds()))
-        await self.ledger.refresh_request(item.request_id, now)
+        delay = max(0.0, (until - now).total_seconds() - lead)
+        await self.queue.send(item, float(int(delay)) if lead else delay)
+        await self._refresh(item.request_id, now)
 
     async def _job_hold(self, sp: str, job: str) -> JobStatus | None:
         """The job's status when it is one that holds calls (cached briefly); None when calls may go."""
         key = (sp.lower(), job)
+        assert self.job_cache is not None
         status = self.job_cache.get(key)
         if status is None:
             fetched = await self.graph.job_status(sp, job)
@@ -182,7 +207,7 @@ class Worker:
                         "claimedUntil": None,
                     },
                 )
-                await self.ledger.refresh_request(item.request_id, self.clock())
+                await self._refresh(item.request_id, self.clock())
                 log.warning("no rule fits the subject; call rejected", extra={**ctx, "reason": rule.reason})
                 return "rejected"
             if isinstance(rule, GraphFailure):
@@ -209,18 +234,20 @@ class Worker:
         """Start the call inside its rate-limit slot; False when it was deferred to a later slot."""
         now = self.clock()
         reserved = call.get("reservedAt")
-        if reserved is not None and now <= _as_dt(reserved) + timedelta(seconds=LATENESS_SECONDS):
+        lateness = lateness_for(self.limiter.limit)
+        if reserved is not None and now <= _as_dt(reserved) + timedelta(seconds=lateness):
             start = _as_dt(reserved)  # our own slot, reserved on an earlier delivery
         else:
-            reservation = await self.limiter.reserve(scope)
+            missed = _as_dt(reserved).timestamp() if reserved is not None else None
+            reservation = await self.limiter.reserve(scope, release=missed)
             if reservation.start is None:
                 until = datetime.fromtimestamp(reservation.retry_at, UTC)
                 await self._defer(item, call, previous_attempts, until, {"reservedAt": None})
                 log.info("rate limit: no slot within the horizon; deferred", extra={**ctx, "until": until.isoformat()})
                 return False
             start = datetime.fromtimestamp(reservation.start, UTC)
-            if (start - now).total_seconds() > LEAD_SECONDS:
-                await self._defer(item, call, previous_attempts, start, {"reservedAt": start})
+            if (start - now).total_seconds() > LEAD_SECONDS + 1:
+                await self._defer(item, call, previous_attempts, start, {"reservedAt": start}, lead=LEAD_SECONDS)
                 log.info("rate limit: slot reserved; deferred until it", extra={**ctx, "slot": start.isoformat()})
                 return False
         wait = (start - self.clock()).total_seconds()
@@ -249,7 +276,7 @@ class Worker:
             changes.update({"status": "waiting", "nextAttemptAt": until, "completedAt": None})
             await self.ledger.update_call(call, changes)
             await self.queue.send(item, ENTITLEMENT_RETRY_SECONDS)
-            await self.ledger.refresh_request(item.request_id, now)
+            await self._refresh(item.request_id, now)
             log.info("not entitled yet; retrying while the assignment replicates", extra=ctx)
             return "waiting"
         if answer.value is not None and textsplit.utf16_units(answer.value) > INLINE_LOG_LIMIT_UNITS:
@@ -258,7 +285,7 @@ class Worker:
         elif answer.value is not None:
             changes.update(textsplit.to_properties("provisioningLog", answer.value))
         await self.ledger.update_call(call, changes)
-        await self.ledger.refresh_request(item.request_id, now)
+        await self._refresh(item.request_id, now)
         log.info(
             "graph call finished",
             extra={**ctx, "status": changes["status"], "attempts": attempts, "errorCode": changes.get("errorCode")},
@@ -295,7 +322,7 @@ class Worker:
                 "graph call failed",
                 extra={**ctx, "httpStatus": failure.http_status, "errorCode": failure.code, "attempts": attempts},
             )
-        await self.ledger.refresh_request(item.request_id, now)
+        await self._refresh(item.request_id, now)
         return str(changes["status"])
 
 

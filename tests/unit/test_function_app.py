@@ -46,6 +46,7 @@ def test_routes_and_auth_levels() -> None:
         "provision_requests_queue": (None, None, "provisioning-requests"),
         "provision_work": (None, None, WORK_QUEUE),
         "ledger_retention": (None, None, None),
+        "sweeper": (None, None, None),
     }
 
 

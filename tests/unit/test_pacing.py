@@ -7,9 +7,9 @@ from hypothesis import strategies as st
 
 from shared.pacing import (
     HORIZON_SECONDS,
-    LATENESS_SECONDS,
     LimiterState,
     count_in_any_window,
+    lateness_for,
     margin_for,
     reserve,
     throttled,
@@ -75,7 +75,7 @@ def test_no_window_ever_holds_more_than_the_limit(
         state = r.state
         if r.start is not None:
             assert r.start >= now
-            started.append(r.start + min(lateness, LATENESS_SECONDS))
+            started.append(r.start + min(lateness, lateness_for(limit)))
     assert count_in_any_window(started, limit.window_seconds) <= limit.calls
 
 
@@ -93,3 +93,38 @@ def test_a_backlog_drains_at_close_to_the_limit(limit: RateLimit, n: int) -> Non
     window = limit.window_seconds + margin_for(limit)
     # ideal: n calls need ceil(n / calls) - 1 full windows before the last one starts
     assert max(starts) <= ((len(starts) - 1) // limit.calls) * window + 1e-9
+
+
+def test_a_missed_slot_is_given_back() -> None:
+    state = LimiterState()
+    for _ in range(5):
+        state = reserve(state, 100.0, LIMIT).state
+    late = reserve(state, 100.5, LIMIT)
+    assert late.start is not None
+    assert late.start > 100.5
+    # one holder of a 100.0 slot arrived too late and never started: giving it back frees the budget now
+    again = reserve(state, 100.5, LIMIT, release=100.0)
+    assert again.start == 100.5
+    assert len(again.state.starts) == 5
+
+
+@settings(max_examples=300)
+@given(limits, st.lists(st.tuples(st.floats(0, 3), st.booleans()), min_size=1, max_size=50))
+def test_released_slots_never_let_a_window_overflow(limit: RateLimit, steps: list[tuple[float, bool]]) -> None:
+    """Some holders miss their slot and re-reserve giving it back; the calls that did start still fit."""
+    state = LimiterState()
+    now = 0.0
+    started: list[float] = []
+    missed: list[float] = []
+    for advance, miss in steps:
+        now += advance
+        release = missed.pop() if missed and missed[-1] < now else None
+        r = reserve(state, now, limit, release=release)
+        state = r.state
+        if r.start is None:
+            continue
+        if miss:
+            missed.append(r.start)
+        else:
+            started.append(r.start)
+    assert count_in_any_window(started, limit.window_seconds) <= limit.calls

@@ -15,64 +15,64 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 @app.function_name("provision")
 @app.route(route="provision", methods=["POST"])
-async def provision(req: func.HttpRequest) -> func.HttpResponse:
+async def provision(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     """Accept a provisioning request; 202 with where to poll."""
-    return await http_api.post_provision(req)
+    return await http_api.post_provision(req, invocation_id=context.invocation_id)
 
 
 @app.function_name("provision_status")
 @app.route(route="provision/{requestId}", methods=["GET"])
-async def provision_status(req: func.HttpRequest) -> func.HttpResponse:
+async def provision_status(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     """The request's outcome: 202 while pending, 200 when every call finished."""
-    return await http_api.get_provision(req)
+    return await http_api.get_provision(req, invocation_id=context.invocation_id)
 
 
 @app.function_name("provision_graph_compatible")
 @app.route(
     route="servicePrincipals/{servicePrincipalId}/synchronization/jobs/{jobId}/provisionOnDemand", methods=["POST"]
 )
-async def provision_graph_compatible(req: func.HttpRequest) -> func.HttpResponse:
+async def provision_graph_compatible(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     """Graph's own provisionOnDemand body and path; Prefer: wait=N answers Graph-shaped when done in time."""
-    return await http_api.post_graph_compatible(req)
+    return await http_api.post_graph_compatible(req, invocation_id=context.invocation_id)
 
 
 @app.function_name("openapi")
 @app.route(route="openapi.json", methods=["GET"])
-async def openapi(req: func.HttpRequest) -> func.HttpResponse:
+async def openapi(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     """The OpenAPI 3.1 document of this API."""
-    return await http_api.openapi_document(req)
+    return await http_api.openapi_document(req, invocation_id=context.invocation_id)
 
 
 @app.function_name("health")
 @app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
-async def health(req: func.HttpRequest) -> func.HttpResponse:
+async def health(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     """200 once storage and Graph are reachable; reveals nothing internal."""
-    return await http_api.health(req)
+    return await http_api.health(req, invocation_id=context.invocation_id)
 
 
 @app.function_name("provision_work")
 @app.queue_trigger(arg_name="msg", queue_name=WORK_QUEUE, connection="AzureWebJobsStorage")
-async def provision_work(msg: func.QueueMessage) -> None:
+async def provision_work(msg: func.QueueMessage, context: func.Context) -> None:
     """Make one Graph call (one work item) and record its outcome."""
-    await queue_api.on_work_message(msg)
+    await queue_api.on_work_message(msg, invocation_id=context.invocation_id)
 
 
 @app.function_name("provision_requests_queue")
 @app.queue_trigger(arg_name="msg", queue_name=REQUESTS_QUEUE, connection="AzureWebJobsStorage")
-async def provision_requests_queue(msg: func.QueueMessage) -> None:
+async def provision_requests_queue(msg: func.QueueMessage, context: func.Context) -> None:
     """Requests from provisioning-requests: accepted like HTTP, or rejected and poisoned at once."""
-    await queue_api.on_request_message(msg)
+    await queue_api.on_request_message(msg, invocation_id=context.invocation_id)
 
 
 @app.function_name("ledger_retention")
 @app.timer_trigger(arg_name="timer", schedule="0 30 3 * * *", use_monitor=True)
-async def ledger_retention(timer: func.TimerRequest) -> None:
+async def ledger_retention(timer: func.TimerRequest, context: func.Context) -> None:
     """Daily at 03:30 UTC: delete requests older than LEDGER_RETENTION_DAYS, with their logs."""
-    await timer_api.on_retention_timer(timer)
+    await timer_api.on_retention_timer(timer, invocation_id=context.invocation_id)
 
 
 @app.function_name("sweeper")
 @app.timer_trigger(arg_name="timer", schedule="0 */5 * * * *", use_monitor=True)
-async def sweeper(timer: func.TimerRequest) -> None:
+async def sweeper(timer: func.TimerRequest, context: func.Context) -> None:
     """Every 5 minutes: re-drive stranded calls and enqueue far-future ones that came within 7 days."""
-    await timer_api.on_sweeper_timer(timer)
+    await timer_api.on_sweeper_timer(timer, invocation_id=context.invocation_id)

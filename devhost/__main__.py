@@ -48,9 +48,11 @@ def configure_logging() -> None:
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(os.environ.get("DEVHOST_LOG_LEVEL", "INFO").upper())
-    # The SDK's HTTP logging is noisy and includes headers; the host does not surface it either.
-    logging.getLogger("azure").setLevel(logging.WARNING)
+    level = os.environ.get("DEVHOST_LOG_LEVEL", "INFO").upper()
+    root.setLevel(level)
+    if level != "DEBUG":
+        # The SDK's HTTP logging is noisy (headers, redacted); DEBUG shows it, e.g. to audit what is logged.
+        logging.getLogger("azure").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 

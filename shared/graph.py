@@ -11,17 +11,17 @@ our back, spending the rate budget and blocking the worker (facts file §1). Eve
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from shared import telemetry
 from shared.rules import RuleInfo
 from shared.settings import Settings
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
 
-log = logging.getLogger(__name__)
+log = telemetry.get_logger(__name__)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -19,13 +18,13 @@ from urllib.parse import urlencode, urlsplit
 import azure.functions as func
 from azure.core.exceptions import AzureError
 
-from shared import cloudevents, ids, intake, normalise, views
+from shared import cloudevents, ids, intake, normalise, telemetry, views
 from shared.models import ProvisioningRequest
 from shared.problems import PROBLEM_CONTENT_TYPE, FieldError, Problem
 from shared.runtime import Runtime, get_runtime
 from shared.settings import SettingsError
 
-log = logging.getLogger(__name__)
+log = telemetry.get_logger(__name__)
 
 ROUTE_PREFIX = "api"  # host.json extensions.http.routePrefix
 MAX_BODY_BYTES = 256 * 1024
@@ -137,8 +136,15 @@ def graph_compatible_request(
     return request, notes
 
 
-async def post_provision(req: func.HttpRequest, runtime: Runtime | None = None) -> func.HttpResponse:
+async def post_provision(
+    req: func.HttpRequest, runtime: Runtime | None = None, *, invocation_id: str | None = None
+) -> func.HttpResponse:
     """``POST /api/provision``: our request, or a CloudEvent carrying one; 202 with where to poll."""
+    with telemetry.bound(invocationId=invocation_id):
+        return await _post_provision(req, runtime)
+
+
+async def _post_provision(req: func.HttpRequest, runtime: Runtime | None) -> func.HttpResponse:
     try:
         data = read_json_body(req)
         content_type = (req.headers.get("content-type") or "").split(";")[0].strip().lower()
@@ -161,8 +167,15 @@ def prefer_wait(header: str | None) -> int | None:
     return None
 
 
-async def post_graph_compatible(req: func.HttpRequest, runtime: Runtime | None = None) -> func.HttpResponse:
+async def post_graph_compatible(
+    req: func.HttpRequest, runtime: Runtime | None = None, *, invocation_id: str | None = None
+) -> func.HttpResponse:
     """Graph's own provisionOnDemand, paced and recorded; with ``Prefer: wait=N`` a Graph-shaped answer."""
+    with telemetry.bound(invocationId=invocation_id):
+        return await _post_graph_compatible(req, runtime)
+
+
+async def _post_graph_compatible(req: func.HttpRequest, runtime: Runtime | None) -> func.HttpResponse:
     sp = req.route_params.get("servicePrincipalId", "")
     job = req.route_params.get("jobId", "")
     path_errors = [
@@ -213,8 +226,15 @@ async def _wait_for_graph_answer(rt: Runtime, request_id: str, wait: int) -> tup
         await asyncio.sleep(WAIT_POLL_SECONDS)
 
 
-async def get_provision(req: func.HttpRequest, runtime: Runtime | None = None) -> func.HttpResponse:
+async def get_provision(
+    req: func.HttpRequest, runtime: Runtime | None = None, *, invocation_id: str | None = None
+) -> func.HttpResponse:
     """``GET /api/provision/{requestId}``: 202 while pending (Logic Apps keeps polling), 200 when done."""
+    with telemetry.bound(invocationId=invocation_id):
+        return await _get_provision(req, runtime)
+
+
+async def _get_provision(req: func.HttpRequest, runtime: Runtime | None) -> func.HttpResponse:
     request_id = req.route_params.get("requestId", "")
     if not ids.is_request_id(request_id):
         return problem_response(Problem(404, "Unknown request", "No request has this id.", "unknown-request"))
@@ -240,8 +260,15 @@ async def get_provision(req: func.HttpRequest, runtime: Runtime | None = None) -
     return _json(200, body)
 
 
-async def health(req: func.HttpRequest, runtime: Runtime | None = None) -> func.HttpResponse:
+async def health(
+    req: func.HttpRequest, runtime: Runtime | None = None, *, invocation_id: str | None = None
+) -> func.HttpResponse:
     """``GET /api/health``: 200 when storage and Graph answer; reveals nothing else."""
+    with telemetry.bound(invocationId=invocation_id):
+        return await _health(req, runtime)
+
+
+async def _health(req: func.HttpRequest, runtime: Runtime | None) -> func.HttpResponse:
     rt = runtime or get_runtime()
     checks = {"storage": "ok", "graph": "ok"}
     try:
@@ -274,7 +301,7 @@ def dependency_failure(exc: Exception) -> func.HttpResponse:
     return _unavailable()
 
 
-async def openapi_document(req: func.HttpRequest) -> func.HttpResponse:
+async def openapi_document(req: func.HttpRequest, *, invocation_id: str | None = None) -> func.HttpResponse:
     """``GET /api/openapi.json``: the OpenAPI 3.1 document, generated from the models."""
     from shared import openapi
 

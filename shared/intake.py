@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from shared import aggregate, fanout, request_ids
+from shared import aggregate, fanout, request_ids, telemetry
 from shared.idempotency import EventIndex, event_key, fingerprint
 from shared.ledger import REQUEST_ROW, Ledger
 from shared.models import ProvisioningRequest
@@ -25,7 +24,7 @@ from shared.problems import FieldError, Problem, from_validation_error
 from shared.settings import Settings, Target
 from shared.work_queue import MAX_VISIBILITY_DELAY_SECONDS, WorkItem, WorkQueue
 
-log = logging.getLogger(__name__)
+log = telemetry.get_logger(__name__)
 
 _SEND_CONCURRENCY = 16
 MAX_NOT_BEFORE_DAYS = 365
@@ -163,6 +162,7 @@ async def accept(
                 log.info(
                     "duplicate event answered with its request", extra={"requestId": known.request_id, "eventId": event}
                 )
+                telemetry.request_accepted(source, duplicate=True)
                 return Accepted(
                     known.request_id, str(existing["status"]), int(existing.get("callCount") or 0), duplicate=True
                 )
@@ -222,4 +222,5 @@ async def accept(
         "request accepted",
         extra={"requestId": request_id, "eventId": request.event_id, "calls": len(calls), "source": source},
     )
+    telemetry.request_accepted(source, duplicate=False)
     return Accepted(request_id, summary.status, len(calls))

@@ -9,20 +9,19 @@ own storage raises, so the host retries the message. ``provisioning-work`` messa
 from __future__ import annotations
 
 import json
-import logging
 from datetime import UTC, datetime
 from typing import Any
 
 import azure.functions as func
 
-from shared import cloudevents, intake, normalise
+from shared import cloudevents, intake, normalise, telemetry
 from shared.ledger import REQUEST_ROW
 from shared.problems import FieldError, Problem
 from shared.request_ids import stable_request_id
 from shared.runtime import Runtime, get_runtime
 from shared.work_queue import WorkItem
 
-log = logging.getLogger(__name__)
+log = telemetry.get_logger(__name__)
 
 REQUESTS_QUEUE = "provisioning-requests"
 REQUESTS_POISON_QUEUE = f"{REQUESTS_QUEUE}-poison"
@@ -32,11 +31,14 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-async def on_work_message(msg: func.QueueMessage, runtime: Runtime | None = None) -> None:
+async def on_work_message(
+    msg: func.QueueMessage, runtime: Runtime | None = None, *, invocation_id: str | None = None
+) -> None:
     """Process one work item. A body that is not a work item raises, so the host poisons it after retries."""
-    item = WorkItem.from_json(msg.get_body())
-    rt = runtime or get_runtime()
-    await rt.worker.process(item)
+    with telemetry.bound(invocationId=invocation_id, messageId=msg.id):
+        item = WorkItem.from_json(msg.get_body())
+        rt = runtime or get_runtime()
+        await rt.worker.process(item)
 
 
 def parse_request_message(body: bytes) -> tuple[Any, str | None, list[str], str]:
@@ -56,9 +58,15 @@ def parse_request_message(body: bytes) -> tuple[Any, str | None, list[str], str]
     return request, envelope.event_id, notes, "/data" if envelope.mode == "structured" else ""
 
 
-async def on_request_message(msg: func.QueueMessage, runtime: Runtime | None = None) -> None:
+async def on_request_message(
+    msg: func.QueueMessage, runtime: Runtime | None = None, *, invocation_id: str | None = None
+) -> None:
     """Intake from ``provisioning-requests``: accept like HTTP, or record the rejection and poison at once."""
-    rt = runtime or get_runtime()
+    with telemetry.bound(invocationId=invocation_id, messageId=msg.id):
+        await _on_request_message(msg, runtime or get_runtime())
+
+
+async def _on_request_message(msg: func.QueueMessage, rt: Runtime) -> None:
     body = msg.get_body()
     try:
         data, event_id, notes, prefix = parse_request_message(body)

@@ -7,16 +7,16 @@ is taken by the next run.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from shared import telemetry
 from shared.idempotency import EventIndex
 from shared.ledger import Ledger
 from shared.log_store import LogStore
 from shared.request_ids import id_floor
 
-log = logging.getLogger(__name__)
+log = telemetry.get_logger(__name__)
 
 MAX_REQUESTS_PER_RUN = 5000
 

@@ -9,17 +9,16 @@ Re-driving is always safe: a duplicate message finds the call finished or claime
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared import aggregate
+from shared import aggregate, telemetry
 from shared.ledger import Ledger, StaleWrite
 from shared.pending import PendingIndex
 from shared.work_queue import MAX_VISIBILITY_DELAY_SECONDS, WorkItem, WorkQueue
 
-log = logging.getLogger(__name__)
+log = telemetry.get_logger(__name__)
 
 GRACE_SECONDS = 5 * 60
 MAX_REQUESTS_PER_RUN = 2000

@@ -6,19 +6,25 @@ from datetime import UTC, datetime
 
 import azure.functions as func
 
-from shared import retention, sweeper
+from shared import retention, sweeper, telemetry
 from shared.runtime import Runtime, get_runtime
 
 
-async def on_retention_timer(timer: func.TimerRequest, runtime: Runtime | None = None) -> retention.Purged:
+async def on_retention_timer(
+    timer: func.TimerRequest, runtime: Runtime | None = None, *, invocation_id: str | None = None
+) -> retention.Purged:
     """Delete requests older than ``LEDGER_RETENTION_DAYS``."""
     rt = runtime or get_runtime()
-    return await retention.purge(
-        rt.ledger, rt.log_store, rt.events, now=datetime.now(UTC), retention_days=rt.settings.ledger_retention_days
-    )
+    with telemetry.bound(invocationId=invocation_id):
+        return await retention.purge(
+            rt.ledger, rt.log_store, rt.events, now=datetime.now(UTC), retention_days=rt.settings.ledger_retention_days
+        )
 
 
-async def on_sweeper_timer(timer: func.TimerRequest, runtime: Runtime | None = None) -> sweeper.Swept:
+async def on_sweeper_timer(
+    timer: func.TimerRequest, runtime: Runtime | None = None, *, invocation_id: str | None = None
+) -> sweeper.Swept:
     """Re-drive calls whose work message was lost; enqueue far-future calls that came within reach."""
     rt = runtime or get_runtime()
-    return await sweeper.sweep(rt.ledger, rt.work_queue, rt.pending, now=datetime.now(UTC))
+    with telemetry.bound(invocationId=invocation_id):
+        return await sweeper.sweep(rt.ledger, rt.work_queue, rt.pending, now=datetime.now(UTC))

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared import aggregate, graph_errors, outcome, retry, textsplit
+from shared import aggregate, graph_errors, outcome, retry, telemetry, textsplit
 from shared.graph import GraphAnswer, GraphFailure, JobStatus, Provisioner
 from shared.ledger import Ledger, StaleWrite
 from shared.limiter import TableLimiter, scope_key
@@ -27,7 +26,7 @@ from shared.rule_discovery import RuleDiscovery
 from shared.rules import NoRule, TtlCache, normalise_types
 from shared.work_queue import WorkItem, WorkQueue
 
-log = logging.getLogger(__name__)
+log = telemetry.get_logger(__name__)
 
 #: A work item that arrives this much before its due time is put back instead of calling early.
 EARLY_TOLERANCE_SECONDS = 1.0
@@ -77,6 +76,10 @@ class Worker:
 
     async def process(self, item: WorkItem) -> str:
         """Make the call ``item`` points to, unless it is done, claimed or not yet due. Returns what happened."""
+        with telemetry.bound(requestId=item.request_id, callId=item.call_id):
+            return await self._process(item)
+
+    async def _process(self, item: WorkItem) -> str:
         ctx = {"requestId": item.request_id, "callId": item.call_id}
         call = await self.ledger.get_call(item.request_id, item.call_id)
         if call is None:
@@ -247,10 +250,12 @@ class Worker:
                 return False
             start = datetime.fromtimestamp(reservation.start, UTC)
             if (start - now).total_seconds() > LEAD_SECONDS + 1:
+                telemetry.limiter_wait((start - now).total_seconds())
                 await self._defer(item, call, previous_attempts, start, {"reservedAt": start}, lead=LEAD_SECONDS)
                 log.info("rate limit: slot reserved; deferred until it", extra={**ctx, "slot": start.isoformat()})
                 return False
         wait = (start - self.clock()).total_seconds()
+        telemetry.limiter_wait(wait)
         if wait > 0:
             await self.sleep(wait)
         return True
@@ -277,6 +282,7 @@ class Worker:
             await self.ledger.update_call(call, changes)
             await self.queue.send(item, ENTITLEMENT_RETRY_SECONDS)
             await self._refresh(item.request_id, now)
+            telemetry.graph_call("waiting", answer.http_status)
             log.info("not entitled yet; retrying while the assignment replicates", extra=ctx)
             return "waiting"
         if answer.value is not None and textsplit.utf16_units(answer.value) > INLINE_LOG_LIMIT_UNITS:
@@ -286,6 +292,7 @@ class Worker:
             changes.update(textsplit.to_properties("provisioningLog", answer.value))
         await self.ledger.update_call(call, changes)
         await self._refresh(item.request_id, now)
+        telemetry.graph_call(str(changes["status"]), answer.http_status)
         log.info(
             "graph call finished",
             extra={**ctx, "status": changes["status"], "attempts": attempts, "errorCode": changes.get("errorCode")},
@@ -305,6 +312,7 @@ class Worker:
         changes, delay = _failure_changes(failure, attempts, now)
         changes = {**changes, **extra, "reservedAt": None}
         await self.ledger.update_call(call, changes)
+        telemetry.graph_call(str(changes["status"]), failure.http_status)
         if delay is not None:
             await self.queue.send(item, delay)
             log.warning(

@@ -1,0 +1,93 @@
+"""Structured logs and counters, for Application Insights.
+
+Logs: every line from ``shared`` carries the correlation ids of what is being processed (``invocationId``,
+``requestId``, ``eventId``, ``callId``) as structured fields; with the worker's Azure Monitor integration
+(``PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY=true``) they become customDimensions, so one KQL filter
+follows a request from the POST through every queue hop. Queue messages carry no headers, so the ids are
+bound at each boundary from the message itself. Nothing secret is ever put in a log field: tokens never
+reach this code, and bodies are not logged.
+
+Counters go through the OpenTelemetry metrics API (a no-op until a MeterProvider is configured, as the
+worker does in Azure): requests accepted, Graph calls by outcome, throttles, and limiter waits.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, MutableMapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from types import MappingProxyType
+from typing import Any
+
+_context: ContextVar[Mapping[str, str]] = ContextVar("provisioning_log_context", default=MappingProxyType({}))
+METER_NAME = "provision_on_demand"
+
+
+@contextmanager
+def bound(**fields: str | None) -> Iterator[None]:
+    """Add correlation ids to every log line written inside the block (and in tasks it starts)."""
+    token = _context.set({**_context.get(), **{k: v for k, v in fields.items() if v}})
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+class _ContextAdapter(logging.LoggerAdapter[logging.Logger]):
+    """Merges the bound correlation ids into ``extra`` (the stdlib adapter would replace it)."""
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+        kwargs["extra"] = {**_context.get(), **(kwargs.get("extra") or {})}
+        return msg, kwargs
+
+
+def get_logger(name: str) -> logging.LoggerAdapter[logging.Logger]:
+    """A logger whose lines carry the bound correlation ids."""
+    return _ContextAdapter(logging.getLogger(name), {})
+
+
+class _Instruments:
+    def __init__(self) -> None:
+        from opentelemetry import metrics
+
+        meter = metrics.get_meter(METER_NAME)
+        self.accepted = meter.create_counter("provisioning.requests.accepted", description="Requests accepted")
+        self.calls = meter.create_counter("provisioning.graph.calls", description="provisionOnDemand attempts")
+        self.throttles = meter.create_counter("provisioning.graph.throttles", description="429 answers from Graph")
+        self.waits = meter.create_histogram(
+            "provisioning.limiter.wait", unit="s", description="How long a call waited for a rate-limit slot"
+        )
+
+
+_instruments: _Instruments | None = None
+
+
+def _get() -> _Instruments:
+    global _instruments
+    if _instruments is None:
+        _instruments = _Instruments()
+    return _instruments
+
+
+def reset_instruments() -> None:
+    """Forget the instruments (tests install their own MeterProvider)."""
+    global _instruments
+    _instruments = None
+
+
+def request_accepted(source: str, duplicate: bool) -> None:
+    """A request was accepted (or answered as a duplicate of an earlier event)."""
+    _get().accepted.add(1, {"source": source, "duplicate": duplicate})
+
+
+def graph_call(status: str, http_status: int | None) -> None:
+    """One provisionOnDemand attempt ended with this call status."""
+    _get().calls.add(1, {"status": status, "httpStatus": http_status or 0})
+    if http_status == 429:
+        _get().throttles.add(1)
+
+
+def limiter_wait(seconds: float) -> None:
+    """A call waited this long for its slot."""
+    _get().waits.record(max(0.0, seconds))

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.models import LinkedSubject, ProvisioningRequest, Subject
+from shared.models import MAX_SUBJECTS, LinkedSubject, ProvisioningRequest, RuleId, Subject
 
 
 class _Doc(BaseModel):
@@ -75,6 +75,9 @@ class RequestStatus(_Doc):
 class CloudEvent(_Doc):
     """A CloudEvents 1.0 structured-mode envelope whose ``data`` is a provisioning request."""
 
+    # Extension attributes are allowed; their names are ASCII lowercase letters and digits (as the app checks).
+    model_config = ConfigDict(json_schema_extra={"propertyNames": {"pattern": "^[a-z0-9]+$"}})
+
     specversion: Literal["1.0"]
     id: str = Field(min_length=1)
     source: str = Field(min_length=1)
@@ -85,8 +88,10 @@ class CloudEvent(_Doc):
 class GraphParameters(_Doc):
     """Graph's ``synchronizationJobApplicationParameters``."""
 
-    ruleId: str | None = None
-    subjects: list[Subject] = Field(min_length=1)
+    model_config = ConfigDict(extra="forbid")
+    odataType: Any = Field(default=None, alias="@odata.type", description="Accepted and ignored")
+    ruleId: RuleId | None = None
+    subjects: list[Subject] = Field(min_length=1, max_length=MAX_SUBJECTS)
 
 
 class GraphProvisionBody(_Doc):
@@ -101,6 +106,20 @@ class StringKeyStringValuePair(_Doc):
 
     key: str | None
     value: str | None
+
+
+class GraphErrorDetail(_Doc):
+    """Graph's ``error`` member."""
+
+    code: str
+    message: str
+    innerError: dict[str, Any] | None = None
+
+
+class GraphError(_Doc):
+    """Graph's error answer, relayed by the Graph-compatible route with ``Prefer: wait`` when the call failed."""
+
+    error: GraphErrorDetail
 
 
 class ProblemDetails(_Doc):
@@ -131,6 +150,7 @@ EXPORTED = (
     CloudEvent,
     GraphProvisionBody,
     StringKeyStringValuePair,
+    GraphError,
     ProblemDetails,
     Health,
 )

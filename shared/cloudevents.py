@@ -19,6 +19,7 @@ from shared.problems import FieldError, Problem, json_pointer
 
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_ATTRIBUTE_NAME = re.compile("[a-z0-9]+")  # CloudEvents 1.0: ASCII lowercase letters and digits only
 _REQUIRED = ("specversion", "id", "source", "type")
 _ENVELOPE_KEYS = {"specversion", "id", "source", "type", "subject", "time", "datacontenttype", "dataschema", "data"}
 
@@ -80,7 +81,7 @@ def unwrap(content_type: str, headers: Mapping[str, str], data: Any) -> Unwrappe
                 errors=(FieldError("", "must be a JSON object"),),
             )
         _check_attributes(data, binary=False)
-        unknown = sorted(k for k in data if k not in _ENVELOPE_KEYS and not k.isalnum())
+        unknown = sorted(k for k in data if k not in _ENVELOPE_KEYS and not _ATTRIBUTE_NAME.fullmatch(k))
         if unknown:
             raise Problem(
                 400,

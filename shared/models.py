@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
 
 from shared import ids
 
@@ -26,17 +26,45 @@ def _check(predicate: object, message: str) -> AfterValidator:
     return AfterValidator(validate)
 
 
+def _schema(pattern: str, max_length: int, **more: str) -> WithJsonSchema:
+    """What the ``shared.ids`` check accepts, said in JSON Schema for the OpenAPI document (the check decides)."""
+    return WithJsonSchema({"type": "string", "minLength": 1, "maxLength": max_length, "pattern": pattern, **more})
+
+
+# Not blank at either end, no control characters (C0, DEL, C1): ids.is_object_id.
+_TEXT_ID = r"^[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$"
+
 ObjectId = Annotated[
-    str, _check(ids.is_object_id, "must be 1-1024 characters without control characters or edge spaces")
+    str,
+    _check(ids.is_object_id, "must be 1-1024 characters without control characters or edge spaces"),
+    _schema(_TEXT_ID, ids.MAX_OBJECT_ID_LENGTH),
 ]
 ObjectTypeName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_.]{0,63}$")]
-ServicePrincipalId = Annotated[str, _check(ids.is_guid, "must be a GUID")]
-JobId = Annotated[str, _check(ids.is_job_id, "must be a synchronization job id (letters, digits, '.', '_', '-')")]
-RuleId = Annotated[
-    str, _check(ids.is_rule_id, "must be a synchronization rule id (letters, digits, '.', '_', '-', '#')")
+ServicePrincipalId = Annotated[
+    str,
+    _check(ids.is_guid, "must be a GUID"),
+    _schema(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", 36, format="uuid"),
 ]
-TargetName = Annotated[str, _check(ids.is_target_name, "must be the name of a configured target")]
-EventId = Annotated[str, _check(lambda s: 0 < len(s) <= 200 and ids.is_object_id(s), "must be 1-200 characters")]
+JobId = Annotated[
+    str,
+    _check(ids.is_job_id, "must be a synchronization job id (letters, digits, '.', '_', '-')"),
+    _schema(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,255}$", 256),
+]
+RuleId = Annotated[
+    str,
+    _check(ids.is_rule_id, "must be a synchronization rule id (letters, digits, '.', '_', '-', '#')"),
+    _schema(r"^[A-Za-z0-9][A-Za-z0-9._#-]{0,255}$", 256),
+]
+TargetName = Annotated[
+    str,
+    _check(ids.is_target_name, "must be the name of a configured target"),
+    _schema(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", 64),
+]
+EventId = Annotated[
+    str,
+    _check(lambda s: 0 < len(s) <= 200 and ids.is_object_id(s), "must be 1-200 characters"),
+    _schema(_TEXT_ID, 200),
+]
 
 
 class _Strict(BaseModel):

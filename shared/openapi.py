@@ -34,6 +34,24 @@ _POLL_HEADERS = {
     "Location": {"description": "Absolute URL of the request's status", "schema": {"type": "string", "format": "uri"}},
     "Retry-After": {"description": "Seconds to wait before polling", "schema": {"type": "integer"}},
 }
+# The Functions host itself answers 404 (not problem+json) for a path it routes to no function, e.g. a path
+# parameter with a line break in it.
+_HOST_NOT_FOUND: dict[str, Any] = {
+    "description": "No route for the path (answered by the host)",
+    "content": {"text/plain": {"schema": {"type": "string"}}},
+}
+_UNAVAILABLE = _problem("Our own storage did not answer; retry after Retry-After (never caused by the request)")
+
+
+def _or_graph_error(responses: dict[str, Any]) -> dict[str, Any]:
+    """With ``Prefer: wait``, a finished call answers as Graph did: any 4xx/5xx may carry Graph's error body."""
+    graph_error = {"application/json": {"schema": _ref("GraphError")}}
+    return {
+        code: {**response, "content": {**response.get("content", {}), **graph_error}} if code[0] in "45" else response
+        for code, response in responses.items()
+    }
+
+
 _BAD_INPUT = {
     "400": _problem("Invalid input; errors[] names each field (JSON pointer)"),
     "413": _problem("Body over 256 KiB"),
@@ -75,6 +93,7 @@ def document(version: str = "0.1.0") -> dict[str, Any]:
                         ),
                         "409": _problem("eventId already used with a different body"),
                         **_BAD_INPUT,
+                        "503": _UNAVAILABLE,
                     },
                 }
             },
@@ -99,7 +118,11 @@ def document(version: str = "0.1.0") -> dict[str, Any]:
                     "responses": {
                         "200": _json("RequestStatus", "Every call finished"),
                         "202": _json("RequestStatus", "Still pending; poll Location again", _POLL_HEADERS),
-                        "404": _problem("Unknown request"),
+                        "404": {
+                            "description": "Unknown request; or, as text, no route for the path",
+                            "content": {**_problem("")["content"], **_HOST_NOT_FOUND["content"]},
+                        },
+                        "503": _UNAVAILABLE,
                     },
                 }
             },
@@ -131,12 +154,18 @@ def document(version: str = "0.1.0") -> dict[str, Any]:
                         "required": True,
                         "content": {"application/json": {"schema": _ref("GraphProvisionBody")}},
                     },
-                    "responses": {
-                        "200": _json("StringKeyStringValuePair", "Done within Prefer: wait; Graph's answer"),
-                        "202": _json("Accepted", "Recorded and queued; poll Location", _POLL_HEADERS),
-                        "409": _problem("eventId already used with a different body"),
-                        **_BAD_INPUT,
-                    },
+                    "responses": _or_graph_error(
+                        {
+                            "200": _json("StringKeyStringValuePair", "Done within Prefer: wait; Graph's answer"),
+                            "202": _json("Accepted", "Recorded and queued; poll Location", _POLL_HEADERS),
+                            "404": _HOST_NOT_FOUND,
+                            "409": _problem("eventId already used with a different body"),
+                            **_BAD_INPUT,
+                            "503": _UNAVAILABLE,
+                            "4XX": {"description": "With Prefer: wait, Graph refused the call: its status and body"},
+                            "5XX": {"description": "With Prefer: wait, Graph failed: its status (502: no answer)"},
+                        }
+                    ),
                 }
             },
             "/health": {

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from shared import cloudevents, http_api, ids, intake
 from shared.models import MAX_SUBJECTS, ProvisioningRequest
+from shared.openapi import document
 from shared.problems import Problem, json_pointer
 
 EXAMPLES = 500
@@ -539,3 +540,44 @@ def test_python_can_annotate_a_problem_like_any_exception() -> None:
     problem.__context__ = ValueError()
     problem.__traceback__ = None
     assert problem.to_body()["status"] == 400
+
+
+# --- The published document says what the validators accept --------------------------------------------------
+
+_SCHEMAS = document()["components"]["schemas"]
+_ID_FIELDS = {
+    "eventId": _SCHEMAS["ProvisioningRequest"]["properties"]["eventId"]["anyOf"][0],
+    "target": _SCHEMAS["ProvisioningRequest"]["properties"]["target"]["anyOf"][0],
+    "servicePrincipalId": _SCHEMAS["ProvisioningRequest"]["properties"]["servicePrincipalId"]["anyOf"][0],
+    "jobId": _SCHEMAS["ProvisioningRequest"]["properties"]["jobId"]["anyOf"][0],
+    "ruleId": _SCHEMAS["ProvisioningRequest"]["properties"]["ruleId"]["anyOf"][0],
+    "objectId": _SCHEMAS["Subject"]["properties"]["objectId"],
+}
+
+
+@PROPERTY
+@given(
+    st.sampled_from(sorted(_ID_FIELDS)),
+    st.one_of(nasty_text, job_ids, rule_ids, guids, object_ids, st.text(max_size=300)).filter(
+        lambda s: not any(0xD800 <= ord(c) <= 0xDFFF for c in s)
+    ),
+)
+def test_openapi_id_schemas_accept_exactly_what_validation_accepts(field: str, value: str) -> None:
+    """Before the schemas carried the ids' patterns, a client (or schemathesis) could not tell a valid id."""
+    schema = _ID_FIELDS[field]
+    documented = (
+        re.search(schema["pattern"], value) is not None and schema["minLength"] <= len(value) <= schema["maxLength"]
+    )
+    subject = {"objectId": "x", "objectTypeName": "User"}
+    sent: dict[str, Any] = {"subjects": [{**subject, "objectId": value}]} if field == "objectId" else {field: value}
+    sent.setdefault("subjects", [subject])
+    assert documented == isinstance(_outcome(lambda: intake.validate(sent)), ProvisioningRequest), (field, value)
+
+
+@pytest.mark.parametrize("name", ["Upper", "é", "a_b", "²"])
+def test_cloudevent_extension_names_are_ascii_lowercase_and_digits(name: str) -> None:
+    """The check used str.isalnum(), so "Upper" or "é" passed though the spec and our own message say a-z, 0-9."""
+    event = {"specversion": "1.0", "id": "1", "source": "/s", "type": "t", "data": {"objectId": "x"}, name: "v"}
+    errors = _pointers(lambda: http_api.provision_request(cloudevents.STRUCTURED_CONTENT_TYPE, {}, event))
+    assert errors == [{"pointer": json_pointer([name]), "detail": "is not a valid attribute name"}]
+    assert _SCHEMAS["CloudEvent"]["propertyNames"] == {"pattern": "^[a-z0-9]+$"}

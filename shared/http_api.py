@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -18,7 +17,7 @@ from urllib.parse import urlencode, urlsplit
 import azure.functions as func
 from azure.core.exceptions import AzureError
 
-from shared import cloudevents, ids, intake, normalise, telemetry, views
+from shared import ids, intake, telemetry, views
 from shared.models import ProvisioningRequest
 from shared.problems import PROBLEM_CONTENT_TYPE, FieldError, Problem
 from shared.runtime import Runtime, get_runtime
@@ -108,34 +107,6 @@ async def _accept(rt: Runtime, request: ProvisioningRequest, *, source: str, not
     )
 
 
-def provision_request(
-    content_type: str, headers: Mapping[str, str], data: Any
-) -> tuple[ProvisioningRequest, list[str]]:
-    """The pure part of ``POST /api/provision``: envelope, normalisation, validation (a Problem names each field)."""
-    envelope = cloudevents.unwrap(content_type, headers, data)
-    body, notes = normalise.provisioning_request(envelope.data)
-    prefix = "/data" if envelope.mode == "structured" else ""
-    request = intake.validate(
-        body,
-        default_event_id=envelope.event_id,
-        pointer=lambda p: prefix + normalise.caller_pointer(envelope.data, p),
-        notes=notes,
-    )
-    return request, notes
-
-
-def graph_compatible_request(
-    data: Any, service_principal_id: str, job_id: str
-) -> tuple[ProvisioningRequest, list[str]]:
-    """The pure part of the Graph-compatible route, once the path's ids are checked: Graph's body, validated."""
-    body, notes = normalise.graph_body(data, service_principal_id, job_id)
-    wrapped = isinstance(data, dict) and "parameters" in data
-    request = intake.validate(
-        body, pointer=lambda p: normalise.caller_pointer(data, normalise.graph_pointer(p, wrapped)), notes=notes
-    )
-    return request, notes
-
-
 async def post_provision(
     req: func.HttpRequest, runtime: Runtime | None = None, *, invocation_id: str | None = None
 ) -> func.HttpResponse:
@@ -148,7 +119,7 @@ async def _post_provision(req: func.HttpRequest, runtime: Runtime | None) -> fun
     try:
         data = read_json_body(req)
         content_type = (req.headers.get("content-type") or "").split(";")[0].strip().lower()
-        request, notes = provision_request(content_type, req.headers, data)
+        request, notes = intake.provision_request(content_type, req.headers, data)
         rt = runtime or get_runtime()
         accepted = await _accept(rt, request, source="http", notes=notes)
     except Problem as problem:
@@ -191,7 +162,7 @@ async def _post_graph_compatible(req: func.HttpRequest, runtime: Runtime | None)
         return problem_response(Problem(400, "Invalid path", "The path names no valid job.", errors=path_errors))
     try:
         data = read_json_body(req)
-        request, notes = graph_compatible_request(data, sp, job)
+        request, notes = intake.graph_compatible_request(data, sp, job)
         rt = runtime or get_runtime()
         accepted = await _accept(rt, request, source="graph-compatible", notes=notes)
         wait = prefer_wait(req.headers.get("prefer"))

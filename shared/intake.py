@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
 
-from shared import aggregate, fanout, request_ids, telemetry
+from shared import aggregate, cloudevents, fanout, normalise, request_ids, telemetry
 from shared.idempotency import EventIndex, event_key, fingerprint
 from shared.ledger import REQUEST_ROW, Ledger
 from shared.models import ProvisioningRequest
@@ -58,6 +58,34 @@ def validate(
         problem = from_validation_error(exc)
         errors = tuple(FieldError(pointer(e.pointer), e.detail) for e in problem.errors)
         raise Problem(problem.status, problem.title, problem.detail, problem.slug, errors) from exc
+
+
+def provision_request(
+    content_type: str, headers: Mapping[str, str], data: Any
+) -> tuple[ProvisioningRequest, list[str]]:
+    """The pure part of ``POST /api/provision``: envelope, normalisation, validation (a Problem names each field)."""
+    envelope = cloudevents.unwrap(content_type, headers, data)
+    body, notes = normalise.provisioning_request(envelope.data)
+    prefix = "/data" if envelope.mode == "structured" else ""
+    request = validate(
+        body,
+        default_event_id=envelope.event_id,
+        pointer=lambda p: prefix + normalise.caller_pointer(envelope.data, p),
+        notes=notes,
+    )
+    return request, notes
+
+
+def graph_compatible_request(
+    data: Any, service_principal_id: str, job_id: str
+) -> tuple[ProvisioningRequest, list[str]]:
+    """The pure part of the Graph-compatible route, once the path's ids are checked: Graph's body, validated."""
+    body, notes = normalise.graph_body(data, service_principal_id, job_id)
+    wrapped = isinstance(data, dict) and "parameters" in data
+    request = validate(
+        body, pointer=lambda p: normalise.caller_pointer(data, normalise.graph_pointer(p, wrapped)), notes=notes
+    )
+    return request, notes
 
 
 def resolve_target(request: ProvisioningRequest, settings: Settings) -> Target:

@@ -41,11 +41,8 @@ def _is_bare_subject(data: Any) -> bool:
 
 
 def provisioning_request(data: Any) -> tuple[Any, list[str]]:
-    """``POST /api/provision`` body → request model input; also takes one bare subject as the whole body."""
+    """``POST /api/provision`` body → request model input (seed 001's ``objectType`` spelling accepted)."""
     notes: list[str] = []
-    if _is_bare_subject(data):
-        data = {"subjects": [data]}
-        notes.append("a bare subject was wrapped as subjects[0]")
     if isinstance(data, dict) and isinstance(data.get("subjects"), list):
         data = dict(data)
         data["subjects"] = [_rename_object_type(s, f"/subjects/{i}", notes) for i, s in enumerate(data["subjects"])]
@@ -55,10 +52,15 @@ def provisioning_request(data: Any) -> tuple[Any, list[str]]:
 def graph_body(data: Any, service_principal_id: str, job_id: str) -> tuple[Any, list[str]]:
     """Graph's own provisionOnDemand body (``{"parameters": [{"ruleId", "subjects"}]}``) → request model input.
 
-    A body without the ``parameters`` wrapper (``{"ruleId", "subjects"}``) is accepted too and noted. Graph
-    takes one ``parameters`` entry; more is refused here rather than silently dropped.
+    A body without the ``parameters`` wrapper (``{"ruleId", "subjects"}``), and a bare subject as the whole
+    body (the path names the job; the rule comes from the target or the schema), are accepted too and noted.
+    Graph takes one ``parameters`` entry; more is refused here rather than silently dropped.
     """
     notes: list[str] = []
+    bare = _is_bare_subject(data)
+    if bare:
+        data = {"subjects": [data]}
+        notes.append("a bare subject was wrapped as parameters[0].subjects[0]")
     if not isinstance(data, dict):
         raise Problem(
             400,
@@ -88,7 +90,8 @@ def graph_body(data: Any, service_principal_id: str, job_id: str) -> tuple[Any, 
     else:
         inner = data
         prefix = ""
-        notes.append("a body without the parameters wrapper was accepted")
+        if not bare:
+            notes.append("a body without the parameters wrapper was accepted")
     unknown = sorted(set(inner) - {"ruleId", "subjects", "@odata.type"})
     if unknown:
         raise Problem(

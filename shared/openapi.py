@@ -64,7 +64,11 @@ def document(version: str = "0.1.0") -> dict[str, Any]:
     """The whole OpenAPI 3.1 document."""
     _, defs = models_json_schema([(m, "validation") for m in api_models.EXPORTED], ref_template=_REF, by_alias=True)
     schemas = defs.get("$defs", {})
-    provision_body = {"oneOf": [_ref("ProvisioningRequest"), _ref("Subject")]}
+    provision_body = _ref("ProvisioningRequest")
+    graph_body = {
+        "oneOf": [_ref("GraphProvisionBody"), _ref("GraphParameters"), _ref("Subject")],
+        "description": "Graph's body; also without the parameters wrapper, or one bare subject",
+    }
     return {
         "openapi": "3.1.0",
         "info": {
@@ -152,7 +156,7 @@ def document(version: str = "0.1.0") -> dict[str, Any]:
                     ],
                     "requestBody": {
                         "required": True,
-                        "content": {"application/json": {"schema": _ref("GraphProvisionBody")}},
+                        "content": {"application/json": {"schema": graph_body}},
                     },
                     "responses": _or_graph_error(
                         {

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
 
 import azure.functions as func
 
-from shared import cloudevents, intake, normalise, telemetry
+from shared import intake, telemetry
 from shared.ledger import REQUEST_ROW
+from shared.models import ProvisioningRequest
 from shared.problems import FieldError, Problem
 from shared.request_ids import stable_request_id
 from shared.runtime import Runtime, get_runtime
@@ -41,21 +41,19 @@ async def on_work_message(
         await rt.worker.process(item)
 
 
-def parse_request_message(body: bytes) -> tuple[Any, str | None, list[str], str]:
-    """A message body → (request JSON, default event id, notes, pointer prefix); a Problem if it is not JSON."""
+def parse_request_message(body: bytes) -> tuple[ProvisioningRequest, list[str]]:
+    """A message body → the validated request, exactly as ``POST /api/provision`` reads it; a Problem if not."""
     try:
         data = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise Problem(
             400,
             "Malformed JSON",
-            f"The message is not valid JSON: {exc}",
+            f"The message is not valid JSON: {type(exc).__name__}",
             "malformed-json",
             (FieldError("", "is not valid JSON"),),
         ) from exc
-    envelope = cloudevents.unwrap("", {}, data)
-    request, notes = normalise.provisioning_request(envelope.data)
-    return request, envelope.event_id, notes, "/data" if envelope.mode == "structured" else ""
+    return intake.provision_request("", {}, data)
 
 
 async def on_request_message(
@@ -69,8 +67,7 @@ async def on_request_message(
 async def _on_request_message(msg: func.QueueMessage, rt: Runtime) -> None:
     body = msg.get_body()
     try:
-        data, event_id, notes, prefix = parse_request_message(body)
-        request = intake.validate(data, default_event_id=event_id, pointer=lambda p: prefix + p, notes=notes)
+        request, notes = parse_request_message(body)
         accepted = await intake.accept(
             request,
             source="queue",
@@ -120,7 +117,7 @@ async def _reject(rt: Runtime, msg: func.QueueMessage, body: bytes, problem: Pro
 def _event_id_of(body: bytes) -> str | None:
     try:
         data = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return None
     event = data.get("eventId") if isinstance(data, dict) else None
     return event if isinstance(event, str) and 0 < len(event) <= 200 else None

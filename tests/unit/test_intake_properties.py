@@ -291,7 +291,7 @@ def _outcome(attempt: Callable[[], ProvisioningRequest]) -> ProvisioningRequest 
 def _provision(sent: Any, content_type: str = "application/json", headers: dict[str, str] | None = None) -> None:
     """What ``POST /api/provision`` does with a parsed body: a request, or a well-formed 4xx Problem."""
     try:
-        request, _ = http_api.provision_request(content_type, headers or {}, sent)
+        request, _ = intake.provision_request(content_type, headers or {}, sent)
     except Problem as problem:
         check_problem(problem, sent)
     else:
@@ -317,7 +317,7 @@ def test_any_json_value_gives_a_request_or_a_4xx(sent: Any) -> None:
 @given(cloud_events, st.sampled_from(["application/json", cloudevents.STRUCTURED_CONTENT_TYPE]))
 def test_structured_cloudevents_point_into_data(sent: Any, content_type: str) -> None:
     try:
-        request, _ = http_api.provision_request(content_type, {}, sent)
+        request, _ = intake.provision_request(content_type, {}, sent)
     except Problem as problem:
         check_problem(problem, sent)
         if cloudevents.is_structured(content_type, sent):  # the envelope's members, or inside /data
@@ -339,7 +339,7 @@ def test_binary_cloudevents_name_the_header_at_fault(sent: Any, headers: dict[st
 @given(graph_bodies)
 def test_graph_bodies_point_under_parameters_0(sent: Any) -> None:
     try:
-        request, _ = http_api.graph_compatible_request(sent, SP, JOB)
+        request, _ = intake.graph_compatible_request(sent, SP, JOB)
     except Problem as problem:
         check_problem(problem, sent)
         if isinstance(sent, dict) and "parameters" in sent:
@@ -365,17 +365,17 @@ def test_valid_requests_validate_and_round_trip(sent: dict[str, Any]) -> None:
     if "notBefore" in sent:
         assert request.not_before == datetime.fromisoformat(sent["notBefore"])
     # The same request as a structured CloudEvent, a bare subject, and Graph's own body.
-    wrapped, _ = http_api.provision_request(
+    wrapped, _ = intake.provision_request(
         cloudevents.STRUCTURED_CONTENT_TYPE,
         {},
         {"specversion": "1.0", "id": "1", "source": "/s", "type": "t", "data": sent},
     )
     assert wrapped.subjects == request.subjects
-    bare, notes = http_api.provision_request("application/json", {}, sent["subjects"][0])
+    bare, notes = intake.graph_compatible_request(sent["subjects"][0], SP, JOB)
     assert bare.subjects == request.subjects[:1]
-    assert notes == ["a bare subject was wrapped as subjects[0]"]
+    assert notes == ["a bare subject was wrapped as parameters[0].subjects[0]"]
     graph = {"parameters": [{"subjects": sent["subjects"], **({"ruleId": sent["ruleId"]} if "ruleId" in sent else {})}]}
-    from_graph, _ = http_api.graph_compatible_request(graph, SP, JOB)
+    from_graph, _ = intake.graph_compatible_request(graph, SP, JOB)
     assert from_graph.subjects == request.subjects
 
 
@@ -453,7 +453,7 @@ def test_cloudevent_ids_always_make_a_valid_event_id(source: str, event: str) ->
     """Any source and id the envelope check accepts become a usable eventId, never a 400 about /data/eventId."""
     sent = {"specversion": "1.0", "id": event, "source": source, "type": "t", "data": {"target": "t", "subjects": [
         {"objectId": "x", "objectTypeName": "User"}]}}  # fmt: skip
-    request, _ = http_api.provision_request(cloudevents.STRUCTURED_CONTENT_TYPE, {}, sent)
+    request, _ = intake.provision_request(cloudevents.STRUCTURED_CONTENT_TYPE, {}, sent)
     assert request.event_id is not None
     _ids_are_safe(request)
 
@@ -471,10 +471,7 @@ def _pointers(attempt: Callable[[], object]) -> list[dict[str, str]]:
 @pytest.mark.parametrize(
     ("sent", "pointer"),
     [
-        ({"objectId": "x", "objectTypeName": "not a type"}, "/objectTypeName"),  # bare subject: no /subjects/0
-        ({"objectId": "x"}, "/objectTypeName"),
         ({"subjects": [{"objectId": "x", "objectType": 7}]}, "/subjects/0/objectType"),  # as the caller spelled it
-        ({"objectId": "x", "objectType": "bad type"}, "/objectType"),
         (
             {
                 "subjects": [
@@ -490,28 +487,40 @@ def _pointers(attempt: Callable[[], object]) -> list[dict[str, str]]:
     ],
 )
 def test_pointers_name_the_field_as_the_caller_wrote_it(sent: dict[str, Any], pointer: str) -> None:
-    assert [e["pointer"] for e in _pointers(lambda: http_api.provision_request("application/json", {}, sent))] == [
+    assert [e["pointer"] for e in _pointers(lambda: intake.provision_request("application/json", {}, sent))] == [
         pointer
     ]
     event = {"specversion": "1.0", "id": "1", "source": "/s", "type": "t", "data": sent}
-    errors = _pointers(lambda: http_api.provision_request(cloudevents.STRUCTURED_CONTENT_TYPE, {}, event))
+    errors = _pointers(lambda: intake.provision_request(cloudevents.STRUCTURED_CONTENT_TYPE, {}, event))
     assert [e["pointer"] for e in errors] == ["/data" + pointer]
+
+
+@pytest.mark.parametrize(
+    ("sent", "pointer"),
+    [
+        ({"objectId": "x", "objectTypeName": "not a type"}, "/objectTypeName"),  # bare subject: no /subjects/0
+        ({"objectId": "x"}, "/objectTypeName"),
+        ({"objectId": "x", "objectType": "bad type"}, "/objectType"),
+    ],
+)
+def test_a_bare_subject_on_the_graph_route_is_named_as_sent(sent: dict[str, Any], pointer: str) -> None:
+    assert [e["pointer"] for e in _pointers(lambda: intake.graph_compatible_request(sent, SP, JOB))] == [pointer]
 
 
 def test_graph_pointers_name_the_field_as_the_caller_wrote_it() -> None:
     sent = {"parameters": [{"subjects": [{"objectId": "x", "objectType": 1}]}]}
-    errors = _pointers(lambda: http_api.graph_compatible_request(sent, SP, JOB))
+    errors = _pointers(lambda: intake.graph_compatible_request(sent, SP, JOB))
     assert [e["pointer"] for e in errors] == ["/parameters/0/subjects/0/objectType"]
 
 
 @pytest.mark.parametrize(
     ("attempt", "pointer"),
     [
-        (lambda: http_api.graph_compatible_request({"parameters": [], "a/b": 1}, SP, JOB), "/a~1b"),
-        (lambda: http_api.graph_compatible_request({"parameters": [{"x~y": 1}]}, SP, JOB), "/parameters/0/x~0y"),
-        (lambda: http_api.graph_compatible_request({"subjects": [], "a/b": 1}, SP, JOB), "/a~1b"),
+        (lambda: intake.graph_compatible_request({"parameters": [], "a/b": 1}, SP, JOB), "/a~1b"),
+        (lambda: intake.graph_compatible_request({"parameters": [{"x~y": 1}]}, SP, JOB), "/parameters/0/x~0y"),
+        (lambda: intake.graph_compatible_request({"subjects": [], "a/b": 1}, SP, JOB), "/a~1b"),
         (
-            lambda: http_api.provision_request(
+            lambda: intake.provision_request(
                 "application/json",
                 {},
                 {"specversion": "1.0", "id": "1", "source": "s", "type": "t", "data": {}, "a/b": 1},
@@ -526,7 +535,7 @@ def test_unknown_member_names_are_escaped_in_pointers(attempt: Callable[[], obje
 
 def test_binary_mode_errors_name_the_header_not_a_pointer() -> None:
     headers = {"ce-specversion": "1.0", "ce-source": "/hr"}
-    errors = _pointers(lambda: http_api.provision_request("application/json", headers, {"objectId": "x"}))
+    errors = _pointers(lambda: intake.provision_request("application/json", headers, {"objectId": "x"}))
     assert errors == [
         {"header": "ce-id", "detail": "is required and must be a non-empty string"},
         {"header": "ce-type", "detail": "is required and must be a non-empty string"},
@@ -578,6 +587,6 @@ def test_openapi_id_schemas_accept_exactly_what_validation_accepts(field: str, v
 def test_cloudevent_extension_names_are_ascii_lowercase_and_digits(name: str) -> None:
     """The check used str.isalnum(), so "Upper" or "é" passed though the spec and our own message say a-z, 0-9."""
     event = {"specversion": "1.0", "id": "1", "source": "/s", "type": "t", "data": {"objectId": "x"}, name: "v"}
-    errors = _pointers(lambda: http_api.provision_request(cloudevents.STRUCTURED_CONTENT_TYPE, {}, event))
+    errors = _pointers(lambda: intake.provision_request(cloudevents.STRUCTURED_CONTENT_TYPE, {}, event))
     assert errors == [{"pointer": json_pointer([name]), "detail": "is not a valid attribute name"}]
     assert _SCHEMAS["CloudEvent"]["propertyNames"] == {"pattern": "^[a-z0-9]+$"}

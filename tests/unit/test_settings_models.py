@@ -129,3 +129,17 @@ def test_each_bad_field_gets_a_json_pointer(body: dict[str, Any], pointer: str) 
 
 def test_json_pointer_escapes() -> None:
     assert json_pointer(["a/b", "c~d", 0]) == "/a~1b/c~0d/0"
+
+
+def test_a_queue_message_is_read_like_an_http_body() -> None:
+    from shared.problems import Problem
+    from shared.queue_api import parse_request_message
+
+    request, notes = parse_request_message(b'{"target": "t", "subjects": [{"objectId": "u", "objectType": "User"}]}')
+    assert request.subjects[0].object_type_name == "User"
+    assert notes == ["/subjects/0/objectType renamed to objectTypeName"]
+    for body, pointer in ((b"[" * 200_000, ""), (b"\xff", ""), (b'{"subjects": []}', "/subjects")):
+        with pytest.raises(Problem) as raised:
+            parse_request_message(body)
+        assert raised.value.status == 400
+        assert pointer in [e.pointer for e in raised.value.errors]

@@ -110,14 +110,11 @@ class GraphProvisioner:
         """One attempt; never raises for what Graph or the network did."""
         import httpx
         from kiota_abstractions.api_error import APIError
-        from kiota_abstractions.base_request_configuration import RequestConfiguration
-        from kiota_http.middleware.options import HeadersInspectionHandlerOption, RetryHandlerOption
+        from kiota_http.middleware.options import HeadersInspectionHandlerOption
 
         body = _request_body(rule_id, subject)
         headers = HeadersInspectionHandlerOption(inspect_request_headers=False, inspect_response_headers=True)
-        config: RequestConfiguration[Any] = RequestConfiguration(
-            options=[RetryHandlerOption(max_retries=0, should_retry=False), headers]
-        )
+        config = _no_sdk_retries(headers)
         builder = (
             self._client.service_principals.by_service_principal_id(service_principal_id)
             .synchronization.jobs.by_synchronization_job_id(job_id)
@@ -140,12 +137,8 @@ class GraphProvisioner:
         """The job schema's synchronization rules (GET …/jobs/{id}/schema); never raises for Graph's answers."""
         import httpx
         from kiota_abstractions.api_error import APIError
-        from kiota_abstractions.base_request_configuration import RequestConfiguration
-        from kiota_http.middleware.options import RetryHandlerOption
 
-        config: RequestConfiguration[Any] = RequestConfiguration(
-            options=[RetryHandlerOption(max_retries=0, should_retry=False)]
-        )
+        config = _no_sdk_retries()
         builder = (
             self._client.service_principals.by_service_principal_id(service_principal_id)
             .synchronization.jobs.by_synchronization_job_id(job_id)
@@ -179,12 +172,8 @@ class GraphProvisioner:
         """``status.code`` (Active, Paused, Quarantine, …) and the quarantine reason of a job."""
         import httpx
         from kiota_abstractions.api_error import APIError
-        from kiota_abstractions.base_request_configuration import RequestConfiguration
-        from kiota_http.middleware.options import RetryHandlerOption
 
-        config: RequestConfiguration[Any] = RequestConfiguration(
-            options=[RetryHandlerOption(max_retries=0, should_retry=False)]
-        )
+        config = _no_sdk_retries()
         builder = self._client.service_principals.by_service_principal_id(
             service_principal_id
         ).synchronization.jobs.by_synchronization_job_id(job_id)
@@ -199,6 +188,17 @@ class GraphProvisioner:
         quarantine = status.quarantine if status else None
         reason = getattr(quarantine.reason, "value", quarantine.reason) if quarantine and quarantine.reason else None
         return JobStatus(str(code) if code else None, str(reason) if reason else None)
+
+
+def _no_sdk_retries(*extra: Any) -> Any:
+    """Request options that switch the SDK's RetryHandler off for one call: every attempt is ours."""
+    from kiota_abstractions.base_request_configuration import RequestConfiguration
+    from kiota_http.middleware.options import RetryHandlerOption
+
+    config: RequestConfiguration[Any] = RequestConfiguration(
+        options=[RetryHandlerOption(max_retries=0, should_retry=False), *extra]
+    )
+    return config
 
 
 def _request_body(rule_id: str, subject: dict[str, Any]) -> Any:

@@ -8,7 +8,6 @@ or ``409`` when the same ``eventId`` arrives with a different body.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import json
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
+from shared.create_once import CreateOnce
 from shared.models import ProvisioningRequest
 
 if TYPE_CHECKING:
@@ -53,17 +53,7 @@ class EventIndex:
 
     def __init__(self, table: TableClient) -> None:
         self._table = table
-        self._ready = False
-        self._ready_lock = asyncio.Lock()
-
-    async def _ensure_table(self) -> None:
-        if self._ready:
-            return
-        async with self._ready_lock:
-            if not self._ready:
-                with contextlib.suppress(ResourceExistsError):
-                    await self._table.create_table()
-                self._ready = True
+        self._ensure_table = CreateOnce(self._table.create_table)
 
     async def claim(self, event_id: str, request_id: str, fingerprint: str, now: datetime) -> KnownEvent | None:
         """Record the event for ``request_id``; None if this call won, else the request it already made."""

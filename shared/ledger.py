@@ -7,7 +7,6 @@ update is conditional on the ETag read, so two workers can never silently overwr
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -16,6 +15,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 
 from shared import aggregate
+from shared.create_once import CreateOnce
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
@@ -37,17 +37,7 @@ class Ledger:
 
     def __init__(self, table: TableClient) -> None:
         self._table = table
-        self._ready = False
-        self._ready_lock = asyncio.Lock()
-
-    async def _ensure_table(self) -> None:
-        if self._ready:
-            return
-        async with self._ready_lock:
-            if not self._ready:
-                with contextlib.suppress(ResourceExistsError):
-                    await self._table.create_table()
-                self._ready = True
+        self._ensure_table = CreateOnce(self._table.create_table)
 
     async def ping(self) -> None:
         """Reach the table service (used by the health check); raises if it does not answer."""

@@ -7,8 +7,6 @@ decides again. So the budget holds across processes and machines with no lock se
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import time
 from collections.abc import Callable
@@ -18,6 +16,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 
 from shared import pacing
+from shared.create_once import CreateOnce
 from shared.settings import RateLimit
 
 if TYPE_CHECKING:
@@ -43,22 +42,12 @@ class TableLimiter:
         self._table = table
         self._limit = limit
         self._clock = clock
-        self._ready = False
-        self._ready_lock = asyncio.Lock()
+        self._ensure_table = CreateOnce(self._table.create_table)
 
     @property
     def limit(self) -> RateLimit:
         """The limit this limiter enforces."""
         return self._limit
-
-    async def _ensure_table(self) -> None:
-        if self._ready:
-            return
-        async with self._ready_lock:
-            if not self._ready:
-                with contextlib.suppress(ResourceExistsError):
-                    await self._table.create_table()
-                self._ready = True
 
     async def _read(self, key: str) -> tuple[pacing.LimiterState, str | None]:
         try:

@@ -7,11 +7,12 @@ the blob name instead.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from typing import TYPE_CHECKING
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import ResourceNotFoundError
+
+from shared.create_once import CreateOnce
 
 if TYPE_CHECKING:
     from azure.storage.blob.aio import ContainerClient
@@ -24,17 +25,7 @@ class LogStore:
 
     def __init__(self, container: ContainerClient) -> None:
         self._container = container
-        self._ready = False
-        self._ready_lock = asyncio.Lock()
-
-    async def _ensure_container(self) -> None:
-        if self._ready:
-            return
-        async with self._ready_lock:
-            if not self._ready:
-                with contextlib.suppress(ResourceExistsError):
-                    await self._container.create_container()
-                self._ready = True
+        self._ensure_container = CreateOnce(self._container.create_container)
 
     async def put(self, request_id: str, call_id: str, text: str) -> str:
         """Store ``text``; returns the blob name to record on the call row."""

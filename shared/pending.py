@@ -8,12 +8,13 @@ reaches a final status. The table holds only what is in flight: small, whatever 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import ResourceNotFoundError
+
+from shared.create_once import CreateOnce
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
@@ -27,17 +28,7 @@ class PendingIndex:
 
     def __init__(self, table: TableClient) -> None:
         self._table = table
-        self._ready = False
-        self._ready_lock = asyncio.Lock()
-
-    async def _ensure_table(self) -> None:
-        if self._ready:
-            return
-        async with self._ready_lock:
-            if not self._ready:
-                with contextlib.suppress(ResourceExistsError):
-                    await self._table.create_table()
-                self._ready = True
+        self._ensure_table = CreateOnce(self._table.create_table)
 
     async def add(self, request_id: str, now: datetime) -> None:
         """Mark a request as in flight (idempotent)."""

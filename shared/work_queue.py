@@ -7,15 +7,12 @@ which Azure caps at 7 days.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from azure.core.exceptions import ResourceExistsError
-
 from shared import ids
+from shared.create_once import CreateOnce
 
 if TYPE_CHECKING:
     from azure.storage.queue.aio import QueueClient
@@ -54,17 +51,7 @@ class WorkQueue:
 
     def __init__(self, queue: QueueClient) -> None:
         self._queue = queue
-        self._ready = False
-        self._ready_lock = asyncio.Lock()
-
-    async def _ensure_queue(self) -> None:
-        if self._ready:
-            return
-        async with self._ready_lock:
-            if not self._ready:
-                with contextlib.suppress(ResourceExistsError):
-                    await self._queue.create_queue()
-                self._ready = True
+        self._ensure_queue = CreateOnce(self._queue.create_queue)
 
     async def ping(self) -> None:
         """Reach the queue service (health check)."""

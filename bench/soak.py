@@ -35,7 +35,7 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -96,6 +96,7 @@ class Run:
     fault_batches: int = 0
     faults_queued: int = 0
     killed_at: float | None = None
+    killed_utc: str = ""
     sweeper_invoked_at: float | None = None
     began: float = field(default_factory=time.monotonic)
     submit_seconds: float = 0.0
@@ -141,6 +142,18 @@ def _poisoned_calls(connection: str) -> set[tuple[str, str]]:
         except (ValueError, KeyError, TypeError):
             continue
     return found
+
+
+def _describe(connection: str, request_id: str) -> str:
+    """A stuck request's rows, briefly: when they last changed and what their calls did."""
+    with TableClient.from_connection_string(connection, TABLE_NAME) as table:
+        rows = list(table.query_entities("PartitionKey eq @pk", parameters={"pk": request_id}))
+    parts = []
+    for row in sorted(rows, key=lambda r: str(r["RowKey"])):
+        stamp = row.get("completedAt") or row.get("updatedAt") or row.get("lastAttemptAt")
+        when = stamp.isoformat(timespec="milliseconds") if isinstance(stamp, datetime) else stamp
+        parts.append(f"{row['RowKey']} {row.get('status')} attempts={row.get('attempts', '-')} at {when}")
+    return "; ".join(parts)
 
 
 def _emulator_calls(emulator_url: str) -> list[dict[str, Any]]:
@@ -228,6 +241,7 @@ def _drain(stack: Stack, run: Run, submitter: threading.Thread, expected: int, t
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait()
             run.killed_at = now - began
+            run.killed_utc = datetime.now(UTC).isoformat(timespec="milliseconds")
             print(f"[{now - began:5.0f} s] SIGKILLed worker pid {worker.pid}; adding a replacement", file=sys.stderr)
             stack.add_worker()
         if terminal >= planned and run.killed_at is not None and not submitter.is_alive():
@@ -284,7 +298,9 @@ def _report(stack: Stack, run: Run, limit: RateLimit, took: float, args: argpars
         f"soak: {args.items} requests, limit {args.limit} in the emulator and the app (Graph's real limit is 5/10s),"
         f" 2 workers + the HTTP devhost; took {took:.0f} s"
     )
-    killed = f"SIGKILLed at {run.killed_at:.0f} s and replaced" if run.killed_at is not None else "never killed"
+    killed = "never killed"
+    if run.killed_at is not None:
+        killed = f"SIGKILLed at {run.killed_at:.0f} s ({run.killed_utc}) and replaced"
     sweeper = "not invoked" if run.sweeper_invoked_at is None else f"invoked at {run.sweeper_invoked_at:.0f} s (stall)"
     print(f"faults queued: {run.faults_queued} in {run.fault_batches} batches; worker {killed}; sweeper {sweeper}")
     print(f"{'':28}{'requests':>10}{'calls':>10}")
@@ -305,7 +321,9 @@ def _report(stack: Stack, run: Run, limit: RateLimit, took: float, args: argpars
         f" (limit {limit.calls}), max arrivals: {count_in_any_window(arrivals, limit.window_seconds)}"
     )
     print(f"work messages left: {work_left}; submission took {run.submit_seconds:.0f} s")
-    print(f"request rows still pending although all their calls are terminal: {len(stale)} {stale[:5]}")
+    print(f"request rows still pending although all their calls are terminal: {len(stale)}")
+    for rid in stale[:5]:
+        print(f"  {rid}: {_describe(connection, rid)}")
     waiting_ids = sorted({rid for (rid, cid), st in mine.items() if st not in TERMINAL_CALL_STATUSES})
     if waiting_ids:
         print(f"requests with calls still waiting: {waiting_ids[:5]}")

@@ -7,7 +7,9 @@ decides again. So the budget holds across processes and machines with no lock se
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import random
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -25,6 +27,11 @@ if TYPE_CHECKING:
 LIMITER_TABLE = "ProvisioningLimiter"
 _PARTITION = "limiter"
 _MAX_CONFLICTS = 50
+
+
+def _conflict_backoff(attempt: int) -> float:
+    """Full-jitter backoff after losing an ETag race: spreads many instances' retries on the one row."""
+    return random.uniform(0, min(0.5, 0.01 * 2**attempt))  # noqa: S311 (jitter, not a secret)
 
 
 def scope_key(scope: str, service_principal_id: str, job_id: str) -> str:
@@ -79,18 +86,20 @@ class TableLimiter:
         ``release``: the caller's earlier slot, which it missed; it is given back in the same write.
         """
         await self._ensure_table()
-        for _ in range(_MAX_CONFLICTS):
+        for attempt in range(_MAX_CONFLICTS):
             state, etag = await self._read(key)
             reservation = pacing.reserve(state, self._clock(), self._limit, release)
             if reservation.start is None or await self._write(key, reservation.state, etag):
                 return reservation
+            await asyncio.sleep(_conflict_backoff(attempt))
         # Heavy contention: take no slot, come back shortly.
         return pacing.Reservation(None, self._clock() + 1.0)
 
     async def report_throttle(self, key: str, retry_after: float) -> None:
         """Graph answered 429: block every instance's new reservations for ``retry_after`` seconds."""
         await self._ensure_table()
-        for _ in range(_MAX_CONFLICTS):
+        for attempt in range(_MAX_CONFLICTS):
             state, etag = await self._read(key)
             if await self._write(key, pacing.throttled(state, self._clock(), retry_after), etag):
                 return
+            await asyncio.sleep(_conflict_backoff(attempt))

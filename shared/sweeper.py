@@ -79,6 +79,11 @@ async def sweep(
                 await pending.remove(request_id)
                 removed += 1
             continue
+        if request.get("status") == aggregate.PENDING and all(
+            str(c.get("status")) in aggregate.TERMINAL_CALL_STATUSES for c in calls
+        ):
+            # every call is done but the request row was not updated (its worker died in between)
+            request = await ledger.refresh_request(request_id, now) or request
         if request.get("status") != aggregate.PENDING:
             await pending.remove(request_id)
             removed += 1

@@ -42,6 +42,8 @@ ENTITLEMENT_RETRY_SECONDS = 60.0
 #: Job states in which provisionOnDemand is pointless: hold the item, do not burn attempts.
 HELD_JOB_CODES = {"Quarantine": "JobQuarantined", "Paused": "JobPaused"}
 JOB_STATUS_TTL_SECONDS = 15.0
+#: Fresh reservations tried before a call that keeps missing its slot (a very loaded host) is deferred.
+MAX_SLOT_TRIES = 3
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,8 @@ class Worker:
         status = str(call["status"])
         now = self.clock()
         if status in aggregate.TERMINAL_CALL_STATUSES:
+            # The worker that finished it may have died before updating the request: make sure it is current.
+            await self._refresh(item.request_id, now)
             log.info("call already finished; duplicate work item ignored", extra={**ctx, "status": status})
             return "duplicate"
         claimed_until = _as_dt(call.get("claimedUntil"))
@@ -234,31 +238,42 @@ class Worker:
     async def _take_slot(
         self, item: WorkItem, call: dict[str, Any], previous_attempts: int, scope: str, ctx: dict[str, str]
     ) -> bool:
-        """Start the call inside its rate-limit slot; False when it was deferred to a later slot."""
-        now = self.clock()
+        """Start the call inside its rate-limit slot; False when it was deferred to a later slot.
+
+        A slot is only good if the call starts within the allowed lateness after it: a slot reserved "now"
+        can already be stale by the time the limiter's write returns under load, so it is checked right
+        before the call and given back for a fresh one if it was missed.
+        """
+        lateness = timedelta(seconds=lateness_for(self.limiter.limit))
         reserved = call.get("reservedAt")
-        lateness = lateness_for(self.limiter.limit)
-        if reserved is not None and now <= _as_dt(reserved) + timedelta(seconds=lateness):
-            start = _as_dt(reserved)  # our own slot, reserved on an earlier delivery
-        else:
-            missed = _as_dt(reserved).timestamp() if reserved is not None else None
-            reservation = await self.limiter.reserve(scope, release=missed)
-            if reservation.start is None:
-                until = datetime.fromtimestamp(reservation.retry_at, UTC)
-                await self._defer(item, call, previous_attempts, until, {"reservedAt": None})
-                log.info("rate limit: no slot within the horizon; deferred", extra={**ctx, "until": until.isoformat()})
-                return False
-            start = datetime.fromtimestamp(reservation.start, UTC)
-            if (start - now).total_seconds() > LEAD_SECONDS + 1:
-                telemetry.limiter_wait((start - now).total_seconds())
-                await self._defer(item, call, previous_attempts, start, {"reservedAt": start}, lead=LEAD_SECONDS)
-                log.info("rate limit: slot reserved; deferred until it", extra={**ctx, "slot": start.isoformat()})
-                return False
-        wait = (start - self.clock()).total_seconds()
-        telemetry.limiter_wait(wait)
-        if wait > 0:
-            await self.sleep(wait)
-        return True
+        slot = _as_dt(reserved) if reserved is not None else None
+        for _ in range(MAX_SLOT_TRIES):
+            now = self.clock()
+            if slot is None or now > slot + lateness:
+                missed = slot.timestamp() if slot is not None else None
+                reservation = await self.limiter.reserve(scope, release=missed)
+                if reservation.start is None:
+                    until = datetime.fromtimestamp(reservation.retry_at, UTC)
+                    await self._defer(item, call, previous_attempts, until, {"reservedAt": None})
+                    log.info("rate limit: no slot now; deferred", extra={**ctx, "until": until.isoformat()})
+                    return False
+                slot = datetime.fromtimestamp(reservation.start, UTC)
+                now = self.clock()
+                if (slot - now).total_seconds() > LEAD_SECONDS + 1:
+                    telemetry.limiter_wait((slot - now).total_seconds())
+                    await self._defer(item, call, previous_attempts, slot, {"reservedAt": slot}, lead=LEAD_SECONDS)
+                    log.info("rate limit: slot reserved; deferred until it", extra={**ctx, "slot": slot.isoformat()})
+                    return False
+            wait = (slot - now).total_seconds()
+            if wait > 0:
+                await self.sleep(wait)
+            if self.clock() <= slot + lateness:
+                telemetry.limiter_wait(max(0.0, wait))
+                return True
+        until = self.clock() + timedelta(seconds=1)
+        await self._defer(item, call, previous_attempts, until, {"reservedAt": None})
+        log.warning("rate limit: kept missing slots under load; deferred", extra=ctx)
+        return False
 
     async def _record_answer(
         self,

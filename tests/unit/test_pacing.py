@@ -128,3 +128,23 @@ def test_released_slots_never_let_a_window_overflow(limit: RateLimit, steps: lis
         else:
             started.append(r.start)
     assert count_in_any_window(started, limit.window_seconds) <= limit.calls
+
+
+def test_sweeper_decisions() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from shared.sweeper import due_for_enqueue, needs_redrive
+
+    now = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
+    grace = timedelta(minutes=5)
+    assert needs_redrive({"status": "queued", "nextAttemptAt": now - timedelta(minutes=10)}, now, grace)
+    assert not needs_redrive({"status": "queued", "nextAttemptAt": now - timedelta(minutes=1)}, now, grace)
+    assert not needs_redrive({"status": "succeeded"}, now, grace)
+    assert needs_redrive({"status": "running", "claimedUntil": now - timedelta(minutes=6)}, now, grace)
+    assert not needs_redrive({"status": "running", "claimedUntil": now + timedelta(minutes=1)}, now, grace)
+    old = now - timedelta(minutes=10)
+    assert not needs_redrive({"status": "waiting", "nextAttemptAt": old, "redrivenAt": now}, now, grace)
+    assert not needs_redrive({"status": "scheduled", "nextAttemptAt": old, "enqueued": False}, now, grace)
+    assert due_for_enqueue({"enqueued": False, "nextAttemptAt": now + timedelta(days=6)}, now)
+    assert not due_for_enqueue({"enqueued": False, "nextAttemptAt": now + timedelta(days=8)}, now)
+    assert not due_for_enqueue({"nextAttemptAt": now + timedelta(days=1)}, now)

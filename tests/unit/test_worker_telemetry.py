@@ -181,3 +181,30 @@ async def test_a_429_is_counted_as_a_throttle_and_retried(metrics: InMemoryMetri
     assert ledger.rows[("r" * 32, "call-0001")]["status"] == "waiting"
     assert cast(Any, worker.limiter).throttled == 7.0
     assert _counts(metrics)["provisioning.graph.throttles"] == 1
+
+
+async def test_a_duplicate_for_a_finished_call_brings_the_request_up_to_date() -> None:
+    """The worker that finished the call may have died before updating the request row."""
+    worker, ledger, queue, pending = _worker([])
+    ledger.rows[("r" * 32, "call-0001")]["status"] = "succeeded"
+    assert await worker.process(WorkItem("r" * 32, "call-0001")) == "duplicate"
+    assert pending.removed == ["r" * 32], "the request was refreshed, found final, and left the sweeper's index"
+    assert queue.sent == []
+
+
+async def test_a_slot_missed_under_load_is_given_back_for_a_fresh_one() -> None:
+    worker, _, _, _ = _worker([GraphAnswer('{"result":"Success","details":{}}', "{}", "id")])
+    current = [NOW]
+    worker.clock = lambda: current[0]
+    released: list[float | None] = []
+
+    async def reserve(key: str, release: float | None = None) -> pacing.Reservation:
+        released.append(release)
+        slot = current[0].timestamp()
+        if len(released) == 1:
+            current[0] += timedelta(seconds=2)  # the limiter's write was slow: the slot is stale on return
+        return pacing.Reservation(slot, slot)
+
+    cast(Any, worker.limiter).reserve = reserve
+    assert await worker.process(WorkItem("r" * 32, "call-0001")) == "succeeded"
+    assert released == [None, NOW.timestamp()], "the missed slot went back with the second reservation"

@@ -7,8 +7,7 @@ real host and the local devhost index exactly the same functions.
 import azure.functions as func
 
 from shared import http_api, queue_api, timer_api
-from shared.queue_api import REQUESTS_QUEUE
-from shared.work_queue import WORK_QUEUE
+from shared.work_queue import REQUESTS_QUEUE, WORK_QUEUE
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 

@@ -48,9 +48,8 @@ from devhost.stack import ROOT, Stack, free_port
 from shared.aggregate import TERMINAL_CALL_STATUSES
 from shared.ledger import REQUEST_ROW, TABLE_NAME
 from shared.pacing import count_in_any_window
-from shared.queue_api import REQUESTS_POISON_QUEUE
 from shared.settings import RateLimit
-from shared.work_queue import WORK_QUEUE
+from shared.work_queue import REQUESTS_POISON_QUEUE, WORK_QUEUE
 
 SEED_USER = "9bb0f679-a883-4a6f-8260-35b491b8b8c8"
 FRESH_USER = "e1a2b3c4-0001-4a5b-8c6d-000000000001"

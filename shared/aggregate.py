@@ -39,11 +39,9 @@ def summarize(call_statuses: Iterable[str]) -> Summary:
         raise ValueError(f"unknown call status: {sorted(unknown)}")
     if not counts or any(counts[s] for s in PENDING_CALL_STATUSES):
         status = PENDING
-    elif counts["failed"]:
-        status = "failed"
-    elif counts["rejected"] and not (counts["succeeded"] or counts["skipped"]):
-        status = "rejected"
-    elif counts["rejected"]:
+    elif counts["failed"] or counts["rejected"]:
+        # a call the app refused (no rule fits) is a failure of the request; "rejected" as a request status
+        # is kept for a request that was itself refused (an invalid queue message)
         status = "failed"
     else:
         status = "succeeded"

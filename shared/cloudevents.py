@@ -21,7 +21,18 @@ STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _ATTRIBUTE_NAME = re.compile("[a-z0-9]+")  # CloudEvents 1.0: ASCII lowercase letters and digits only
 _REQUIRED = ("specversion", "id", "source", "type")
-_ENVELOPE_KEYS = {"specversion", "id", "source", "type", "subject", "time", "datacontenttype", "dataschema", "data"}
+_ENVELOPE_KEYS = {
+    "specversion",
+    "id",
+    "source",
+    "type",
+    "subject",
+    "time",
+    "datacontenttype",
+    "dataschema",
+    "data",
+    "data_base64",
+}
 
 
 @dataclass(frozen=True)
@@ -88,6 +99,13 @@ def unwrap(content_type: str, headers: Mapping[str, str], data: Any) -> Unwrappe
                 "The CloudEvent is not valid",
                 "Extension attribute names are lowercase letters and digits.",
                 errors=tuple(FieldError(json_pointer([k]), "is not a valid attribute name") for k in unknown),
+            )
+        if "data_base64" in data:
+            raise Problem(
+                400,
+                "The CloudEvent is not valid",
+                "The provisioning request must be JSON in data, not base64 in data_base64.",
+                errors=(FieldError("/data_base64", "is not accepted: send the request as JSON in data"),),
             )
         if "data" not in data:
             raise Problem(

@@ -240,7 +240,11 @@ async def health(
 
 
 async def _health(req: func.HttpRequest, runtime: Runtime | None) -> func.HttpResponse:
-    rt = runtime or get_runtime()
+    try:
+        rt = runtime or get_runtime()
+    except SettingsError:
+        log.error("health: the app settings are invalid", exc_info=True)
+        return _json(503, {"status": "unavailable", "checks": {"settings": "invalid"}})
     checks = {"storage": "ok", "graph": "ok"}
     try:
         await rt.ledger.ping()

@@ -46,5 +46,5 @@ def is_object_id(text: str) -> bool:
 
 
 def is_request_id(text: str) -> bool:
-    """A request id as this app issues them (32 lowercase hex digits, a UUID4 without dashes)."""
+    """A request id as this app issues them (32 lowercase hex digits: the UUIDv7 layout without dashes)."""
     return _REQUEST_ID.fullmatch(text) is not None

@@ -68,14 +68,17 @@ class Ledger:
             with contextlib.suppress(ResourceExistsError):
                 await self._table.create_entity(row)
 
-    async def request_ids_below(self, floor_id: str, limit: int) -> list[str]:
-        """Ids of requests whose id sorts below ``floor_id`` (older than it): a PartitionKey range, no table scan."""
+    async def finished_request_ids_below(self, floor_id: str, finished_before: Any, limit: int) -> list[str]:
+        """Finished requests created before ``floor_id`` and last updated before ``finished_before``.
+
+        A PartitionKey range (ids sort by creation time), so no table scan. A pending request is never
+        returned however old it is: a far-future notBefore or a long-held job must still run.
+        """
         await self._ensure_table()
-        query = "PartitionKey lt @floor and RowKey eq @row"
+        query = "PartitionKey lt @floor and RowKey eq @row and status ne @pending and updatedAt lt @before"
+        params = {"floor": floor_id, "row": REQUEST_ROW, "pending": aggregate.PENDING, "before": finished_before}
         found: list[str] = []
-        async for entity in self._table.query_entities(
-            query, parameters={"floor": floor_id, "row": REQUEST_ROW}, select=["PartitionKey"]
-        ):
+        async for entity in self._table.query_entities(query, parameters=params, select=["PartitionKey"]):
             found.append(str(entity["PartitionKey"]))
             if len(found) >= limit:
                 break

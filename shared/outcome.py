@@ -15,7 +15,14 @@ from typing import Any, Literal
 
 Status = Literal["succeeded", "skipped", "failed"]
 
-_RESULT_STATUS: dict[str, Status] = {"success": "succeeded", "skipped": "skipped", "failure": "failed"}
+# Warning is a documented provisioningResult: something happened but not cleanly. It is not reported as
+# success; Graph's result and codes are kept so an operator can judge.
+_RESULT_STATUS: dict[str, Status] = {
+    "success": "succeeded",
+    "skipped": "skipped",
+    "failure": "failed",
+    "warning": "failed",
+}
 
 
 @dataclass(frozen=True)

@@ -13,18 +13,15 @@ from datetime import UTC, datetime
 
 import azure.functions as func
 
-from shared import intake, telemetry
+from shared import aggregate, ids, intake, telemetry
 from shared.ledger import REQUEST_ROW
 from shared.models import ProvisioningRequest
 from shared.problems import FieldError, Problem
 from shared.request_ids import stable_request_id
 from shared.runtime import Runtime, get_runtime
-from shared.work_queue import WorkItem
+from shared.work_queue import REQUESTS_POISON_QUEUE, WorkItem
 
 log = telemetry.get_logger(__name__)
-
-REQUESTS_QUEUE = "provisioning-requests"
-REQUESTS_POISON_QUEUE = f"{REQUESTS_QUEUE}-poison"
 
 
 def _now() -> datetime:
@@ -103,21 +100,35 @@ async def _reject(rt: Runtime, msg: func.QueueMessage, body: bytes, problem: Pro
         "queueMessageId": message_id,
         "poisonQueue": REQUESTS_POISON_QUEUE,
         "callCount": 0,
+        **{f"{name}Count": 0 for name in aggregate.CALL_STATUSES},
+        "target": _target_of(body),
         "createdAt": now,
         "updatedAt": now,
     }
     await rt.ledger.create(row, [], tolerate_existing=True)
-    await rt.queue(REQUESTS_POISON_QUEUE).send_text(body.decode("utf-8", errors="replace"))
+    await rt.requests_poison_queue.send_text(body.decode("utf-8", errors="replace"))
     log.warning(
         "queued request rejected and moved to the poison queue",
         extra={"requestId": request_id, "messageId": message_id, "reason": problem.title},
     )
 
 
-def _event_id_of(body: bytes) -> str | None:
+def _field_of(body: bytes, name: str) -> str | None:
+    """A short string field of a rejected body, for the ledger row (checked like any id before use)."""
     try:
         data = json.loads(body)
     except (UnicodeDecodeError, ValueError, RecursionError):
         return None
-    event = data.get("eventId") if isinstance(data, dict) else None
-    return event if isinstance(event, str) and 0 < len(event) <= 200 else None
+    if isinstance(data, dict) and isinstance(data.get("data"), dict) and "specversion" in data:
+        data = data["data"]
+    value = data.get(name) if isinstance(data, dict) else None
+    return value if isinstance(value, str) and 0 < len(value) <= 200 and ids.is_object_id(value) else None
+
+
+def _event_id_of(body: bytes) -> str | None:
+    return _field_of(body, "eventId")
+
+
+def _target_of(body: bytes) -> str | None:
+    target = _field_of(body, "target")
+    return target if target is not None and ids.is_target_name(target) else None

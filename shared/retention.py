@@ -1,4 +1,7 @@
-"""Retention: requests older than ``LEDGER_RETENTION_DAYS`` are deleted with their logs.
+"""Retention: finished requests older than ``LEDGER_RETENTION_DAYS`` are deleted with their logs.
+
+A request counts from when it was created and when it last changed: both must be older than the
+retention, and a request still pending is never deleted (a notBefore months ahead must still run).
 
 Request ids sort by creation time (:mod:`shared.request_ids`), so the expired requests are one PartitionKey
 range: the timer reads only what it deletes, never the whole table. Work is bounded per run; what is left
@@ -31,9 +34,9 @@ class Purged:
 
 
 async def purge(ledger: Ledger, logs: LogStore, events: EventIndex, *, now: datetime, retention_days: int) -> Purged:
-    """Delete every request created more than ``retention_days`` before ``now`` (bounded per run)."""
-    floor = id_floor(now - timedelta(days=retention_days))
-    expired = await ledger.request_ids_below(floor, MAX_REQUESTS_PER_RUN)
+    """Delete every finished request created and last updated more than ``retention_days`` ago (bounded)."""
+    cutoff = now - timedelta(days=retention_days)
+    expired = await ledger.finished_request_ids_below(id_floor(cutoff), cutoff, MAX_REQUESTS_PER_RUN)
     rows = blobs = 0
     for request_id in expired:
         request, _ = await ledger.get_request(request_id)

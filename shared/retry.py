@@ -36,7 +36,11 @@ def classify(http_status: int | None) -> Kind:
 
 
 def backoff(attempts: int, rng: random.Random | None = None) -> float:
-    """Exponential backoff with full jitter: a random delay up to base * 2^(attempts-1), capped."""
+    """Exponential backoff with "equal" jitter: between half and all of base * 2^(attempts-1), capped.
+
+    Half the delay is guaranteed so a retry never comes back almost at once; the random half spreads
+    the retries of many items that failed together.
+    """
     ceiling = min(MAX_DELAY_SECONDS, BASE_DELAY_SECONDS * 2 ** max(0, attempts - 1))
     return (rng or random).uniform(ceiling / 2, ceiling)
 

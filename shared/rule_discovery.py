@@ -10,6 +10,8 @@ from shared.graph import GraphFailure, Provisioner
 from shared.rules import NoRule, RuleInfo, TtlCache, choose_rule
 
 SCHEMA_TTL_SECONDS = 15 * 60
+#: A schema that could not be read is not asked for again (for casing only) for this long.
+UNREADABLE_TTL_SECONDS = 5 * 60
 
 
 class RuleDiscovery:
@@ -18,6 +20,7 @@ class RuleDiscovery:
     def __init__(self, graph: Provisioner, cache: TtlCache[tuple[str, str], list[RuleInfo]] | None = None) -> None:
         self._graph = graph
         self._cache = cache or TtlCache(SCHEMA_TTL_SECONDS)
+        self._unreadable: TtlCache[tuple[str, str], bool] = TtlCache(UNREADABLE_TTL_SECONDS)
 
     async def _rules(self, service_principal_id: str, job_id: str) -> list[RuleInfo] | GraphFailure:
         key = (service_principal_id.lower(), job_id)
@@ -35,8 +38,12 @@ class RuleDiscovery:
 
         Only used to settle ``objectTypeName`` casing, so a failure here never blocks the call itself.
         """
+        key = (service_principal_id.lower(), job_id)
+        if self._unreadable.get(key):
+            return None
         rules = await self._rules(service_principal_id, job_id)
         if isinstance(rules, GraphFailure):
+            self._unreadable.put(key, True)  # do not ask before every call
             return None
         return next((r for r in rules if r.id == rule_id), None)
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from shared.ledger import TABLE_NAME, Ledger
 from shared.settings import Settings, SettingsError
-from shared.work_queue import WORK_QUEUE, WorkQueue
+from shared.work_queue import REQUESTS_POISON_QUEUE, WORK_QUEUE, WorkQueue
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
@@ -81,6 +81,11 @@ class Runtime:
                 message_decode_policy=decode,
             )
         return WorkQueue(client)
+
+    @cached_property
+    def requests_poison_queue(self) -> WorkQueue:
+        """``provisioning-requests-poison``: where intake moves messages that can never be valid."""
+        return self.queue(REQUESTS_POISON_QUEUE)
 
     @cached_property
     def work_queue(self) -> WorkQueue:

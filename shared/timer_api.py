@@ -14,8 +14,8 @@ async def on_retention_timer(
     timer: func.TimerRequest, runtime: Runtime | None = None, *, invocation_id: str | None = None
 ) -> retention.Purged:
     """Delete requests older than ``LEDGER_RETENTION_DAYS``."""
-    rt = runtime or get_runtime()
     with telemetry.bound(invocationId=invocation_id):
+        rt = runtime or get_runtime()
         return await retention.purge(
             rt.ledger, rt.log_store, rt.events, now=datetime.now(UTC), retention_days=rt.settings.ledger_retention_days
         )
@@ -25,6 +25,6 @@ async def on_sweeper_timer(
     timer: func.TimerRequest, runtime: Runtime | None = None, *, invocation_id: str | None = None
 ) -> sweeper.Swept:
     """Re-drive calls whose work message was lost; enqueue far-future calls that came within reach."""
-    rt = runtime or get_runtime()
     with telemetry.bound(invocationId=invocation_id):
+        rt = runtime or get_runtime()
         return await sweeper.sweep(rt.ledger, rt.work_queue, rt.pending, now=datetime.now(UTC))

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from azure.storage.queue.aio import QueueClient
 
 WORK_QUEUE = "provisioning-work"
+REQUESTS_QUEUE = "provisioning-requests"
+REQUESTS_POISON_QUEUE = f"{REQUESTS_QUEUE}-poison"
 MAX_VISIBILITY_DELAY_SECONDS = 7 * 24 * 3600 - 60
 
 

@@ -168,9 +168,9 @@ class Worker:
         status = self.job_cache.get(key)
         if status is None:
             fetched = await self.graph.job_status(sp, job)
-            if isinstance(fetched, GraphFailure):
-                return None  # cannot tell: let the call itself find out
-            status = fetched
+            # Cannot tell (a Graph stand-in without this endpoint, a transient error): let the calls go, and
+            # remember that for the cache period rather than asking again before every call.
+            status = JobStatus(None) if isinstance(fetched, GraphFailure) else fetched
             self.job_cache.put(key, status)
         return status if status.code in HELD_JOB_CODES else None
 

@@ -94,10 +94,14 @@ def test_a_large_provisioning_log_is_stored_whole(stack: Stack, size_kb: int) ->
     """150 KB is split over call-row properties; 900 KB exceeds a Table entity and goes to a blob."""
     attributes = {f"extensionAttribute{i}": "x" * 1000 + "é€😀" for i in range(size_kb)}
     value = json.dumps(
-        {"action": "Create", "changeId": f"big-{size_kb}", "statusInfo": {"status": "Success"},
-         "provisioningSteps": [{"name": "EntryImport", "status": "Success", "details": attributes}]},
+        {
+            "action": "Create",
+            "changeId": f"big-{size_kb}",
+            "statusInfo": {"status": "Success"},
+            "provisioningSteps": [{"name": "EntryImport", "status": "Success", "details": attributes}],
+        },
         ensure_ascii=False,
-    )  # fmt: skip
+    )
     assert len(value.encode()) >= size_kb * 1000
     _answer_next_call(stack, '{"result":"Success","details":{}}', value)
     location = _post(stack, _user(f"c0ffee00-0000-4000-8000-0000000000{size_kb % 90 + 10}"))
@@ -159,24 +163,31 @@ def test_no_fitting_rule_rejects_the_call_with_the_reason(stack: Stack) -> None:
         _post(stack, {"target": "workday-to-ad", "subjects": [{"objectId": GROUP, "objectTypeName": "Group"}]})
     )
     (call,) = result["calls"]
-    assert result["status"] == "rejected"
+    assert result["status"] == "failed", "a request whose call was refused failed; 'rejected' is for refused requests"
     assert call["status"] == "rejected"
     assert call["errorCode"] == "NoMatchingRule"
     assert "'Group'" in call["errorMessage"]
     assert "Worker" in call["errorMessage"]
 
 
-def test_retention_timer_deletes_old_requests_and_their_logs(stack: Stack) -> None:
-    async def scenario() -> tuple[str, str]:
+def test_retention_timer_deletes_old_finished_requests_and_their_logs(stack: Stack) -> None:
+    """Old and finished: deleted with its blob. Fresh, or old but still pending (far notBefore): kept."""
+
+    async def scenario() -> tuple[str, str, str]:
         runtime = Runtime(Settings.from_environ(stack.env))
         now = datetime.now(UTC)
-        old, fresh = new_request_id(now - timedelta(days=91)), new_request_id(now)
-        for request_id in (old, fresh):
-            row = {"PartitionKey": request_id, "RowKey": "request", "status": "succeeded"}
-            call = {"PartitionKey": request_id, "RowKey": "call-0001", "status": "succeeded"}
+        old_time = now - timedelta(days=91)
+        old, fresh, waiting = new_request_id(old_time), new_request_id(now), new_request_id(old_time)
+        for request_id, status, updated in (
+            (old, "succeeded", old_time),
+            (fresh, "succeeded", now),
+            (waiting, "pending", old_time),
+        ):
+            row = {"PartitionKey": request_id, "RowKey": "request", "status": status, "updatedAt": updated}
+            call = {"PartitionKey": request_id, "RowKey": "call-0001", "status": status}
             await runtime.ledger.create(row, [call])
             await runtime.log_store.put(request_id, "call-0001", "{}")
-        return old, fresh
+        return old, fresh, waiting
 
     async def exists(request_id: str) -> tuple[bool, bool]:
         runtime = Runtime(Settings.from_environ(stack.env))
@@ -184,10 +195,11 @@ def test_retention_timer_deletes_old_requests_and_their_logs(stack: Stack) -> No
         blob = await runtime.log_store.get(f"{request_id}/call-0001.json")
         return request is not None, blob is not None
 
-    old, fresh = asyncio.run(scenario())
+    old, fresh, waiting = asyncio.run(scenario())
     assert httpx.post(f"{stack.base_url}/admin/functions/ledger_retention", json={"input": ""}).status_code == 202
     deadline = time.monotonic() + 20
     while asyncio.run(exists(old)) != (False, False):
         assert time.monotonic() < deadline, "the old request was not purged"
         time.sleep(0.2)
     assert asyncio.run(exists(fresh)) == (True, True)
+    assert asyncio.run(exists(waiting)) == (True, True), "a pending request is never purged"

@@ -58,7 +58,8 @@ def test_call_ids() -> None:
         (["succeeded", "running"], "pending"),
         (["succeeded", "skipped"], "succeeded"),
         (["succeeded", "failed"], "failed"),
-        (["rejected"], "rejected"),
+        (["rejected"], "failed"),
+        (["succeeded", "rejected"], "failed"),
         ([], "pending"),
     ],
 )

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import azure.functions as func
+import pytest
 
 import function_app
 from shared import http_api
@@ -65,3 +66,17 @@ def test_import_is_cheap() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+async def test_health_is_503_not_500_when_the_settings_are_invalid(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared import runtime
+
+    monkeypatch.setattr(runtime, "_runtime", None)
+    monkeypatch.setenv("AzureWebJobsStorage", "UseDevelopmentStorage=true")
+    monkeypatch.setenv("PROVISIONING_TARGETS", "{bad")
+    req = func.HttpRequest("GET", "http://127.0.0.1/api/health", body=b"")
+    response = await http_api.health(req)
+    assert response.status_code == 503
+    assert json.loads(response.get_body()) == {"status": "unavailable", "checks": {"settings": "invalid"}}
+    assert "PROVISIONING_TARGETS" not in response.get_body().decode()
+    monkeypatch.setattr(runtime, "_runtime", None)

@@ -166,3 +166,11 @@ def test_never_raises_on_near_miss_shapes(key: str, log: object) -> None:
     assert parsed.status in ("succeeded", "skipped", "failed")
     if parsed.error_code == "UnparseableResponse":
         assert parsed.raw_key == key
+
+
+def test_a_warning_is_not_reported_as_success_and_keeps_its_code() -> None:
+    key = json.dumps({"result": "Warning", "details": {"errorCode": "PartialExport", "errorMessage": "half done"}})
+    parsed = outcome.parse(key, "{}")
+    assert parsed.status == "failed"
+    assert parsed.result == "Warning"
+    assert parsed.error_code == "PartialExport"

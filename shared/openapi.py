@@ -1,7 +1,10 @@
-"""The OpenAPI 3.1 document, generated from the pydantic models (pure).
+"""The OpenAPI 3.1 document, generated from the pydantic models (pure), and its Swagger 2.0 form.
 
 Served at ``GET /api/openapi.json`` and shipped as ``openapi.json`` (a test keeps the two identical), for
-client generation, fuzzing (schemathesis) and importing the API as a Logic Apps custom connector.
+client generation and fuzzing (schemathesis). Logic Apps and Power Platform custom connectors import only
+OpenAPI 2.0 (Swagger), so :func:`swagger2` derives that form, shipped as
+``connector/apiDefinition.swagger.json``: the same operations, with the few 3.1 constructs 2.0 lacks
+(``null`` types, ``oneOf``, ``const``) written the 2.0 way.
 """
 
 from __future__ import annotations
@@ -190,4 +193,110 @@ def document(version: str = "0.1.0") -> dict[str, Any]:
                 "functionKeyQuery": {"type": "apiKey", "in": "query", "name": "code"},
             },
         },
+    }
+
+
+_REF_3 = "#/components/schemas/"
+_REF_2 = "#/definitions/"
+
+
+def _schema2(schema: Any) -> Any:
+    """A JSON Schema (OpenAPI 3.1 dialect) as a Swagger 2.0 schema."""
+    if isinstance(schema, list):
+        return [_schema2(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out: dict[str, Any] = {}
+    nullable = False
+    for key, value in schema.items():
+        if key == "$ref":
+            out[key] = str(value).replace(_REF_3, _REF_2)
+        elif key in ("anyOf", "oneOf"):
+            options = [o for o in value if o != {"type": "null"}]
+            nullable = nullable or len(options) < len(value)
+            first = _schema2(options[0]) if options else {}
+            if "$ref" in first and len(schema) > 1:
+                out["allOf"] = [first]  # 2.0 ignores siblings of $ref
+            else:
+                out.update(first)
+        elif key == "const":
+            out["enum"] = [value]
+        elif key == "type" and isinstance(value, list):
+            types = [t for t in value if t != "null"]
+            nullable = nullable or len(types) < len(value)
+            out["type"] = types[0] if types else "string"
+        elif key == "exclusiveMinimum" and not isinstance(value, bool):
+            out["minimum"], out["exclusiveMinimum"] = value, True
+        elif key == "exclusiveMaximum" and not isinstance(value, bool):
+            out["maximum"], out["exclusiveMaximum"] = value, True
+        elif key in ("examples", "$schema", "prefixItems", "contentMediaType", "propertyNames"):
+            continue
+        elif key == "default" and value is None:
+            continue  # 2.0 has no null; an absent default means the same
+        elif key in ("properties", "patternProperties"):
+            out[key] = {name: _schema2(sub) for name, sub in value.items()}
+        else:
+            out[key] = _schema2(value)
+    if nullable:
+        out["x-nullable"] = True
+    return out
+
+
+def _parameter2(parameter: dict[str, Any]) -> dict[str, Any]:
+    schema = _schema2(parameter.get("schema", {"type": "string"}))
+    out = {k: v for k, v in parameter.items() if k != "schema"}
+    out.update({k: v for k, v in schema.items() if k in ("type", "format", "pattern", "enum", "maxLength")})
+    if "example" in schema:
+        out["x-example"] = schema["example"]
+    return out
+
+
+def _response2(response: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"description": response["description"]}
+    content = response.get("content", {})
+    if content:
+        out["schema"] = _schema2(next(iter(content.values()))["schema"])
+    if "headers" in response:
+        out["headers"] = {
+            name: {
+                "description": h.get("description", ""),
+                **{k: v for k, v in _schema2(h["schema"]).items() if k in ("type", "format")},
+            }
+            for name, h in response["headers"].items()
+        }
+    return out
+
+
+def swagger2(doc: dict[str, Any]) -> dict[str, Any]:
+    """The Swagger 2.0 form of :func:`document`, for Logic Apps and Power Platform custom connectors."""
+    paths: dict[str, Any] = {}
+    for path, operations in doc["paths"].items():
+        paths[path] = {}
+        for method, op in operations.items():
+            new: dict[str, Any] = {k: v for k, v in op.items() if k not in ("requestBody", "responses", "parameters")}
+            parameters = [_parameter2(p) for p in op.get("parameters", [])]
+            consumes = ["application/json"]
+            if "requestBody" in op:
+                content = op["requestBody"]["content"]
+                consumes = list(content)
+                body_schema = _schema2(content["application/json"]["schema"])
+                parameters.append({"name": "body", "in": "body", "required": True, "schema": body_schema})
+            if parameters:
+                new["parameters"] = parameters
+            new["consumes"] = consumes
+            new["produces"] = sorted({ct for r in op["responses"].values() for ct in r.get("content", {})})
+            # 2.0 has no status ranges (4XX, 5XX): they become the default response
+            new["responses"] = {
+                (code if code.isdigit() else "default"): _response2(r) for code, r in op["responses"].items()
+            }
+            paths[path][method] = new
+    return {
+        "swagger": "2.0",
+        "info": doc["info"],
+        "basePath": doc["servers"][0]["url"],
+        "schemes": ["https"],
+        "paths": paths,
+        "definitions": {name: _schema2(schema) for name, schema in doc["components"]["schemas"].items()},
+        "securityDefinitions": doc["components"]["securitySchemes"],
+        "security": doc["security"],
     }

@@ -53,7 +53,7 @@ def _wait_port(port: int, deadline: float) -> None:
 def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A fresh in-memory Azurite on free ports; yields its connection string."""
     if not AZURITE.exists():
-        pytest.skip("azurite is not installed (npm ci)")
+        pytest.fail("azurite is not installed: run scripts/bootstrap (scripts/test does)")
     ports = [_free_port() for _ in range(3)]
     workdir = tmp_path_factory.mktemp("azurite")
     proc = subprocess.Popen(

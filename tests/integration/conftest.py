@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from devhost.stack import ROOT, Stack, free_port
+
+
+def wait_done(location: str, timeout: float = 30, **params: str) -> dict[str, Any]:
+    """Poll a status URL like Logic Apps does (202 → again) until it answers 200; its JSON body."""
+    deadline = time.monotonic() + timeout
+    while (status := httpx.get(location, params=params)).status_code == 202:
+        assert time.monotonic() < deadline, status.text
+        time.sleep(0.2)
+    assert status.status_code == 200, status.text
+    result: dict[str, Any] = status.json()
+    return result
 
 
 def example_values() -> dict[str, str]:

@@ -18,21 +18,11 @@ from azure.storage.queue import QueueClient
 
 from devhost.stack import Stack, free_port
 from tests.fixtures import SEED_REQUESTS, seed_response
-from tests.integration.conftest import example_values
+from tests.integration.conftest import example_values, wait_done
 
 pytestmark = pytest.mark.integration
 
 FRESH = "c0ffee00-0000-4000-8000-0000000000{:02d}"
-
-
-def _wait(location: str, timeout: float = 30) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while (status := httpx.get(location)).status_code == 202:
-        assert time.monotonic() < deadline, status.text
-        time.sleep(0.2)
-    assert status.status_code == 200, status.text
-    result: dict[str, Any] = status.json()
-    return result
 
 
 def _graph_calls(stack: Stack, needle: str) -> list[dict[str, Any]]:
@@ -48,7 +38,7 @@ def test_a_repeated_event_is_one_request_and_one_graph_call(stack: Stack) -> Non
         answers = list(pool.map(lambda _: httpx.post(url, json=body, timeout=30), range(8)))
     assert {a.status_code for a in answers} == {202}
     assert len({a.json()["requestId"] for a in answers}) == 1, "concurrent duplicates share one request"
-    result = _wait(answers[0].headers["Location"])
+    result = wait_done(answers[0].headers["Location"])
     again = httpx.post(url, json=body)
     assert again.status_code == 202
     assert again.json() == {"requestId": result["requestId"], "status": "succeeded", "calls": 1}
@@ -66,7 +56,7 @@ def test_cloudevents_structured_and_binary(stack: Stack) -> None:
     event = {"specversion": "1.0", "id": "evt-1", "source": "/hr/workday", "type": "hr.hire", "data": data}
     structured = httpx.post(url, content=json.dumps(event), headers={"Content-Type": "application/cloudevents+json"})
     assert structured.status_code == 202, structured.text
-    result = _wait(structured.headers["Location"])
+    result = wait_done(structured.headers["Location"])
     assert result["eventId"] == "/hr/workday#evt-1"
     assert result["status"] == "succeeded"
     assert "eventId taken from the CloudEvent's source and id" in result["normalisations"]
@@ -77,7 +67,7 @@ def test_cloudevents_structured_and_binary(stack: Stack) -> None:
         headers={"ce-specversion": "1.0", "ce-id": "evt-2", "ce-source": "/hr/workday", "ce-type": "hr.hire"},
     )
     assert binary.status_code == 202, binary.text
-    assert _wait(binary.headers["Location"])["eventId"] == "/hr/workday#evt-2"
+    assert wait_done(binary.headers["Location"])["eventId"] == "/hr/workday#evt-2"
 
     bad = httpx.post(url, content=json.dumps({**event, "specversion": "0.3"}),
                      headers={"Content-Type": "application/cloudevents+json"})  # fmt: skip
@@ -107,7 +97,7 @@ def test_graph_compatible_route_answers_like_graph_with_prefer_wait(stack: Stack
 
     without_wait = httpx.post(url, json=body)
     assert without_wait.status_code == 202
-    assert _wait(without_wait.headers["Location"])["source"] == "graph-compatible"
+    assert wait_done(without_wait.headers["Location"])["source"] == "graph-compatible"
 
     two_params = httpx.post(url, json={"parameters": [body["parameters"][0]] * 2})
     assert two_params.status_code == 400
@@ -127,7 +117,7 @@ def test_seed_001_spelling_and_type_casing_are_normalised_and_recorded(stack: St
         url, json={"target": "seed-scim-app", "subjects": [{"objectId": FRESH.format(10), "objectType": "user"}]}
     )
     assert posted.status_code == 202, posted.text
-    result = _wait(posted.headers["Location"])
+    result = wait_done(posted.headers["Location"])
     (call,) = result["calls"]
     assert call["status"] == "succeeded"
     assert call["subject"] == {"objectId": FRESH.format(10), "objectTypeName": "User"}
@@ -153,7 +143,7 @@ def test_queue_intake_provisions_a_valid_message_and_poisons_an_invalid_one(stac
         assert time.monotonic() < deadline, "the queued request was not provisioned"
         time.sleep(0.2)
     same = httpx.post(f"{stack.base_url}/api/provision", json=body)  # the same event over HTTP: the same request
-    result = _wait(same.headers["Location"])
+    result = wait_done(same.headers["Location"])
     assert result["source"] == "queue"
     assert result["status"] == "succeeded"
 
@@ -193,6 +183,6 @@ def test_the_location_url_keeps_the_function_key_for_pollers(tmp_path: Path) -> 
         assert posted.status_code == 202
         location = posted.headers["Location"]
         assert location.endswith("?code=fn-key-123")
-        assert _wait(location)["status"] == "succeeded"
+        assert wait_done(location)["status"] == "succeeded"
         assert httpx.get(location.split("?")[0]).status_code == 401
         assert httpx.get(f"{keyed.base_url}/api/health").status_code == 200

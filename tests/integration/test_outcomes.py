@@ -16,6 +16,7 @@ from devhost.stack import Stack
 from shared.request_ids import new_request_id
 from shared.runtime import Runtime
 from shared.settings import Settings
+from tests.integration.conftest import wait_done
 
 pytestmark = pytest.mark.integration
 
@@ -28,16 +29,6 @@ def _post(stack: Stack, body: dict[str, Any]) -> str:
     posted = httpx.post(f"{stack.base_url}/api/provision", json=body)
     assert posted.status_code == 202, posted.text
     return str(posted.headers["Location"])
-
-
-def _wait(location: str, timeout: float = 30, **params: str) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while (status := httpx.get(location, params=params)).status_code == 202:
-        assert time.monotonic() < deadline, status.text
-        time.sleep(0.2)
-    assert status.status_code == 200, status.text
-    result: dict[str, Any] = status.json()
-    return result
 
 
 def _answer_next_call(stack: Stack, key: str | None, value: str | None) -> None:
@@ -67,7 +58,7 @@ def test_a_failure_inside_a_200_is_failed_with_graphs_error_code(stack: Stack) -
         }
     )
     _answer_next_call(stack, key, value)
-    result = _wait(_post(stack, _user("c0ffee00-0000-4000-8000-000000000004")))
+    result = wait_done(_post(stack, _user("c0ffee00-0000-4000-8000-000000000004")))
     (call,) = result["calls"]
     assert result["status"] == "failed"
     assert (call["status"], call["httpStatus"], call["result"]) == ("failed", 200, "Failure")
@@ -81,7 +72,7 @@ def test_a_failure_inside_a_200_is_failed_with_graphs_error_code(stack: Stack) -
 def test_an_unparseable_answer_is_failed_and_the_raw_text_is_kept(stack: Stack) -> None:
     _answer_next_call(stack, "Microsoft.Identity.Health.Something", "<html>not json</html>")
     location = _post(stack, _user("c0ffee00-0000-4000-8000-000000000005"))
-    result = _wait(location, include="provisioningLog")
+    result = wait_done(location, include="provisioningLog")
     (call,) = result["calls"]
     assert call["status"] == "failed"
     assert call["errorCode"] == "UnparseableResponse"
@@ -105,12 +96,12 @@ def test_a_large_provisioning_log_is_stored_whole(stack: Stack, size_kb: int) ->
     assert len(value.encode()) >= size_kb * 1000
     _answer_next_call(stack, '{"result":"Success","details":{}}', value)
     location = _post(stack, _user(f"c0ffee00-0000-4000-8000-0000000000{size_kb % 90 + 10}"))
-    result = _wait(location, include="provisioningLog")
+    result = wait_done(location, include="provisioningLog")
     (call,) = result["calls"]
     assert call["status"] == "succeeded"
     assert call["changeId"] == f"big-{size_kb}"
     assert call["provisioningLog"] == value
-    assert "provisioningLog" not in _wait(location)["calls"][0], "the log is only sent when asked for"
+    assert "provisioningLog" not in wait_done(location)["calls"][0], "the log is only sent when asked for"
 
 
 def test_a_group_with_12_members_becomes_3_calls_of_at_most_5(stack: Stack) -> None:
@@ -124,7 +115,7 @@ def test_a_group_with_12_members_becomes_3_calls_of_at_most_5(stack: Stack) -> N
             "subjects": [{"objectId": GROUP, "objectTypeName": "Group", "links": {"members": members}}],
         },
     )
-    result = _wait(location)
+    result = wait_done(location)
     assert result["status"] == "succeeded"
     calls = result["calls"]
     assert [c["callId"] for c in calls] == ["call-0001", "call-0002", "call-0003"]
@@ -147,7 +138,7 @@ def test_a_target_without_rule_id_gets_it_from_the_schema_once(stack: Stack) -> 
 
     before = schema_reads()
     for worker_id in ("21001", "21002"):
-        result = _wait(
+        result = wait_done(
             _post(stack, {"target": "workday-to-ad", "subjects": [{"objectId": worker_id, "objectTypeName": "Worker"}]})
         )
         (call,) = result["calls"]
@@ -159,7 +150,7 @@ def test_a_target_without_rule_id_gets_it_from_the_schema_once(stack: Stack) -> 
 
 
 def test_no_fitting_rule_rejects_the_call_with_the_reason(stack: Stack) -> None:
-    result = _wait(
+    result = wait_done(
         _post(stack, {"target": "workday-to-ad", "subjects": [{"objectId": GROUP, "objectTypeName": "Group"}]})
     )
     (call,) = result["calls"]

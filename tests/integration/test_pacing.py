@@ -24,7 +24,7 @@ from shared.pacing import count_in_any_window
 from shared.request_ids import new_request_id
 from shared.runtime import Runtime
 from shared.settings import Settings
-from tests.integration.conftest import example_values
+from tests.integration.conftest import example_values, wait_done
 
 pytestmark = pytest.mark.integration
 
@@ -58,16 +58,6 @@ def _calls(stack: Stack) -> list[dict[str, Any]]:
     return calls
 
 
-def _wait(location: str, timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while (status := httpx.get(location)).status_code == 202:
-        assert time.monotonic() < deadline, status.text
-        time.sleep(0.25)
-    assert status.status_code == 200, status.text
-    result: dict[str, Any] = status.json()
-    return result
-
-
 def test_30_requests_at_once_drain_at_the_limit_across_3_workers_with_no_429(paced: Stack) -> None:
     httpx.post(f"{paced.emulator_url}/_emulator/reset").raise_for_status()
     url = f"{paced.base_url}/api/provision"
@@ -75,7 +65,7 @@ def test_30_requests_at_once_drain_at_the_limit_across_3_workers_with_no_429(pac
     with ThreadPoolExecutor(10) as pool:
         posted = list(pool.map(lambda _: httpx.post(url, json=body, timeout=30), range(30)))
     assert {p.status_code for p in posted} == {202}
-    results = [_wait(p.headers["Location"]) for p in posted]
+    results = [wait_done(p.headers["Location"], timeout=60) for p in posted]
     assert all(r["status"] == "succeeded" for r in results), [r["status"] for r in results]
 
     calls = _calls(paced)
@@ -109,7 +99,7 @@ def test_a_quarantined_job_holds_its_items_and_they_resume_after_recovery(paced:
         assert "Quarantine" in call["errorMessage"]
     finally:
         httpx.post(config, json={"jobStatus": {job: None}}).raise_for_status()
-    result = _wait(location, timeout=30)
+    result = wait_done(location, timeout=30)
     assert result["status"] == "succeeded"
     assert result["calls"][0]["attempts"] == 1
     assert "errorCode" not in result["calls"][0] or result["calls"][0]["errorCode"] == "RedundantExport"
@@ -158,7 +148,7 @@ def test_the_sweeper_redrives_lost_and_far_future_items(paced: Stack) -> None:
     lost, far = asyncio.run(write_orphans())
     assert httpx.post(f"{paced.base_url}/admin/functions/sweeper", json={"input": ""}).status_code == 202
     for request_id in (lost, far):
-        result = _wait(f"{paced.base_url}/api/provision/{request_id}", timeout=30)
+        result = wait_done(f"{paced.base_url}/api/provision/{request_id}", timeout=30)
         assert result["status"] == "succeeded", result
 
 

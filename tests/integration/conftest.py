@@ -18,7 +18,8 @@ from devhost.stack import ROOT, Stack, free_port
 def wait_done(location: str, timeout: float = 30, **params: str) -> dict[str, Any]:
     """Poll a status URL like Logic Apps does (202 → again) until it answers 200; its JSON body."""
     deadline = time.monotonic() + timeout
-    while (status := httpx.get(location, params=params)).status_code == 202:
+    # params only when given: an empty params argument would drop the query (a ?code= key) from location
+    while (status := httpx.get(location, params=params or None)).status_code == 202:
         assert time.monotonic() < deadline, status.text
         time.sleep(0.2)
     assert status.status_code == 200, status.text

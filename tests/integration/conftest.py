@@ -13,15 +13,16 @@ import httpx
 import pytest
 
 from devhost.stack import ROOT, Stack, free_port
+from tests.integration.timeouts import DEADLINE, HTTP_TIMEOUT, POLL_INTERVAL
 
 
-def wait_done(location: str, timeout: float = 30, **params: str) -> dict[str, Any]:
+def wait_done(location: str, timeout: float = DEADLINE, **params: str) -> dict[str, Any]:
     """Poll a status URL like Logic Apps does (202 → again) until it answers 200; its JSON body."""
     deadline = time.monotonic() + timeout
     # params only when given: an empty params argument would drop the query (a ?code= key) from location
-    while (status := httpx.get(location, params=params or None)).status_code == 202:
-        assert time.monotonic() < deadline, status.text
-        time.sleep(0.2)
+    while (status := httpx.get(location, params=params or None, timeout=HTTP_TIMEOUT)).status_code == 202:
+        assert time.monotonic() < deadline, f"still pending after {timeout:.0f} s: {status.text}"
+        time.sleep(POLL_INTERVAL)
     assert status.status_code == 200, status.text
     result: dict[str, Any] = status.json()
     return result
@@ -45,5 +46,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with log_path.open("w") as log, Stack(port=free_port(), env=env, log=log) as running:
         # Pacing is not what these tests are about: lift the emulator's limit; throttling is injected per test.
         assert running.emulator_url
-        httpx.post(f"{running.emulator_url}/_emulator/config", json={"rateLimit": "1000/1s"}).raise_for_status()
+        httpx.post(
+            f"{running.emulator_url}/_emulator/config", json={"rateLimit": "1000/1s"}, timeout=HTTP_TIMEOUT
+        ).raise_for_status()
         yield running

@@ -27,6 +27,12 @@ ROOT = Path(__file__).resolve().parent.parent
 #: Seconds a child may take to listen / print its ready line. Generous: on a loaded 2-core machine importing
 #: the Azure SDKs alone can take tens of seconds; a healthy start never waits this long.
 START_TIMEOUT_SECONDS = 120.0
+#: Seconds Azurite keeps an idle connection open (its default is 5). The Azure SDKs' aiohttp pools reuse an
+#: idle connection for up to 15 s, so with 5 s a request could go out on a connection Azurite was closing:
+#: "Connection reset by peer", which the SDK does not retry for a write (a 503 from intake). On a loaded
+#: machine the client's event loop notices the close late, and that happened. Real Azure Storage does not
+#: drop a connection after 5 idle seconds.
+AZURITE_KEEP_ALIVE_SECONDS = 120
 AZURITE_ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 
@@ -122,6 +128,7 @@ class Stack:
             "--silent", "--disableTelemetry", "--skipApiVersionCheck",
             "--blobHost", "127.0.0.1", "--queueHost", "127.0.0.1", "--tableHost", "127.0.0.1",
             "--blobPort", str(blob), "--queuePort", str(queue), "--tablePort", str(table),
+            *(f"--{service}KeepAliveTimeout={AZURITE_KEEP_ALIVE_SECONDS}" for service in ("blob", "queue", "table")),
         ]  # fmt: skip
         if self.azurite_location is None:
             args.append("--inMemoryPersistence")

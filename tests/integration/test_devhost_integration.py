@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
+from devhost.stack import AZURITE_KEEP_ALIVE_SECONDS
 from tests.integration.timeouts import DEADLINE, HTTP_TIMEOUT
 
 pytestmark = pytest.mark.integration
@@ -77,6 +78,7 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             "127.0.0.1",
             "--tablePort",
             str(ports[2]),
+            *(f"--{service}KeepAliveTimeout={AZURITE_KEEP_ALIVE_SECONDS}" for service in ("blob", "queue", "table")),
         ],
         cwd=workdir,
         stdout=subprocess.DEVNULL,

@@ -6,6 +6,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,19 +35,26 @@ def example_values() -> dict[str, str]:
     return values
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+@contextmanager
+def app_stack(tmp_path_factory: pytest.TempPathFactory, name: str = "stack") -> Iterator[Stack]:
     """The whole app over real HTTP; every variable the stack would take from outside is cleared first."""
     env = {k: v for k, v in os.environ.items() if k not in ("AzureWebJobsStorage", "GRAPH_BASE_URL",
                                                            "IDENTITY_ENDPOINT", "IDENTITY_HEADER")}  # fmt: skip
     env.update(example_values())
     # Pacing is tested on its own stacks (test_pacing.py); here the app's limiter must not slow the suite.
     env["GRAPH_RATE_LIMIT"] = "1000/1s"
-    log_path: Path = tmp_path_factory.mktemp("stack") / "stack.log"
+    log_path: Path = tmp_path_factory.mktemp(name) / "stack.log"
     with log_path.open("w") as log, Stack(port=free_port(), env=env, log=log) as running:
         # Pacing is not what these tests are about: lift the emulator's limit; throttling is injected per test.
         assert running.emulator_url
         httpx.post(
             f"{running.emulator_url}/_emulator/config", json={"rateLimit": "1000/1s"}, timeout=HTTP_TIMEOUT
         ).raise_for_status()
+        yield running
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """One stack shared by the integration modules (a module whose work outlives its tests brings its own)."""
+    with app_stack(tmp_path_factory) as running:
         yield running

@@ -72,7 +72,7 @@ async def _measure(n: int, concurrency: int, one: Callable[[int], Awaitable[None
 
 async def _app(base_url: str, n: int, concurrency: int) -> Run:
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits) as client:
+    async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits) as client:
         body = {"target": TARGET, "subjects": [SUBJECT]}
 
         async def post(_: int) -> None:
@@ -119,7 +119,9 @@ def main() -> int:
     env["GRAPH_RATE_LIMIT"] = "100000/1s"  # the workers drain in the background instead of queueing up
     with open(os.devnull, "w") as quiet, Stack(port=free_port(), env=env, log=quiet) as stack:
         assert stack.emulator_url
-        httpx.post(f"{stack.emulator_url}/_emulator/config", json={"rateLimit": "100000/1s"}).raise_for_status()
+        httpx.post(
+            f"{stack.emulator_url}/_emulator/config", json={"rateLimit": "100000/1s"}, timeout=60
+        ).raise_for_status()
         # The floor first, while Azurite is idle: after the app's run, its workers are still draining.
         floor = asyncio.run(_floor(stack.env["AzureWebJobsStorage"], n, args.concurrency))
         app = asyncio.run(_app(stack.base_url, n, args.concurrency))

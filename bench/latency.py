@@ -68,9 +68,11 @@ def main() -> int:
     env["GRAPH_RATE_LIMIT"] = "100000/1s"  # idle latency, not pacing: neither the app nor the emulator may throttle
     with open(os.devnull, "w") as quiet, Stack(port=free_port(), env=env, log=quiet) as stack:
         assert stack.emulator_url
-        httpx.post(f"{stack.emulator_url}/_emulator/config", json={"rateLimit": "100000/1s"}).raise_for_status()
+        httpx.post(
+            f"{stack.emulator_url}/_emulator/config", json={"rateLimit": "100000/1s"}, timeout=60
+        ).raise_for_status()
         totals: list[float] = []
-        with httpx.Client(timeout=30) as client:
+        with httpx.Client(timeout=60) as client:
             for i in range(args.n + 1):
                 start = time.perf_counter()
                 posted = client.post(

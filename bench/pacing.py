@@ -81,7 +81,7 @@ def _subject(i: int) -> dict[str, str]:
 
 
 def _emulator_calls(emulator_url: str) -> list[dict[str, Any]]:
-    answer = httpx.get(f"{emulator_url}/_emulator/calls", params={"operation": "provisionOnDemand"}, timeout=30)
+    answer = httpx.get(f"{emulator_url}/_emulator/calls", params={"operation": "provisionOnDemand"}, timeout=60)
     calls: list[dict[str, Any]] = answer.raise_for_status().json()["calls"]
     return calls
 
@@ -146,7 +146,7 @@ def run_ours(stack: Stack, workers: int, items: int, limit: RateLimit) -> Row:
     warm_ids = _post_all(stack.base_url, [{"target": "seed-scim-app", "subjects": [_subject(i)]} for i in range(warm)])
     _wait_terminal(connection, warm_ids, 60)
     time.sleep(limit.window_seconds * 1.5)  # let the warm-up's starts leave every window
-    httpx.post(f"{stack.emulator_url}/_emulator/reset").raise_for_status()
+    httpx.post(f"{stack.emulator_url}/_emulator/reset", timeout=60).raise_for_status()
 
     bodies = [{"target": "seed-scim-app", "subjects": [_subject(i)]} for i in range(items)]
     started = time.time()
@@ -236,7 +236,7 @@ def run_baseline(stack: Stack, workers: int, items: int, limit: RateLimit) -> Ro
     """The same N calls, SDK defaults, no limiter, against the same emulator window."""
     assert stack.emulator_url
     time.sleep(limit.window_seconds * 1.5)
-    httpx.post(f"{stack.emulator_url}/_emulator/reset").raise_for_status()
+    httpx.post(f"{stack.emulator_url}/_emulator/reset", timeout=60).raise_for_status()
     saved = dict(os.environ)
     os.environ.update({k: stack.env[k] for k in ("IDENTITY_ENDPOINT", "IDENTITY_HEADER")})
     for name in MI_VARIABLES:

@@ -189,7 +189,7 @@ def _inject_faults(emulator_url: str, run: Run, stop: threading.Event) -> None:
     while not stop.wait(FAULT_EVERY):
         batch = FAULT_SCHEDULE[run.fault_batches % len(FAULT_SCHEDULE)]
         faults = [{"operation": "provisionOnDemand", **f} for f in batch]
-        httpx.post(f"{emulator_url}/_emulator/config", json={"faults": faults}, timeout=10).raise_for_status()
+        httpx.post(f"{emulator_url}/_emulator/config", json={"faults": faults}, timeout=60).raise_for_status()
         run.fault_batches += 1
         run.faults_queued += sum(int(f.get("times", 1)) for f in batch)
 
@@ -249,7 +249,7 @@ def _drain(stack: Stack, run: Run, submitter: threading.Thread, expected: int, t
             last_progress, last_terminal = now, terminal
         elif now - last_progress > stall and run.sweeper_invoked_at is None:
             print(f"[{now - began:5.0f} s] no progress for {stall:.0f} s: invoking the sweeper", file=sys.stderr)
-            httpx.post(f"{stack.base_url}/admin/functions/sweeper", json={"input": ""}, timeout=30)
+            httpx.post(f"{stack.base_url}/admin/functions/sweeper", json={"input": ""}, timeout=60)
             run.sweeper_invoked_at = now - began
         time.sleep(3)
 

@@ -24,6 +24,15 @@ from pathlib import Path
 from typing import IO
 
 ROOT = Path(__file__).resolve().parent.parent
+#: Seconds a child may take to listen / print its ready line. Generous: on a loaded 2-core machine importing
+#: the Azure SDKs alone can take tens of seconds; a healthy start never waits this long.
+START_TIMEOUT_SECONDS = 120.0
+#: Seconds Azurite keeps an idle connection open (its default is 5). The Azure SDKs' aiohttp pools reuse an
+#: idle connection for up to 15 s, so with 5 s a request could go out on a connection Azurite was closing:
+#: "Connection reset by peer", which the SDK does not retry for a write (a 503 from intake). On a loaded
+#: machine the client's event loop notices the close late, and that happened. Real Azure Storage does not
+#: drop a connection after 5 idle seconds.
+AZURITE_KEEP_ALIVE_SECONDS = 120
 AZURITE_ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 
@@ -55,7 +64,7 @@ def _wait_for_port(port: int, proc: subprocess.Popen[str], timeout: float) -> No
                 return
         except OSError:
             time.sleep(0.1)
-    raise TimeoutError(f"nothing listened on port {port} within {timeout} s")
+    raise TimeoutError(f"nothing listened on port {port} within {timeout:.0f} s")
 
 
 def _pump(stream: IO[str], sink: IO[str], prefix: str) -> None:
@@ -119,6 +128,7 @@ class Stack:
             "--silent", "--disableTelemetry", "--skipApiVersionCheck",
             "--blobHost", "127.0.0.1", "--queueHost", "127.0.0.1", "--tableHost", "127.0.0.1",
             "--blobPort", str(blob), "--queuePort", str(queue), "--tablePort", str(table),
+            *(f"--{service}KeepAliveTimeout={AZURITE_KEEP_ALIVE_SECONDS}" for service in ("blob", "queue", "table")),
         ]  # fmt: skip
         if self.azurite_location is None:
             args.append("--inMemoryPersistence")
@@ -129,7 +139,7 @@ class Stack:
         assert proc.stdout is not None
         threading.Thread(target=_pump, args=(proc.stdout, self.log, "[azurite] "), daemon=True).start()
         for port in (blob, queue, table):
-            _wait_for_port(port, proc, 30)
+            _wait_for_port(port, proc, START_TIMEOUT_SECONDS)
         return azurite_connection_string(blob, queue, table)
 
     def start_emulator(self, identity_header: str) -> str:
@@ -137,7 +147,7 @@ class Stack:
         args = [sys.executable, "-m", "emulator", "--host", "127.0.0.1", "--port", "0", *self.emulator_args]
         env = {**self.env, "EMULATOR_IDENTITY_HEADER": identity_header}
         proc = self._spawn(args, env)
-        return _wait_ready(proc, "EMULATOR_READY", 30, self.log, "[emulator] ")
+        return _wait_ready(proc, "EMULATOR_READY", START_TIMEOUT_SECONDS, self.log, "[emulator] ")
 
     def start(self) -> Stack:
         """Start the stack; the devhost last, once what it needs is up."""
@@ -155,7 +165,7 @@ class Stack:
                 "--host", "127.0.0.1", "--port", str(self.port),
             ]  # fmt: skip
             proc = self._spawn(args)
-            self.base_url = _wait_ready(proc, "DEVHOST_READY", 60, self.log, "[devhost] ")
+            self.base_url = _wait_ready(proc, "DEVHOST_READY", START_TIMEOUT_SECONDS, self.log, "[devhost] ")
         except BaseException:
             self.stop()
             raise
@@ -165,7 +175,7 @@ class Stack:
         """Another devhost instance without HTTP: a scaled-out worker sharing the same storage."""
         args = [sys.executable, "-m", "devhost", "--app-dir", str(self.app_dir), "--no-http"]
         proc = self._spawn(args, {**self.env, **(extra_env or {})})
-        _wait_ready(proc, "DEVHOST_READY", 60, self.log, f"[worker-{len(self.processes)}] ")
+        _wait_ready(proc, "DEVHOST_READY", START_TIMEOUT_SECONDS, self.log, f"[worker-{len(self.processes)}] ")
         return proc
 
     def stop(self) -> None:

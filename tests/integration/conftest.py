@@ -6,6 +6,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,15 +14,16 @@ import httpx
 import pytest
 
 from devhost.stack import ROOT, Stack, free_port
+from tests.integration.timeouts import DEADLINE, HTTP_TIMEOUT, POLL_INTERVAL
 
 
-def wait_done(location: str, timeout: float = 30, **params: str) -> dict[str, Any]:
+def wait_done(location: str, timeout: float = DEADLINE, **params: str) -> dict[str, Any]:
     """Poll a status URL like Logic Apps does (202 → again) until it answers 200; its JSON body."""
     deadline = time.monotonic() + timeout
     # params only when given: an empty params argument would drop the query (a ?code= key) from location
-    while (status := httpx.get(location, params=params or None)).status_code == 202:
-        assert time.monotonic() < deadline, status.text
-        time.sleep(0.2)
+    while (status := httpx.get(location, params=params or None, timeout=HTTP_TIMEOUT)).status_code == 202:
+        assert time.monotonic() < deadline, f"still pending after {timeout:.0f} s: {status.text}"
+        time.sleep(POLL_INTERVAL)
     assert status.status_code == 200, status.text
     result: dict[str, Any] = status.json()
     return result
@@ -33,17 +35,26 @@ def example_values() -> dict[str, str]:
     return values
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+@contextmanager
+def app_stack(tmp_path_factory: pytest.TempPathFactory, name: str = "stack") -> Iterator[Stack]:
     """The whole app over real HTTP; every variable the stack would take from outside is cleared first."""
     env = {k: v for k, v in os.environ.items() if k not in ("AzureWebJobsStorage", "GRAPH_BASE_URL",
                                                            "IDENTITY_ENDPOINT", "IDENTITY_HEADER")}  # fmt: skip
     env.update(example_values())
     # Pacing is tested on its own stacks (test_pacing.py); here the app's limiter must not slow the suite.
     env["GRAPH_RATE_LIMIT"] = "1000/1s"
-    log_path: Path = tmp_path_factory.mktemp("stack") / "stack.log"
+    log_path: Path = tmp_path_factory.mktemp(name) / "stack.log"
     with log_path.open("w") as log, Stack(port=free_port(), env=env, log=log) as running:
         # Pacing is not what these tests are about: lift the emulator's limit; throttling is injected per test.
         assert running.emulator_url
-        httpx.post(f"{running.emulator_url}/_emulator/config", json={"rateLimit": "1000/1s"}).raise_for_status()
+        httpx.post(
+            f"{running.emulator_url}/_emulator/config", json={"rateLimit": "1000/1s"}, timeout=HTTP_TIMEOUT
+        ).raise_for_status()
+        yield running
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """One stack shared by the integration modules (a module whose work outlives its tests brings its own)."""
+    with app_stack(tmp_path_factory) as running:
         yield running

@@ -25,6 +25,9 @@ from typing import Any
 import pytest
 from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
+from devhost.stack import AZURITE_KEEP_ALIVE_SECONDS
+from tests.integration.timeouts import DEADLINE, HTTP_TIMEOUT
+
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,13 +78,14 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             "127.0.0.1",
             "--tablePort",
             str(ports[2]),
+            *(f"--{service}KeepAliveTimeout={AZURITE_KEEP_ALIVE_SECONDS}" for service in ("blob", "queue", "table")),
         ],
         cwd=workdir,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + DEADLINE
         for port in ports:
             _wait_port(port, deadline)
         yield (
@@ -190,7 +194,7 @@ def http(
     """Tiny HTTP client returning status, all header values, body (no raising on 4xx/5xx)."""
     req = urllib.request.Request(url, data=body, method=method, headers=headers or {})  # noqa: S310
     try:
-        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - local test URL
+        with urllib.request.urlopen(req, timeout=HTTP_TIMEOUT) as resp:  # noqa: S310 - local test URL
             hdrs: dict[str, list[str]] = {}
             for k, v in resp.headers.items():
                 hdrs.setdefault(k.lower(), []).append(v)
@@ -311,13 +315,13 @@ def test_queue_trigger_gets_decoded_body_and_dequeue_count(
     host = start_devhost("--functions", "work", http=False)
     assert host.url == "none"
     b64_client(azurite, queue_name).send_message('{"hello": "wörld"}')
-    wait_for(lambda: any(e["event"] == "done" for e in host.events()), 10, "the queue function")
+    wait_for(lambda: any(e["event"] == "done" for e in host.events()), DEADLINE, "the queue function")
     start = host.events()[0]
     assert start["body"] == '{"hello": "wörld"}'
     assert start["dequeue_count"] == 1
     wait_for(
         lambda: raw_client(azurite, queue_name).get_queue_properties().approximate_message_count == 0,
-        5,
+        DEADLINE,
         "the message to be deleted",
     )
     assert host.stop() == 0
@@ -326,7 +330,7 @@ def test_queue_trigger_gets_decoded_body_and_dequeue_count(
 def test_failing_message_retried_then_poisoned(start_devhost: DevhostFactory, azurite: str, queue_name: str) -> None:
     host = start_devhost("--functions", "work", http=False)
     b64_client(azurite, queue_name).send_message("fail please")
-    wait_for(lambda: queue_texts(azurite, f"{queue_name}-poison") != [], 15, "the poison queue")
+    wait_for(lambda: queue_texts(azurite, f"{queue_name}-poison") != [], DEADLINE, "the poison queue")
     starts = [e for e in host.events() if e["event"] == "start"]
     assert [e["dequeue_count"] for e in starts] == [1, 2, 3]  # maxDequeueCount 3 in host.json
     assert queue_texts(azurite, f"{queue_name}-poison") == [base64.b64encode(b"fail please").decode()]
@@ -338,7 +342,7 @@ def test_invalid_base64_is_poisoned_without_invocation(
 ) -> None:
     host = start_devhost("--functions", "work", http=False)
     raw_client(azurite, queue_name).send_message("this is not base64!")
-    wait_for(lambda: queue_texts(azurite, f"{queue_name}-poison") != [], 10, "the poison queue")
+    wait_for(lambda: queue_texts(azurite, f"{queue_name}-poison") != [], DEADLINE, "the poison queue")
     assert queue_texts(azurite, f"{queue_name}-poison") == ["this is not base64!"]
     time.sleep(0.3)
     assert host.events() == []
@@ -350,12 +354,12 @@ def test_killed_mid_invocation_message_redelivered_after_lease(
     lease = {"DEVHOST_QUEUE_LEASE_SECONDS": "2"}
     first = start_devhost("--functions", "work", http=False, extra_env=lease)
     b64_client(azurite, queue_name).send_message("sleep-once:30")
-    wait_for(lambda: len(first.events()) == 1, 10, "the first delivery")
+    wait_for(lambda: len(first.events()) == 1, DEADLINE, "the first delivery")
     first.proc.kill()
     first.proc.wait()
     killed_at = time.monotonic()
     second = start_devhost("--functions", "work", http=False, extra_env=lease)
-    wait_for(lambda: any(e["event"] == "done" for e in second.events()), 10, "the redelivery")
+    wait_for(lambda: any(e["event"] == "done" for e in second.events()), DEADLINE, "the redelivery")
     starts = [e for e in second.events() if e["event"] == "start"]
     assert [e["dequeue_count"] for e in starts] == [1, 2]
     assert starts[1]["pid"] == second.proc.pid
@@ -366,7 +370,7 @@ def test_killed_mid_invocation_message_redelivered_after_lease(
 def test_lease_is_renewed_while_the_function_runs(start_devhost: DevhostFactory, azurite: str, queue_name: str) -> None:
     host = start_devhost("--functions", "work", http=False, extra_env={"DEVHOST_QUEUE_LEASE_SECONDS": "1"})
     b64_client(azurite, queue_name).send_message("sleep:2.5")
-    wait_for(lambda: any(e["event"] == "done" for e in host.events()), 10, "the slow invocation")
+    wait_for(lambda: any(e["event"] == "done" for e in host.events()), DEADLINE, "the slow invocation")
     time.sleep(0.5)
     assert [e["event"] for e in host.events()] == ["start", "done"]  # never redelivered meanwhile
     assert queue_texts(azurite, queue_name) == []
@@ -374,7 +378,7 @@ def test_lease_is_renewed_while_the_function_runs(start_devhost: DevhostFactory,
 
 def test_timer_fires_on_schedule(start_devhost: DevhostFactory) -> None:
     host = start_devhost("--functions", "tick", http=False, extra_env={"TICK_SCHEDULE": "*/1 * * * * *"})
-    wait_for(lambda: len(host.events()) >= 2, 5, "two timer runs")
+    wait_for(lambda: len(host.events()) >= 2, DEADLINE, "two timer runs")
     runs = host.events()
     assert all(e["fn"] == "tick" and e["past_due"] is False for e in runs)
     assert runs[1]["at"] - runs[0]["at"] >= 0.5
@@ -392,7 +396,7 @@ def test_admin_invokes_queue_and_timer_functions(start_devhost: DevhostFactory, 
     assert status == 202
     status, _, _ = http("POST", f"{host.url}/admin/functions/tick", b'{"input": ""}')
     assert status == 202
-    wait_for(lambda: {e["fn"] for e in host.events()} == {"work", "tick"}, 5, "admin invocations")
+    wait_for(lambda: {e["fn"] for e in host.events()} == {"work", "tick"}, DEADLINE, "admin invocations")
     work = next(e for e in host.events() if e["fn"] == "work")
     assert work["body"] == "from admin"
     assert http("POST", f"{host.url}/admin/functions/nope", b"{}")[0] == 404
@@ -413,7 +417,7 @@ def test_indexing_error_fails_startup(tmp_path: Path) -> None:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=DEADLINE,
         check=False,
     )
     assert proc.returncode != 0

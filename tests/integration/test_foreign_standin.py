@@ -25,6 +25,7 @@ from aiohttp import web
 from devhost.stack import Stack, free_port
 from tests.fixtures import SEED_OUTCOMES, SEED_REQUESTS, seed_response
 from tests.integration.conftest import example_values
+from tests.integration.timeouts import DEADLINE, HTTP_TIMEOUT
 
 pytestmark = pytest.mark.integration
 
@@ -88,7 +89,7 @@ class StandIn:
 
     def __enter__(self) -> StandIn:
         self._thread.start()
-        self._ready.wait(10)
+        assert self._ready.wait(DEADLINE), "the stand-in did not start"
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -117,17 +118,21 @@ def test_seed_examples_against_a_foreign_standin_and_separate_azurite(standin: S
                 for example, target in TARGETS.items():
                     seed = SEED_REQUESTS[example]
                     posted = httpx.post(
-                        f"{app.base_url}/api/provision", json={"target": target, "subjects": [seed["subject"]]}
+                        f"{app.base_url}/api/provision",
+                        json={"target": target, "subjects": [seed["subject"]]},
+                        timeout=HTTP_TIMEOUT,
                     )
                     assert posted.status_code == 202, posted.text
-                    deadline = time.monotonic() + 30
-                    while (status := httpx.get(posted.headers["Location"])).status_code == 202:
+                    deadline = time.monotonic() + DEADLINE
+                    while (status := httpx.get(posted.headers["Location"], timeout=HTTP_TIMEOUT)).status_code == 202:
                         assert time.monotonic() < deadline, status.text
                         time.sleep(0.2)
                     (call,) = status.json()["calls"]
                     for field, value in SEED_OUTCOMES[example].items():
                         assert call.get(field) == value, (example, field)
-                    log_view = httpx.get(posted.headers["Location"], params={"include": "provisioningLog"}).json()
+                    log_view = httpx.get(
+                        posted.headers["Location"], params={"include": "provisioningLog"}, timeout=HTTP_TIMEOUT
+                    ).json()
                     assert log_view["calls"][0]["provisioningLog"] == seed_response(example)["value"]
         finally:
             outside.stop()

@@ -9,20 +9,22 @@ import httpx
 import pytest
 
 from devhost.stack import Stack
+from tests.integration.timeouts import DEADLINE, HTTP_TIMEOUT
 
 pytestmark = pytest.mark.integration
 
 SP = "c8c95753-f628-48e1-9fab-76c2d4cf624c"
 
 
-def _provision_and_wait(stack: Stack, object_id: str, timeout: float = 30) -> dict[str, Any]:
+def _provision_and_wait(stack: Stack, object_id: str, timeout: float = DEADLINE) -> dict[str, Any]:
     posted = httpx.post(
         f"{stack.base_url}/api/provision",
         json={"target": "seed-scim-app", "subjects": [{"objectId": object_id, "objectTypeName": "User"}]},
+        timeout=HTTP_TIMEOUT,
     )
     assert posted.status_code == 202, posted.text
     deadline = time.monotonic() + timeout
-    while (status := httpx.get(posted.headers["Location"])).status_code == 202:
+    while (status := httpx.get(posted.headers["Location"], timeout=HTTP_TIMEOUT)).status_code == 202:
         assert time.monotonic() < deadline, status.text
         time.sleep(0.2)
     assert status.status_code == 200, status.text
@@ -32,12 +34,14 @@ def _provision_and_wait(stack: Stack, object_id: str, timeout: float = 30) -> di
 
 def _inject(stack: Stack, fault: dict[str, Any]) -> None:
     httpx.post(
-        f"{stack.emulator_url}/_emulator/config", json={"clearFaults": True, "faults": [fault]}
+        f"{stack.emulator_url}/_emulator/config", json={"clearFaults": True, "faults": [fault]}, timeout=HTTP_TIMEOUT
     ).raise_for_status()
 
 
 def _graph_calls_for(stack: Stack, object_id: str) -> list[dict[str, Any]]:
-    calls = httpx.get(f"{stack.emulator_url}/_emulator/calls", params={"operation": "provisionOnDemand"}).json()
+    calls = httpx.get(
+        f"{stack.emulator_url}/_emulator/calls", params={"operation": "provisionOnDemand"}, timeout=HTTP_TIMEOUT
+    ).json()
     return [c for c in calls["calls"] if object_id in str(c["body"])]
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from devhost.stack import AZURITE_ACCOUNT_KEY, Stack, free_port
 from tests.integration.conftest import example_values
+from tests.integration.timeouts import DEADLINE, HTTP_TIMEOUT
 
 pytestmark = pytest.mark.integration
 
@@ -26,18 +27,21 @@ def test_logs_hold_no_secrets_at_debug_level(tmp_path: Path) -> None:
             f"{stack.emulator_url}/msi/token",
             params={"api-version": "2019-08-01", "resource": "https://graph.microsoft.com"},
             headers={"X-IDENTITY-HEADER": header},
+            timeout=HTTP_TIMEOUT,
         ).json()["access_token"]
         httpx.post(
             f"{stack.emulator_url}/_emulator/config",
             json={"faults": [{"operation": "provisionOnDemand", "status": 401, "times": 1}]},
+            timeout=HTTP_TIMEOUT,
         ).raise_for_status()
         for user in ("c0ffee00-0000-4000-8000-000000000001", "c0ffee00-0000-4000-8000-000000000002"):
             posted = httpx.post(
                 f"{stack.base_url}/api/provision",
                 json={"target": "seed-scim-app", "subjects": [{"objectId": user, "objectTypeName": "User"}]},
+                timeout=HTTP_TIMEOUT,
             )
-            deadline = time.monotonic() + 30
-            while httpx.get(posted.headers["Location"]).status_code == 202:
+            deadline = time.monotonic() + DEADLINE
+            while httpx.get(posted.headers["Location"], timeout=HTTP_TIMEOUT).status_code == 202:
                 assert time.monotonic() < deadline
                 time.sleep(0.2)
     text = log_path.read_text()

@@ -17,6 +17,7 @@ from shared.request_ids import new_request_id
 from shared.runtime import Runtime
 from shared.settings import Settings
 from tests.integration.conftest import wait_done
+from tests.integration.timeouts import DEADLINE, HTTP_TIMEOUT
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +27,7 @@ WORKDAY_RULE = "c4f1a2b3-5d6e-4f70-8a9b-0c1d2e3f4a5b"
 
 
 def _post(stack: Stack, body: dict[str, Any]) -> str:
-    posted = httpx.post(f"{stack.base_url}/api/provision", json=body)
+    posted = httpx.post(f"{stack.base_url}/api/provision", json=body, timeout=HTTP_TIMEOUT)
     assert posted.status_code == 202, posted.text
     return str(posted.headers["Location"])
 
@@ -35,6 +36,7 @@ def _answer_next_call(stack: Stack, key: str | None, value: str | None) -> None:
     httpx.post(
         f"{stack.emulator_url}/_emulator/config",
         json={"clearFaults": True, "faults": [{"kind": "answer", "key": key, "value": value}]},
+        timeout=HTTP_TIMEOUT,
     ).raise_for_status()
 
 
@@ -125,7 +127,9 @@ def test_a_group_with_12_members_becomes_3_calls_of_at_most_5(stack: Stack) -> N
     assert all(c["status"] == "succeeded" for c in calls)
     assert result["counts"]["succeeded"] == 3
 
-    seen = httpx.get(f"{stack.emulator_url}/_emulator/calls", params={"operation": "provisionOnDemand"}).json()["calls"]
+    seen = httpx.get(
+        f"{stack.emulator_url}/_emulator/calls", params={"operation": "provisionOnDemand"}, timeout=HTTP_TIMEOUT
+    ).json()["calls"]
     group_calls = [c for c in seen if GROUP in json.dumps(c["body"])]
     sent = sorted(len(c["body"]["parameters"][0]["subjects"][0]["links"]["members"]) for c in group_calls[-3:])
     assert sent == [2, 5, 5], "the calls run in parallel, in any order"
@@ -133,7 +137,9 @@ def test_a_group_with_12_members_becomes_3_calls_of_at_most_5(stack: Stack) -> N
 
 def test_a_target_without_rule_id_gets_it_from_the_schema_once(stack: Stack) -> None:
     def schema_reads() -> int:
-        calls = httpx.get(f"{stack.emulator_url}/_emulator/calls", params={"operation": "getSchema"}).json()["calls"]
+        calls = httpx.get(
+            f"{stack.emulator_url}/_emulator/calls", params={"operation": "getSchema"}, timeout=HTTP_TIMEOUT
+        ).json()["calls"]
         return len(calls)
 
     before = schema_reads()
@@ -187,8 +193,9 @@ def test_retention_timer_deletes_old_finished_requests_and_their_logs(stack: Sta
         return request is not None, blob is not None
 
     old, fresh, waiting = asyncio.run(scenario())
-    assert httpx.post(f"{stack.base_url}/admin/functions/ledger_retention", json={"input": ""}).status_code == 202
-    deadline = time.monotonic() + 20
+    invoked = httpx.post(f"{stack.base_url}/admin/functions/ledger_retention", json={"input": ""}, timeout=HTTP_TIMEOUT)
+    assert invoked.status_code == 202
+    deadline = time.monotonic() + DEADLINE
     while asyncio.run(exists(old)) != (False, False):
         assert time.monotonic() < deadline, "the old request was not purged"
         time.sleep(0.2)

@@ -15,13 +15,14 @@ import pytest
 from devhost.stack import Stack, free_port
 from tests.fixtures import SEED_OUTCOMES, SEED_REQUESTS, seed_response
 from tests.integration.conftest import example_values
+from tests.integration.timeouts import DEADLINE, HTTP_TIMEOUT
 
 pytestmark = pytest.mark.integration
 
 TARGETS = {1: "seed-scim-app", 2: "seed-cloud-sync", 3: "seed-group-app"}
 
 
-def _poll(client: httpx.Client, location: str, timeout: float = 30) -> httpx.Response:
+def _poll(client: httpx.Client, location: str, timeout: float = DEADLINE) -> httpx.Response:
     deadline = time.monotonic() + timeout
     while True:
         response = client.get(location)
@@ -30,20 +31,20 @@ def _poll(client: httpx.Client, location: str, timeout: float = 30) -> httpx.Res
         assert response.headers["Retry-After"].isdigit()
         assert response.headers["Location"] == location
         if time.monotonic() > deadline:
-            pytest.fail(f"still pending after {timeout} s: {response.text}")
+            pytest.fail(f"still pending after {timeout:.0f} s: {response.text}")
         time.sleep(0.2)
 
 
 def _emulator_calls(stack: Stack) -> list[dict[str, Any]]:
     assert stack.emulator_url
     calls: list[dict[str, Any]] = httpx.get(
-        f"{stack.emulator_url}/_emulator/calls", params={"operation": "provisionOnDemand"}
+        f"{stack.emulator_url}/_emulator/calls", params={"operation": "provisionOnDemand"}, timeout=HTTP_TIMEOUT
     ).json()["calls"]
     return calls
 
 
 def test_health_answers_200_without_revealing_internals(stack: Stack) -> None:
-    response = httpx.get(f"{stack.base_url}/api/health")
+    response = httpx.get(f"{stack.base_url}/api/health", timeout=HTTP_TIMEOUT)
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "checks": {"storage": "ok", "graph": "ok"}}
     assert "127.0.0.1" not in response.text
@@ -52,12 +53,12 @@ def test_health_answers_200_without_revealing_internals(stack: Stack) -> None:
 @pytest.mark.parametrize("example", [1, 2, 3])
 def test_seed_example_end_to_end(stack: Stack, example: int) -> None:
     # A reset serves each seed subject's documented answer again, whatever ran before in this session.
-    httpx.post(f"{stack.emulator_url}/_emulator/reset").raise_for_status()
+    httpx.post(f"{stack.emulator_url}/_emulator/reset", timeout=HTTP_TIMEOUT).raise_for_status()
     seed = SEED_REQUESTS[example]
     documented = seed_response(example)
     expected = SEED_OUTCOMES[example]
     before = len(_emulator_calls(stack))
-    with httpx.Client(timeout=10) as client:
+    with httpx.Client(timeout=HTTP_TIMEOUT) as client:
         posted = client.post(
             f"{stack.base_url}/api/provision",
             json={"target": TARGETS[example], "subjects": [seed["subject"]]},
@@ -84,7 +85,7 @@ def test_seed_example_end_to_end(stack: Stack, example: int) -> None:
         assert call.get(field) == value, field
     assert call["graphRequestId"]
 
-    with_log = httpx.get(location, params={"include": "provisioningLog"}).json()
+    with_log = httpx.get(location, params={"include": "provisioningLog"}, timeout=HTTP_TIMEOUT).json()
     assert with_log["calls"][0]["provisioningLog"] == documented["value"]
 
     calls = _emulator_calls(stack)[before:]
@@ -100,25 +101,29 @@ def test_seed_example_end_to_end(stack: Stack, example: int) -> None:
 
 def test_bad_input_is_a_problem_naming_the_field(stack: Stack) -> None:
     url = f"{stack.base_url}/api/provision"
-    response = httpx.post(url, json={"target": "seed-scim-app", "subjects": [{"objectId": "x"}]})
+
+    def post(**kwargs: Any) -> httpx.Response:
+        return httpx.post(url, timeout=HTTP_TIMEOUT, **kwargs)
+
+    response = post(json={"target": "seed-scim-app", "subjects": [{"objectId": "x"}]})
     assert response.status_code == 400
     assert response.headers["Content-Type"].startswith("application/problem+json")
     problem = response.json()
     assert problem["status"] == 400
     assert {"pointer": "/subjects/0/objectTypeName", "detail": "is required"} in problem["errors"]
 
-    assert httpx.post(url, content=b"{}", headers={"Content-Type": "text/plain"}).status_code == 415
-    assert httpx.post(url, content=b"{not json", headers={"Content-Type": "application/json"}).status_code == 400
+    assert post(content=b"{}", headers={"Content-Type": "text/plain"}).status_code == 415
+    assert post(content=b"{not json", headers={"Content-Type": "application/json"}).status_code == 400
     big = json.dumps({"subjects": [], "pad": "x" * 300_000}).encode()
-    assert httpx.post(url, content=big, headers={"Content-Type": "application/json"}).status_code == 413
-    unknown = httpx.post(url, json={"target": "nope", "subjects": [{"objectId": "u", "objectTypeName": "User"}]})
+    assert post(content=big, headers={"Content-Type": "application/json"}).status_code == 413
+    unknown = post(json={"target": "nope", "subjects": [{"objectId": "u", "objectTypeName": "User"}]})
     assert unknown.status_code == 422
     assert unknown.json()["errors"][0]["pointer"] == "/target"
 
 
 def test_unknown_request_is_404(stack: Stack) -> None:
-    assert httpx.get(f"{stack.base_url}/api/provision/{'0' * 32}").status_code == 404
-    assert httpx.get(f"{stack.base_url}/api/provision/..%2F..%2Fetc").status_code == 404
+    assert httpx.get(f"{stack.base_url}/api/provision/{'0' * 32}", timeout=HTTP_TIMEOUT).status_code == 404
+    assert httpx.get(f"{stack.base_url}/api/provision/..%2F..%2Fetc", timeout=HTTP_TIMEOUT).status_code == 404
 
 
 def test_configured_storage_and_graph_are_used_not_started(tmp_path: Path) -> None:
@@ -143,12 +148,15 @@ def test_configured_storage_and_graph_are_used_not_started(tmp_path: Path) -> No
                 posted = httpx.post(
                     f"{app.base_url}/api/provision",
                     json={"target": "seed-cloud-sync", "subjects": [SEED_REQUESTS[2]["subject"]]},
+                    timeout=HTTP_TIMEOUT,
                 )
                 assert posted.status_code == 202, posted.text
-                with httpx.Client(timeout=10) as client:
+                with httpx.Client(timeout=HTTP_TIMEOUT) as client:
                     done = _poll(client, posted.headers["Location"])
                 assert done.json()["calls"][0]["changeId"] == "582595f3-53be-4843-bf0c-f57dbf8fae96"
-            calls = httpx.get(f"{graph}/_emulator/calls", params={"operation": "provisionOnDemand"}).json()["calls"]
+            calls = httpx.get(
+                f"{graph}/_emulator/calls", params={"operation": "provisionOnDemand"}, timeout=HTTP_TIMEOUT
+            ).json()["calls"]
             assert [c["authorization"] for c in calls] == ["Bearer"]
         finally:
             outside.stop()

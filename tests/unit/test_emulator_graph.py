@@ -17,8 +17,10 @@ import pytest
 from emulator.config import EmulatorConfig
 from emulator.testing import RunningEmulator, running_emulator
 
-SEED_FILE = Path("/work/shared/seeds/003_d6a793d046786dd7.txt")
-FIXTURES = Path(__file__).resolve().parents[2] / "emulator" / "fixtures"
+ROOT = Path(__file__).resolve().parents[2]
+# The handouts sit beside the checkout (../shared), wherever it was cloned to.
+SEED_FILE = ROOT.parent / "shared" / "seeds" / "003_d6a793d046786dd7.txt"
+FIXTURES = ROOT / "emulator" / "fixtures"
 
 SP1, JOB1, RULE1 = (
     "c8c95753-f628-48e1-9fab-76c2d4cf624c",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
@@ -48,11 +49,19 @@ def api_url(base: str, *segments: str, key: str | None = None) -> str:
     return f"{url}?{urlencode({'code': key})}" if key else url
 
 
+_KEY = re.compile(r"[\x21-\x7e]{1,512}")  # host keys are base64url-like; anything else is no key of ours
+
+
 def query_key(params: Mapping[str, str], headers: Mapping[str, str]) -> str | None:
-    """The key the host read from the query (``code``), or None when it read a header (that one wins)."""
+    """The key the host read from the query (``code``), or None when it read a header (that one wins).
+
+    A value that cannot be a key (empty, spaces, control or non-ASCII characters) is None too: the host would
+    have refused it in Azure, and it could not travel in a URL or a header as it is.
+    """
     if headers.get("x-functions-key"):
         return None
-    return params.get("code") or None
+    code = params.get("code") or ""
+    return code if _KEY.fullmatch(code) else None
 
 
 class AdminKeyProbe:
@@ -90,7 +99,7 @@ class AdminKeyProbe:
         try:
             async with httpx.AsyncClient(timeout=self._timeout, transport=self._transport) as client:
                 response = await client.get(base + ADMIN_STATUS_PATH, headers={"x-functions-key": key})
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:  # ValueError: UnicodeError and kin
             log.warning("could not ask the host whether the caller's key is the master key (%s)", type(exc).__name__)
             return None
         # 401/403: the key does not open admin routes, so it is not the master key. Anything else (200, or a

@@ -377,3 +377,13 @@ async def test_the_graph_compatible_route_honours_client_request_id() -> None:
     )
     assert bad.status_code == 400
     assert problem(bad)["errors"][0]["header"] == "client-request-id"
+
+
+@pytest.mark.parametrize("code", ["\U000403a1ò\x0b", "has space", "é", "a" * 513])
+async def test_a_code_that_cannot_be_a_key_never_travels_and_never_fails(code: str, no_admin_probe: list[str]) -> None:
+    req = post("http://h/api/provision", {"target": "scim", "subjects": [USER]})
+    req = func.HttpRequest("POST", req.url, headers=dict(req.headers), params={"code": code}, body=req.get_body())
+    response = await http_api.provision(req, runtime())
+    assert response.status_code == 202
+    assert "code=" not in response.headers["Location"]
+    assert no_admin_probe == []

@@ -111,9 +111,10 @@ def quiet_sdk_logging() -> list[str]:
     ``azure.core.pipeline.policies.http_logging_policy`` alone writes two lines per storage call. Left alone:
     a logger someone configured (its level is not NOTSET), and everything when the root logger is at DEBUG
     (the worker's ``PYTHON_ENABLE_DEBUG_LOGGING``, the devhost's ``DEVHOST_LOG_LEVEL=DEBUG``), so the SDKs'
-    own lines can still be audited. Idempotent; returns the loggers it quietened.
+    own lines can still be audited, or above INFO (nothing to quieten: a plain import, a test run).
+    Idempotent; returns the loggers it quietened.
     """
-    if logging.getLogger().getEffectiveLevel() <= logging.DEBUG:
+    if not logging.DEBUG < logging.getLogger().getEffectiveLevel() <= logging.INFO:
         return []
     quietened = []
     for name in SDK_LOGGERS:

@@ -69,3 +69,6 @@ def test_debug_and_explicit_levels_are_left_alone() -> None:
     logging.getLogger().setLevel(logging.DEBUG)  # PYTHON_ENABLE_DEBUG_LOGGING: audit everything
     assert telemetry.quiet_sdk_logging() == []
     assert logging.getLogger("azure").getEffectiveLevel() == logging.DEBUG
+    logging.getLogger().setLevel(logging.WARNING)  # nothing at INFO goes anywhere: nothing to change
+    assert telemetry.quiet_sdk_logging() == []
+    assert logging.getLogger("azure").level == logging.NOTSET

@@ -1,38 +1,41 @@
 """Azure Functions entry point: triggers only, each one call into ``shared``.
 
 Kept thin on purpose: no logic and no I/O at import (Flex Consumption allows 30 s to start), so the
-real host and the local devhost index exactly the same functions.
+real host and the local devhost index exactly the same functions. The one thing done at import is
+``telemetry.on_app_load``: pure, it quietens the SDKs' per-call logging and logs an ERROR naming any
+invalid app setting, so a broken deployment says so at startup.
+
+Each way in is one HTTP function serving both its submit and its status route: a function key is valid
+only for its own function, so the key a caller submits with must also read the ``Location`` it gets back.
 """
+
+import os
 
 import azure.functions as func
 
-from shared import http_api, queue_api, timer_api
+from shared import http_api, queue_api, telemetry, timer_api
 from shared.work_queue import REQUESTS_QUEUE, WORK_QUEUE
+
+telemetry.on_app_load(os.environ)
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 
 @app.function_name("provision")
-@app.route(route="provision", methods=["POST"])
+@app.route(route="provision/{requestId?}", methods=["POST", "GET"])
 async def provision(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    """Accept a provisioning request; 202 with where to poll."""
-    return await http_api.post_provision(req, invocation_id=context.invocation_id)
-
-
-@app.function_name("provision_status")
-@app.route(route="provision/{requestId}", methods=["GET"])
-async def provision_status(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    """The request's outcome: 202 while pending, 200 when every call finished."""
-    return await http_api.get_provision(req, invocation_id=context.invocation_id)
+    """POST /api/provision: accept a request, 202 with where to poll. GET /api/provision/{requestId}: its outcome."""
+    return await http_api.provision(req, invocation_id=context.invocation_id)
 
 
 @app.function_name("provision_graph_compatible")
 @app.route(
-    route="servicePrincipals/{servicePrincipalId}/synchronization/jobs/{jobId}/provisionOnDemand", methods=["POST"]
+    route="servicePrincipals/{servicePrincipalId}/synchronization/jobs/{jobId}/provisionOnDemand/{requestId?}",
+    methods=["POST", "GET"],
 )
 async def provision_graph_compatible(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    """Graph's own provisionOnDemand body and path; Prefer: wait=N answers Graph-shaped when done in time."""
-    return await http_api.post_graph_compatible(req, invocation_id=context.invocation_id)
+    """Graph's own provisionOnDemand body and path (Prefer: wait=N answers Graph-shaped); GET …/{requestId} reads."""
+    return await http_api.graph_compatible(req, invocation_id=context.invocation_id)
 
 
 @app.function_name("openapi")
@@ -45,7 +48,7 @@ async def openapi(req: func.HttpRequest, context: func.Context) -> func.HttpResp
 @app.function_name("health")
 @app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 async def health(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    """200 once storage and Graph are reachable; reveals nothing internal."""
+    """200 once storage and Graph are reachable; 503 naming what is not (an invalid setting by name only)."""
     return await http_api.health(req, invocation_id=context.invocation_id)
 
 

@@ -50,9 +50,9 @@ def configure_logging() -> None:
     root.handlers[:] = [handler]
     level = os.environ.get("DEVHOST_LOG_LEVEL", "INFO").upper()
     root.setLevel(level)
-    if level != "DEBUG":
-        # The SDK's HTTP logging is noisy (headers, redacted); DEBUG shows it, e.g. to audit what is logged.
-        logging.getLogger("azure").setLevel(logging.WARNING)
+    # Like the Python worker, the devhost leaves the app's and the SDKs' loggers alone: what an app logs at
+    # INFO (the Azure SDK's HTTP logging included) shows here as it would reach Application Insights. The
+    # devhost's own storage calls log their HTTP lines at DEBUG (queue_listener), so they add nothing.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         load_local_settings(app_dir)
         config = load_host_config(app_dir)
         specs = index_app(app_dir, only)
-        keys = load_keys(os.environ)
+        keys = load_keys(os.environ, functions=None if only else [spec.name for spec in specs])
         host = Host(specs, config, keys, HostOptions(args.host, args.port, not args.no_http))
     except (SettingsError, IndexingError, RouteError, CronError, ConnectionSettingError) as exc:
         print(f"devhost: error: {exc}", file=sys.stderr, flush=True)

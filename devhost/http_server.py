@@ -4,6 +4,11 @@ Requests are turned into ``azure.functions.HttpRequest`` and responses written b
 encodes ``HttpResponse`` (content type from mimetype/charset unless set, several ``Set-Cookie`` headers
 kept, other repeated headers collapsed to the last value).  An unhandled exception is an empty 500, as in
 Azure.  Request bodies, headers and query strings are never logged: they carry keys and personal data.
+
+Two host habits that surprise apps are kept on purpose: a body sent without ``Content-Length`` (chunked)
+reaches the function empty, with every header intact (the host passes a body to the worker only when
+``Content-Length`` > 0: ``GrpcMessageConversionExtensions.ToRpcHttp``, azure-functions-host issue 7930); and a
+method a route does not take is a 404, as no route matched (the host's routing has no 405).
 """
 
 from __future__ import annotations
@@ -107,11 +112,16 @@ class HttpFrontEnd:
             return await self._admin(request, path, query, headers)
         match = self.router.route(request.method, path)
         if match.target is None:
-            return web.Response(status=405 if match.method_not_allowed else 404)
+            return web.Response(status=404)  # also for a method the route does not take, as in Azure
         spec = self._http[match.target]
-        if not self.keys.allows(spec.auth_level, query, headers):
+        if not self.keys.allows(spec.name, spec.auth_level, query, headers):
             return web.Response(status=401)
         body = await request.read()
+        if body and not (request.content_length or 0) > 0:
+            log.info(
+                "%s %s: body sent without Content-Length dropped, as the Functions host does", request.method, path
+            )
+            body = b""
         http_request = func.HttpRequest(
             request.method,
             str(request.url),
@@ -139,11 +149,15 @@ class HttpFrontEnd:
         self, request: web.Request, path: str, query: Mapping[str, str], headers: Mapping[str, str]
     ) -> web.StreamResponse:
         parts = path.strip("/").split("/")
+        if parts == ["admin", "host", "status"] and request.method == "GET":
+            if not self.keys.allows(None, "admin", query, headers):
+                return web.Response(status=401)
+            return web.json_response({"state": "Running", "version": "devhost"})
         if len(parts) != 3 or parts[1] != "functions":
             return web.Response(status=404)
         if request.method != "POST":
             return web.Response(status=405)
-        if not self.keys.allows("admin", query, headers):
+        if not self.keys.allows(None, "admin", query, headers):
             return web.Response(status=401)
         spec = self._all.get(parts[2])
         if spec is None:

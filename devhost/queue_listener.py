@@ -155,8 +155,14 @@ class QueueListener:
         """Connect and create the trigger queue if missing (the host does both at startup)."""
         # The SDK's default retry waits ~80 s before giving up on an unreachable account; a developer
         # whose Azurite is down needs to hear that in seconds, and a poll loop retries anyway.
-        # (These kwargs configure the async client's own ExponentialRetry.)
-        retry: dict[str, Any] = {"initial_backoff": 1, "increment_base": 2, "retry_total": 2}
+        # (These kwargs configure the async client's own ExponentialRetry.) The host's own polling never
+        # reaches the app's log: its HTTP lines go to DEBUG, leaving INFO to what the app itself logs.
+        retry: dict[str, Any] = {
+            "initial_backoff": 1,
+            "increment_base": 2,
+            "retry_total": 2,
+            "http_logging_level": logging.DEBUG,
+        }
         self._client = QueueClient.from_connection_string(self._conn, self.queue_name, **retry)
         self._poison = QueueClient.from_connection_string(self._conn, self.poison_name, **retry)
         with contextlib.suppress(ResourceExistsError):
@@ -287,6 +293,22 @@ class QueueListener:
             )
             await self._move_to_poison(content, lease)
             return
+        dequeue_count = int(message.dequeue_count or 1)
+        if dequeue_count > self.options.max_dequeue_count:
+            # The WebJobs QueueProcessor checks this on receipt (BeginProcessingMessageAsync): a message that
+            # has already been delivered maxDequeueCount times (its runs crashed, or another reader took it)
+            # is poisoned without running the function again.
+            log.warning(
+                "queue %s: message %s was dequeued %d times (maxDequeueCount %d); moving it to %s without running %s",
+                self.queue_name,
+                message.id,
+                dequeue_count,
+                self.options.max_dequeue_count,
+                self.poison_name,
+                self.spec.name,
+            )
+            await self._move_to_poison(content, lease)
+            return
         done = asyncio.Event()
         lock = asyncio.Lock()
         renewer = asyncio.create_task(self._renew(lease, done, lock))
@@ -299,7 +321,6 @@ class QueueListener:
             async with lock:
                 done.set()
             await renewer
-        dequeue_count = int(message.dequeue_count or 1)
         if ok:
             await self._delete(lease)
         elif dequeue_count >= self.options.max_dequeue_count:

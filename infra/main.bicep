@@ -36,6 +36,14 @@ param maximumInstanceCount int = 40
 ])
 param instanceMemoryMB int = 2048
 
+@description('HTTP requests one instance serves at once. Flex runs Python at 1 by default; this app is async and Prefer: wait holds requests, so 16 (it lets at most 8 of them wait).')
+@minValue(1)
+@maxValue(1000)
+param httpPerInstanceConcurrency int = 16
+
+@description('PUBLIC_BASE_URL: the https base callers use (custom domain, Front Door, API Management). Empty: the function app\'s default host name.')
+param publicBaseUrl string = ''
+
 @description('Storage replication; Standard_LRS where the region has no zones.')
 @allowed([
   'Standard_LRS'
@@ -187,6 +195,8 @@ module api 'app/api.bicep' = {
     applicationInsightsConnectionString: monitoring.outputs.connectionString
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
+    httpPerInstanceConcurrency: httpPerInstanceConcurrency
+    publicBaseUrl: publicBaseUrl
     provisioningTargets: targetsJson
     graphCloud: graphCloud
     graphRateLimit: graphRateLimit

@@ -137,7 +137,10 @@ class Health(_Doc):
     """``GET /api/health``."""
 
     status: Literal["ok", "unavailable"]
-    checks: dict[str, Literal["ok", "unreachable"]]
+    checks: dict[str, Literal["ok", "unreachable", "invalid"]]
+    invalidSetting: str | None = Field(
+        default=None, description="The app setting that is invalid (its name only, never its value)"
+    )
 
 
 EXPORTED = (

@@ -154,8 +154,14 @@ async def accept(
     now: datetime,
     normalisations: Sequence[str] = (),
     new_request_id: Callable[[datetime], str] = request_ids.new_request_id,
+    conflict_error: FieldError | None = None,
 ) -> Accepted:
-    """Record the request and queue one work item per Graph call; a repeated ``eventId`` answers the first."""
+    """Record the request and queue one work item per Graph call; a repeated ``eventId`` answers the first.
+
+    The same ``eventId`` with a different body is a ``409`` that names only the caller's own field
+    (``conflict_error``, default ``/eventId``): the request the event made first may be someone else's, so its
+    id is never shown.
+    """
     target = resolve_target(request, settings)
     rule_id = request.rule_id or target.rule_id  # None: the worker discovers it from the job schema
     rule_source = "request" if request.rule_id else "target" if target.rule_id else None
@@ -181,9 +187,10 @@ async def accept(
                 raise Problem(
                     409,
                     "eventId already used",
-                    f"eventId {event!r} was already used for a different request ({known.request_id}).",
+                    "This idempotency key was already used for a request with a different body. Send a new "
+                    "key for a new request, or the same body to read the request it made.",
                     "event-conflict",
-                    (FieldError("/eventId", "was already used with a different body"),),
+                    (conflict_error or FieldError("/eventId", "was already used with a different body"),),
                 )
             existing, _ = await ledger.get_request(known.request_id)
             if existing is not None:

@@ -4,11 +4,14 @@ Served at ``GET /api/openapi.json`` and shipped as ``openapi.json`` (a test keep
 client generation and fuzzing (schemathesis). Logic Apps and Power Platform custom connectors import only
 OpenAPI 2.0 (Swagger), so :func:`swagger2` derives that form, shipped as
 ``connector/apiDefinition.swagger.json``: the same operations, with the few 3.1 constructs 2.0 lacks
-(``null`` types, ``oneOf``, ``const``) written the 2.0 way.
+(``null`` types, ``oneOf``, ``const``) written the 2.0 way. After changing an answer, regenerate both with
+``python -m shared.openapi`` (tests compare them with what this module generates).
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from pydantic.json_schema import models_json_schema
@@ -44,6 +47,13 @@ _HOST_NOT_FOUND: dict[str, Any] = {
     "content": {"text/plain": {"schema": {"type": "string"}}},
 }
 _UNAVAILABLE = _problem("Our own storage did not answer; retry after Retry-After (never caused by the request)")
+_MISCONFIGURED = _problem(
+    "Type misconfigured: an app setting is invalid (detail names it); no Retry-After, retrying cannot help"
+)
+_LENGTH_REQUIRED = _problem(
+    "The body arrived empty because it was sent without Content-Length (chunked): the Functions host drops such "
+    "bodies; send Content-Length"
+)
 
 
 def _or_graph_error(responses: dict[str, Any]) -> dict[str, Any]:
@@ -57,9 +67,43 @@ def _or_graph_error(responses: dict[str, Any]) -> dict[str, Any]:
 
 _BAD_INPUT = {
     "400": _problem("Invalid input; errors[] names each field (JSON pointer)"),
+    "411": _LENGTH_REQUIRED,
     "413": _problem("Body over 256 KiB"),
     "415": _problem("Not JSON"),
     "422": _problem("Unknown target"),
+}
+
+
+_REQUEST_ID: dict[str, Any] = {
+    "name": "requestId",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+}
+_INCLUDE: dict[str, Any] = {
+    "name": "include",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "string", "enum": ["provisioningLog"]},
+}
+_GRAPH_PATH: list[dict[str, Any]] = [
+    {"name": "servicePrincipalId", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}},
+    {
+        "name": "jobId",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,255}$"},
+    },
+]
+_STATUS_RESPONSES: dict[str, Any] = {
+    "200": _json("RequestStatus", "Every call finished"),
+    "202": _json("RequestStatus", "Still pending; poll Location again", _POLL_HEADERS),
+    "404": {
+        "description": "Unknown request; or, as text, no route for the path",
+        "content": {**_problem("")["content"], **_HOST_NOT_FOUND["content"]},
+    },
+    "500": _MISCONFIGURED,
+    "503": _UNAVAILABLE,
 }
 
 
@@ -100,6 +144,7 @@ def document(version: str = "0.1.0") -> dict[str, Any]:
                         ),
                         "409": _problem("eventId already used with a different body"),
                         **_BAD_INPUT,
+                        "500": _MISCONFIGURED,
                         "503": _UNAVAILABLE,
                     },
                 }
@@ -108,29 +153,8 @@ def document(version: str = "0.1.0") -> dict[str, Any]:
                 "get": {
                     "operationId": "GetProvisioningStatus",
                     "summary": "The request's outcome: 202 while pending, 200 when every call is done",
-                    "parameters": [
-                        {
-                            "name": "requestId",
-                            "in": "path",
-                            "required": True,
-                            "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
-                        },
-                        {
-                            "name": "include",
-                            "in": "query",
-                            "required": False,
-                            "schema": {"type": "string", "enum": ["provisioningLog"]},
-                        },
-                    ],
-                    "responses": {
-                        "200": _json("RequestStatus", "Every call finished"),
-                        "202": _json("RequestStatus", "Still pending; poll Location again", _POLL_HEADERS),
-                        "404": {
-                            "description": "Unknown request; or, as text, no route for the path",
-                            "content": {**_problem("")["content"], **_HOST_NOT_FOUND["content"]},
-                        },
-                        "503": _UNAVAILABLE,
-                    },
+                    "parameters": [_REQUEST_ID, _INCLUDE],
+                    "responses": _STATUS_RESPONSES,
                 }
             },
             "/servicePrincipals/{servicePrincipalId}/synchronization/jobs/{jobId}/provisionOnDemand": {
@@ -138,23 +162,20 @@ def document(version: str = "0.1.0") -> dict[str, Any]:
                     "operationId": "ProvisionOnDemandGraphCompatible",
                     "summary": "Graph's own provisionOnDemand body; Prefer: wait=N for a Graph-shaped answer",
                     "parameters": [
-                        {
-                            "name": "servicePrincipalId",
-                            "in": "path",
-                            "required": True,
-                            "schema": {"type": "string", "format": "uuid"},
-                        },
-                        {
-                            "name": "jobId",
-                            "in": "path",
-                            "required": True,
-                            "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,255}$"},
-                        },
+                        *_GRAPH_PATH,
                         {
                             "name": "Prefer",
                             "in": "header",
                             "required": False,
                             "schema": {"type": "string", "example": "wait=30"},
+                        },
+                        {
+                            "name": "client-request-id",
+                            "in": "header",
+                            "required": False,
+                            "description": "Idempotency key (Graph's own request id header): the same id with the "
+                            "same body answers the same request; with a different body, 409",
+                            "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,128}$"},
                         },
                     ],
                     "requestBody": {
@@ -166,13 +187,25 @@ def document(version: str = "0.1.0") -> dict[str, Any]:
                             "200": _json("StringKeyStringValuePair", "Done within Prefer: wait; Graph's answer"),
                             "202": _json("Accepted", "Recorded and queued; poll Location", _POLL_HEADERS),
                             "404": _HOST_NOT_FOUND,
-                            "409": _problem("eventId already used with a different body"),
+                            "409": _problem("client-request-id already used with a different body"),
                             **_BAD_INPUT,
+                            "500": _MISCONFIGURED,
                             "503": _UNAVAILABLE,
                             "4XX": {"description": "With Prefer: wait, Graph refused the call: its status and body"},
                             "5XX": {"description": "With Prefer: wait, Graph failed: its status (502: no answer)"},
                         }
                     ),
+                }
+            },
+            "/servicePrincipals/{servicePrincipalId}/synchronization/jobs/{jobId}/provisionOnDemand/{requestId}": {
+                "get": {
+                    "operationId": "GetGraphCompatibleStatus",
+                    "summary": "The Location of a Graph-compatible request: served by the same function (and key)",
+                    "parameters": [*_GRAPH_PATH, _REQUEST_ID, _INCLUDE],
+                    "responses": {
+                        **_STATUS_RESPONSES,
+                        "400": _problem("The path's servicePrincipalId or jobId is malformed"),
+                    },
                 }
             },
             "/health": {
@@ -181,7 +214,7 @@ def document(version: str = "0.1.0") -> dict[str, Any]:
                     "security": [],
                     "responses": {
                         "200": _json("Health", "Storage and Graph reachable"),
-                        "503": _json("Health", "A dependency is unreachable"),
+                        "503": _json("Health", "A dependency is unreachable, or a setting is invalid (named)"),
                     },
                 }
             },
@@ -300,3 +333,14 @@ def swagger2(doc: dict[str, Any]) -> dict[str, Any]:
         "securityDefinitions": doc["components"]["securitySchemes"],
         "security": doc["security"],
     }
+
+
+def write(root: Path) -> None:
+    """Regenerate the shipped documents: ``python -m shared.openapi`` from the repository root."""
+    doc = document()
+    (root / "openapi.json").write_text(json.dumps(doc, indent=2) + "\n")
+    (root / "connector" / "apiDefinition.swagger.json").write_text(json.dumps(swagger2(doc), indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    write(Path.cwd())

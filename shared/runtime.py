@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from shared import telemetry
 from shared.ledger import TABLE_NAME, Ledger
 from shared.settings import Settings, SettingsError
 from shared.work_queue import REQUESTS_POISON_QUEUE, WORK_QUEUE, WorkQueue
@@ -173,5 +174,11 @@ def get_runtime() -> Runtime:
     """The process's runtime; settings are read from the environment the first time."""
     global _runtime
     if _runtime is None:
-        _runtime = Runtime(Settings.from_environ(os.environ))
+        telemetry.quiet_sdk_logging()
+        try:
+            settings = Settings.from_environ(os.environ)
+        except SettingsError as exc:
+            telemetry.report_invalid_setting(exc, during="first use")
+            raise
+        _runtime = Runtime(settings)
     return _runtime

@@ -17,7 +17,13 @@ from shared import ids
 
 
 class SettingsError(ValueError):
-    """A setting is missing or malformed; the message names it."""
+    """A setting is missing or malformed; the message starts with the setting's name and says why."""
+
+    @property
+    def setting(self) -> str:
+        """The name of the broken setting (what the message starts with), safe to show: never its value."""
+        match = re.match(r"[A-Za-z_][A-Za-z0-9_]*", str(self))
+        return match.group(0) if match else "settings"
 
 
 #: Every setting the app reads (the infra test checks the template sets what is required).
@@ -33,7 +39,11 @@ KNOWN_SETTINGS = (
     "LEDGER_RETENTION_DAYS",
     "WORK_CLAIM_SECONDS",
     "JOB_HOLD_SECONDS",
+    "PUBLIC_BASE_URL",
 )
+
+#: Hosts a ``PUBLIC_BASE_URL`` may name over plain http: only this machine (local runs, tests).
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 #: Graph roots of the national clouds (facts file §10). The token scope follows the host.
 GRAPH_CLOUDS: dict[str, str] = {
@@ -102,6 +112,7 @@ class Settings:
     ledger_retention_days: int = 90
     work_claim_seconds: int = 300
     job_hold_seconds: int = 60
+    public_base_url: str | None = None
 
     @classmethod
     def from_environ(cls, env: Mapping[str, str]) -> Settings:
@@ -119,6 +130,7 @@ class Settings:
             ledger_retention_days=_positive_int(env, "LEDGER_RETENTION_DAYS", default=90),
             work_claim_seconds=_positive_int(env, "WORK_CLAIM_SECONDS", default=300),
             job_hold_seconds=_positive_int(env, "JOB_HOLD_SECONDS", default=60),
+            public_base_url=public_base_url(env.get("PUBLIC_BASE_URL", "")),
         )
 
     def target_for_ids(self, service_principal_id: str, job_id: str) -> Target | None:
@@ -167,6 +179,32 @@ def parse_targets(text: str) -> dict[str, Target]:
             raise SettingsError(f"{where}.ruleId must be a synchronization rule id")
         targets[name] = Target(name, sp, job, rule)
     return targets
+
+
+def public_base_url(text: str) -> str | None:
+    """``PUBLIC_BASE_URL``: where callers reach the app (``/api/...`` hangs below it); None when unset.
+
+    Absolute links (``Location``) are built from it, never from a request's ``Host``, so it must be an
+    absolute https URL; plain http only for this machine. No query, fragment or credentials: a link
+    appends a path to it.
+    """
+    raw = text.strip()
+    if not raw:
+        return None
+    problem = "PUBLIC_BASE_URL must be an absolute https URL such as https://func-api-abc.azurewebsites.net"
+    try:
+        parts = urlsplit(raw)
+        _ = parts.port  # a malformed port raises ValueError
+    except ValueError as exc:
+        raise SettingsError(f"{problem}; it does not parse as a URL") from exc
+    host = (parts.hostname or "").lower()
+    if parts.scheme not in ("https", "http") or not host:
+        raise SettingsError(f"{problem}, got one without https:// and a host name")
+    if parts.scheme == "http" and host not in LOCAL_HOSTS:
+        raise SettingsError(f"{problem}; plain http is only allowed for localhost and 127.0.0.1, not {host!r}")
+    if "?" in raw or "#" in raw or "@" in parts.netloc:
+        raise SettingsError(f"{problem}, without a query, fragment or credentials")
+    return raw.rstrip("/")
 
 
 def _graph_base_url(env: Mapping[str, str]) -> str:

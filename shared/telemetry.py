@@ -18,7 +18,10 @@ from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shared.settings import SettingsError
 
 _context: ContextVar[Mapping[str, str]] = ContextVar("provisioning_log_context", default=MappingProxyType({}))
 METER_NAME = "provision_on_demand"
@@ -91,3 +94,61 @@ def graph_call(status: str, http_status: int | None) -> None:
 def limiter_wait(seconds: float) -> None:
     """A call waited this long for its slot."""
     _get().waits.record(max(0.0, seconds))
+
+
+# --- What the app logs at all ------------------------------------------------------------------------------------
+
+#: Libraries whose INFO lines are per-HTTP-call chatter: the Azure SDK's HttpLoggingPolicy (request and response
+#: headers of every storage and token call), azure-identity's token messages, httpx's "HTTP Request: ..." line
+#: under msgraph/kiota and the health check, and their transports.
+SDK_LOGGERS = ("azure", "httpx", "httpcore", "urllib3", "msal")
+
+
+def quiet_sdk_logging() -> list[str]:
+    """Set the SDKs' loggers to WARNING, so Application Insights gets the app's lines, not every HTTP call.
+
+    The Python worker forwards every logger at INFO (its root logger) to the host and Application Insights;
+    ``azure.core.pipeline.policies.http_logging_policy`` alone writes two lines per storage call. Left alone:
+    a logger someone configured (its level is not NOTSET), and everything when the root logger is at DEBUG
+    (the worker's ``PYTHON_ENABLE_DEBUG_LOGGING``, the devhost's ``DEVHOST_LOG_LEVEL=DEBUG``), so the SDKs'
+    own lines can still be audited, or above INFO (nothing to quieten: a plain import, a test run).
+    Idempotent; returns the loggers it quietened.
+    """
+    if not logging.DEBUG < logging.getLogger().getEffectiveLevel() <= logging.INFO:
+        return []
+    quietened = []
+    for name in SDK_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.WARNING)
+            quietened.append(name)
+    return quietened
+
+
+_reported_settings: set[tuple[str, str]] = set()
+
+
+def report_invalid_setting(exc: SettingsError, *, during: str) -> None:
+    """One ERROR naming the broken setting and why, once per problem and occasion (app load, first use...)."""
+    key = (during, str(exc))
+    if key in _reported_settings:
+        return
+    _reported_settings.add(key)
+    get_logger(__name__).error(
+        "app setting %s is invalid (found during %s): %s", exc.setting, during, exc, extra={"setting": exc.setting}
+    )
+
+
+def on_app_load(environ: Mapping[str, str]) -> None:
+    """What ``function_app.py`` does when the worker imports it: no I/O, only logging decisions.
+
+    SDK loggers quietened, and the settings parsed once (pure) so a broken one is an ERROR in the log at
+    startup, before any request or message finds out.
+    """
+    from shared.settings import Settings, SettingsError
+
+    quiet_sdk_logging()
+    try:
+        Settings.from_environ(environ)
+    except SettingsError as exc:
+        report_invalid_setting(exc, during="app load")

@@ -63,6 +63,24 @@ param allowUnlistedTargets bool
 @minValue(1)
 param ledgerRetentionDays int
 
+@description('HTTP requests one instance takes at once (Flex Consumption runs Python at 1 unless told).')
+@minValue(1)
+@maxValue(1000)
+param httpPerInstanceConcurrency int
+
+@description('PUBLIC_BASE_URL: where callers reach the app (a custom domain, Front Door, API Management). Empty: the app\'s own https default host name.')
+param publicBaseUrl string = ''
+
+// The default host name is <name>.<the cloud's App Service domain>. The app's defaultHostName property cannot
+// be read inside its own definition (a cycle), so it is computed the same way here.
+var appServiceDomains = {
+  AzureCloud: 'azurewebsites.net'
+  AzureUSGovernment: 'azurewebsites.us'
+  AzureChinaCloud: 'chinacloudsites.cn'
+}
+var appServiceDomain = contains(appServiceDomains, environment().name) ? appServiceDomains[environment().name] : 'azurewebsites.net'
+var publicBase = empty(publicBaseUrl) ? 'https://${name}.${appServiceDomain}' : publicBaseUrl
+
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   // checkov:skip=CKV_AZURE_225:Zone redundancy on Flex Consumption exists only in regions with availability zones and needs ZRS storage; off by default so the template deploys in every Flex region. Set properties.zoneRedundant where available.
   name: planName
@@ -166,6 +184,11 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
           name: 'LEDGER_RETENTION_DAYS'
           value: string(ledgerRetentionDays)
         }
+        // Location and every absolute link are built on this, never on a caller's Host header.
+        {
+          name: 'PUBLIC_BASE_URL'
+          value: publicBase
+        }
       ]
     }
     functionAppConfig: {
@@ -182,6 +205,15 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       scaleAndConcurrency: {
         maximumInstanceCount: maximumInstanceCount
         instanceMemoryMB: instanceMemoryMB
+        // Flex runs Python HTTP functions one request per instance by default, which suits CPU-bound sync
+        // code. This app's HTTP functions are async and spend their time waiting on Table/Queue storage, and
+        // Prefer: wait holds a request for up to 60 s: at 1, one waiting caller would block every other
+        // request on its instance. The app lets at most half of these slots wait (http_api.MAX_CONCURRENT_WAITS).
+        triggers: {
+          http: {
+            perInstanceConcurrency: httpPerInstanceConcurrency
+          }
+        }
       }
       runtime: {
         name: 'python'

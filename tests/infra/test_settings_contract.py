@@ -17,7 +17,7 @@ from typing import Any, cast
 import pytest
 from pycep import BicepParser
 
-from shared import ledger, log_store, work_queue
+from shared import http_api, ledger, log_store, work_queue
 from shared.settings import GRAPH_CLOUDS, KNOWN_SETTINGS, RateLimit, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -206,6 +206,7 @@ def test_the_app_accepts_the_template_settings_with_their_defaults() -> None:
         "GRAPH_RATE_LIMIT": main["graphRateLimit"]["default"],
         "GRAPH_RATE_SCOPE": main["graphRateScope"]["default"],
         "LEDGER_RETENTION_DAYS": str(main["ledgerRetentionDays"]["default"]),
+        "PUBLIC_BASE_URL": "https://func-api-abc123.azurewebsites.net",  # what publicBase computes by default
     }
     assert set(sample) >= set(app_settings()) - set(PLATFORM_SETTINGS) - {"AzureWebJobsStorage__credential"}
     settings = Settings.from_environ(sample)
@@ -214,6 +215,31 @@ def test_the_app_accepts_the_template_settings_with_their_defaults() -> None:
     assert settings.storage.credential_client_id == settings.azure_client_id
     assert settings.graph_base_url == "https://graph.microsoft.com/beta"
     assert settings.rate_limit == RateLimit(5, 10.0)
+    assert settings.public_base_url == "https://func-api-abc123.azurewebsites.net"
+
+
+def test_public_base_url_is_the_apps_https_host_unless_given() -> None:
+    """Links are built on PUBLIC_BASE_URL: by default the app's own https default host name, never empty."""
+    assert app_settings()["PUBLIC_BASE_URL"] == "publicBase"
+    api = template("app/api.bicep")
+    choice = api["variables"]["publicBase"]["value"]["operator"]
+    assert choice["type"] == "conditional"
+    assert choice["operands"]["condition"]["function"] == {
+        "type": "empty",
+        "parameters": {"item_to_test": "publicBaseUrl"},
+    }
+    assert choice["operands"]["true_value"] == "https://${name}.${appServiceDomain}"
+    domains = {k: v for k, v in api["variables"]["appServiceDomains"]["value"].items()}
+    assert domains["AzureCloud"] == "azurewebsites.net"
+    assert template("main.bicep")["parameters"]["publicBaseUrl"]["default"] == ""
+
+
+def test_http_concurrency_suits_an_async_app_with_bounded_waits() -> None:
+    """Flex runs Python HTTP at 1 request per instance by default; one Prefer: wait caller would block the rest."""
+    scale = function_app()["properties"]["functionAppConfig"]["scaleAndConcurrency"]
+    assert scale["triggers"]["http"]["perInstanceConcurrency"] == "httpPerInstanceConcurrency"
+    default = template("main.bicep")["parameters"]["httpPerInstanceConcurrency"]["default"]
+    assert default >= 2 * http_api.MAX_CONCURRENT_WAITS, "waiting callers may take at most half the slots"
 
 
 def test_parameter_choices_match_what_the_app_accepts() -> None:

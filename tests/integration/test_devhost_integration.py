@@ -261,7 +261,7 @@ def test_http_routes_request_and_response(start_devhost: DevhostFactory) -> None
     assert status == 201
     assert json.loads(body)["route"] == {"id": "7"}
     assert http("GET", f"{host.url}/api/items/abc")[0] == 404  # {id:int} constraint
-    assert http("DELETE", f"{host.url}/api/items/7")[0] == 405
+    assert http("DELETE", f"{host.url}/api/items/7")[0] == 404  # a method the route does not take: no route
     assert http("GET", f"{host.url}/api/nowhere")[0] == 404
     assert http("GET", f"{host.url}/api/admin-only")[0] == 404  # not hosted (--functions)
 
@@ -290,14 +290,20 @@ def test_keys_off_by_default_and_enforced_when_required(start_devhost: DevhostFa
         "items,files,admin_only,tick",
         extra_env={
             "DEVHOST_REQUIRE_KEYS": "true",
-            "DEVHOST_FUNCTION_KEY": "fkey",
+            "DEVHOST_FUNCTION_KEY": "fkey",  # the old name of DEVHOST_HOST_KEY: every function takes it
             "DEVHOST_MASTER_KEY": "mkey",
+            "DEVHOST_FUNCTION_KEYS": '{"items": "items-key", "admin_only": "admin-fn-key"}',
         },
     )
     assert http("GET", f"{host.url}/api/items/1")[0] == 401
     assert http("GET", f"{host.url}/api/items/1?code=wrong")[0] == 401
     assert http("GET", f"{host.url}/api/items/1?code=fkey")[0] == 201
     assert http("GET", f"{host.url}/api/items/1", headers={"x-functions-key": "mkey"})[0] == 201
+    assert http("GET", f"{host.url}/api/items/1?code=items-key")[0] == 201  # its own function key
+    assert http("GET", f"{host.url}/api/items/1?code=admin-fn-key")[0] == 401  # another function's key
+    assert http("GET", f"{host.url}/api/admin-only?code=admin-fn-key")[0] == 401  # admin level: master only
+    assert http("GET", f"{host.url}/admin/host/status?code=fkey")[0] == 401
+    assert http("GET", f"{host.url}/admin/host/status?code=mkey")[0] == 200
     assert http("GET", f"{host.url}/api/files/x")[0] == 200  # anonymous
     assert http("GET", f"{host.url}/api/admin-only?code=fkey")[0] == 401
     assert http("GET", f"{host.url}/api/admin-only?code=mkey")[0] == 200
@@ -335,6 +341,25 @@ def test_failing_message_retried_then_poisoned(start_devhost: DevhostFactory, az
     assert [e["dequeue_count"] for e in starts] == [1, 2, 3]  # maxDequeueCount 3 in host.json
     assert queue_texts(azurite, f"{queue_name}-poison") == [base64.b64encode(b"fail please").decode()]
     assert queue_texts(azurite, queue_name) == []
+
+
+def test_a_message_already_past_max_dequeue_count_is_poisoned_without_invocation(
+    start_devhost: DevhostFactory, azurite: str, queue_name: str
+) -> None:
+    """The WebJobs QueueProcessor checks dequeueCount > maxDequeueCount (3 here) on receipt, before running."""
+    sender = b64_client(azurite, queue_name)
+    sender.create_queue()
+    sender.send_message("worn out")
+    reader = raw_client(azurite, queue_name)
+    for expected in (1, 2, 3):  # three deliveries that never finished (e.g. instances that died)
+        (message,) = list(reader.receive_messages(max_messages=1, visibility_timeout=1))
+        assert message.dequeue_count == expected
+        reader.update_message(message, pop_receipt=message.pop_receipt, visibility_timeout=0)
+    host = start_devhost("--functions", "work", http=False)
+    wait_for(lambda: queue_texts(azurite, f"{queue_name}-poison") != [], 15, "the poison queue")
+    assert queue_texts(azurite, f"{queue_name}-poison") == [base64.b64encode(b"worn out").decode()]
+    assert host.events() == []  # the function never ran for the fourth delivery
+    assert "without running work" in host.stderr()
 
 
 def test_invalid_base64_is_poisoned_without_invocation(

@@ -20,7 +20,7 @@ from devhost.invoke import InvocationLogFilter, Invoker, make_trace_parent
 from devhost.keys import KeyRing
 from devhost.timers import TimerRunner
 
-NO_KEYS = KeyRing(required=False, function_key="", master_key="")
+NO_KEYS = KeyRing(required=False, host_key="", master_key="")
 
 
 def spec(
@@ -155,6 +155,9 @@ async def client() -> AsyncIterator[tuple[TestClient[Any, Any], list[tuple[str, 
     def keyed(req: func.HttpRequest) -> func.HttpResponse:
         return func.HttpResponse("secret")
 
+    def other(req: func.HttpRequest) -> func.HttpResponse:
+        return func.HttpResponse("other")
+
     calls: list[tuple[str, str]] = []
 
     async def admin(s: FunctionSpec, value: str) -> None:
@@ -173,9 +176,10 @@ async def client() -> AsyncIterator[tuple[TestClient[Any, Any], list[tuple[str, 
         ),
         spec(fails, trigger={"type": "httpTrigger", "name": "req", "authLevel": "ANONYMOUS"}),
         spec(keyed, trigger={"type": "httpTrigger", "name": "req", "authLevel": "FUNCTION"}),
+        spec(other, trigger={"type": "httpTrigger", "name": "req", "authLevel": "FUNCTION"}),
         spec(lambda req: None, kind="timer", name="tick", trigger={"type": "timerTrigger", "name": "req"}),
     ]
-    keys = KeyRing(required=True, function_key="fk", master_key="mk")
+    keys = KeyRing(required=True, host_key="hk", master_key="mk", function_keys={"keyed": "fk"})
     front = HttpFrontEnd(specs, "api", Invoker(), keys, admin_invoke=admin)
     async with TestClient(TestServer(front.make_app())) as test_client:
         yield test_client, calls
@@ -186,17 +190,39 @@ async def test_http_front_end(client: tuple[TestClient[Any, Any], list[tuple[str
     resp = await http_client.post("/api/echo/5", data=b"body")
     assert resp.status == 200
     assert await resp.text() == "POST {'id': '5'} body"
-    assert (await http_client.get("/api/echo/5")).status == 405
+    assert (await http_client.get("/api/echo/5")).status == 404  # a method the route does not take: no route
     assert (await http_client.post("/api/echo/x")).status == 404
     failed = await http_client.get("/api/fails")
     assert failed.status == 500
     assert await failed.read() == b""
     assert (await http_client.get("/api/keyed")).status == 401
-    assert (await http_client.get("/api/keyed?code=fk")).status == 200
+    assert (await http_client.get("/api/keyed?code=fk")).status == 200  # its own function key
+    assert (await http_client.get("/api/other?code=fk")).status == 401  # not another function's
+    assert (await http_client.get("/api/other", headers={"x-functions-key": "hk"})).status == 200  # host key
+    assert (await http_client.get("/api/keyed?code=mk")).status == 200  # master key
+    assert (await http_client.get("/admin/host/status?code=hk")).status == 401  # admin: the master key only
+    assert (await http_client.get("/admin/host/status", headers={"x-functions-key": "mk"})).status == 200
     assert (await http_client.post("/admin/functions/tick", json={"input": "x"})).status == 401
     resp = await http_client.post("/admin/functions/tick", json={"input": "x"}, headers={"x-functions-key": "mk"})
     assert resp.status == 202
     assert calls == [("tick", "x")]
+
+
+async def test_a_body_without_content_length_reaches_the_function_empty(
+    client: tuple[TestClient[Any, Any], list[tuple[str, str]]],
+) -> None:
+    """As the host does (issue 7930): chunked bodies are dropped, headers kept; a Content-Length body arrives."""
+    http_client, _ = client
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"bo"
+        yield b"dy"
+
+    chunked = await http_client.post("/api/echo/5", data=chunks())
+    assert chunked.status == 200
+    assert await chunked.text() == "POST {'id': '5'} "
+    sized = await http_client.post("/api/echo/5", data=b"body")
+    assert await sized.text() == "POST {'id': '5'} body"
 
 
 async def test_timer_runs_never_overlap_and_run_on_startup() -> None:

@@ -169,28 +169,47 @@ def test_backoff_grows_to_the_cap_and_never_below_100ms() -> None:
 def test_keys_default_off_and_generated_when_required(capsys: pytest.CaptureFixture[str]) -> None:
     keys = load_keys({})
     assert not keys.required
-    assert keys.allows("admin", {}, {})
+    assert keys.allows(None, "admin", {}, {})
     generated = load_keys({"DEVHOST_REQUIRE_KEYS": "true"})
     err = capsys.readouterr().err
     assert generated.required
-    assert generated.function_key in err
+    assert generated.host_key in err
     assert generated.master_key in err
-    assert generated.function_key != generated.master_key
+    assert generated.host_key != generated.master_key
+
+
+def test_function_keys_are_read_and_checked_against_the_functions() -> None:
+    env = {"DEVHOST_REQUIRE_KEYS": "1", "DEVHOST_FUNCTION_KEYS": '{"provision": "p"}', "DEVHOST_FUNCTION_KEY": "h"}
+    keys = load_keys(env, functions=["provision", "health"])
+    assert keys.function_keys == {"provision": "p"}
+    assert keys.host_key == "h"  # the old name of DEVHOST_HOST_KEY still works
+    with pytest.raises(SettingsError, match="provisoin"):
+        load_keys({**env, "DEVHOST_FUNCTION_KEYS": '{"provisoin": "p"}'}, functions=["provision"])
+    with pytest.raises(SettingsError, match="DEVHOST_FUNCTION_KEYS"):
+        load_keys({**env, "DEVHOST_FUNCTION_KEYS": '["p"]'})
 
 
 @pytest.mark.parametrize(
-    ("level", "query", "headers", "allowed"),
+    ("function", "level", "query", "headers", "allowed"),
     [
-        ("anonymous", {}, {}, True),
-        ("function", {}, {}, False),
-        ("function", {"code": "f"}, {}, True),
-        ("function", {"code": "m"}, {}, True),
-        ("function", {}, {"X-Functions-Key": "f"}, True),
-        ("function", {"code": "nope"}, {}, False),
-        ("admin", {"code": "f"}, {}, False),
-        ("admin", {}, {"x-functions-key": "m"}, True),
+        ("fn", "anonymous", {}, {}, True),
+        ("fn", "function", {}, {}, False),
+        ("fn", "function", {"code": "h"}, {}, True),  # a host key: every function
+        ("other", "function", {"code": "h"}, {}, True),
+        ("fn", "function", {"code": "f"}, {}, True),  # fn's own key
+        ("other", "function", {"code": "f"}, {}, False),  # ...is not other's
+        ("fn", "function", {"code": "m"}, {}, True),
+        ("fn", "function", {}, {"X-Functions-Key": "f"}, True),
+        ("fn", "function", {"code": "f"}, {"x-functions-key": "wrong"}, False),  # the header wins
+        ("fn", "function", {"code": "nope"}, {}, False),
+        (None, "admin", {"code": "h"}, {}, False),
+        (None, "admin", {"code": "f"}, {}, False),
+        (None, "admin", {}, {"x-functions-key": "m"}, True),
     ],
 )
-def test_key_checks(level: str, query: dict[str, str], headers: dict[str, str], allowed: bool) -> None:
-    keys = load_keys({"DEVHOST_REQUIRE_KEYS": "1", "DEVHOST_FUNCTION_KEY": "f", "DEVHOST_MASTER_KEY": "m"})
-    assert keys.allows(level, query, headers) is allowed
+def test_key_checks(
+    function: str | None, level: str, query: dict[str, str], headers: dict[str, str], allowed: bool
+) -> None:
+    env = {"DEVHOST_REQUIRE_KEYS": "1", "DEVHOST_HOST_KEY": "h", "DEVHOST_MASTER_KEY": "m"}
+    keys = load_keys({**env, "DEVHOST_FUNCTION_KEYS": '{"fn": "f"}'})
+    assert keys.allows(function, level, query, headers) is allowed

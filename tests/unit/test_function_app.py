@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -34,12 +35,13 @@ def test_routes_and_auth_levels() -> None:
     for fn in FUNCTIONS:
         trigger = json.loads(fn.get_function_json())["bindings"][0]
         routes[fn.get_function_name()] = (trigger.get("route"), trigger.get("authLevel"), trigger.get("queueName"))
+    # One function per way in serves submit and status: a function key opens only its own function, so the
+    # key a caller submits with must also open the Location it gets back. The URLs are the contract's.
     assert routes == {
-        "provision": ("provision", "FUNCTION", None),
-        "provision_status": ("provision/{requestId}", "FUNCTION", None),
+        "provision": ("provision/{requestId?}", "FUNCTION", None),
         "health": ("health", "ANONYMOUS", None),
         "provision_graph_compatible": (
-            "servicePrincipals/{servicePrincipalId}/synchronization/jobs/{jobId}/provisionOnDemand",
+            "servicePrincipals/{servicePrincipalId}/synchronization/jobs/{jobId}/provisionOnDemand/{requestId?}",
             "FUNCTION",
             None,
         ),
@@ -68,15 +70,58 @@ def test_import_is_cheap() -> None:
     assert out.stdout.strip() == "[]"
 
 
-async def test_health_is_503_not_500_when_the_settings_are_invalid(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_methods_of_the_http_functions() -> None:
+    methods = {
+        fn.get_function_name(): sorted(json.loads(fn.get_function_json())["bindings"][0].get("methods") or [])
+        for fn in FUNCTIONS
+        if fn.get_function_name() in ("provision", "provision_graph_compatible", "health")
+    }
+    assert methods == {"provision": ["GET", "POST"], "provision_graph_compatible": ["GET", "POST"], "health": ["GET"]}
+
+
+async def test_health_names_the_invalid_setting_never_its_value(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     from shared import runtime
 
     monkeypatch.setattr(runtime, "_runtime", None)
     monkeypatch.setenv("AzureWebJobsStorage", "UseDevelopmentStorage=true")
-    monkeypatch.setenv("PROVISIONING_TARGETS", "{bad")
+    monkeypatch.setenv("PROVISIONING_TARGETS", '{"t": {"servicePrincipalId": "secret-looking-value"}}')
     req = func.HttpRequest("GET", "http://127.0.0.1/api/health", body=b"")
-    response = await http_api.health(req)
+    with caplog.at_level(logging.ERROR):
+        response = await http_api.health(req)
     assert response.status_code == 503
-    assert json.loads(response.get_body()) == {"status": "unavailable", "checks": {"settings": "invalid"}}
-    assert "PROVISIONING_TARGETS" not in response.get_body().decode()
+    body = json.loads(response.get_body())
+    assert body == {
+        "status": "unavailable",
+        "checks": {"settings": "invalid"},
+        "invalidSetting": "PROVISIONING_TARGETS",
+    }
+    assert "secret-looking-value" not in response.get_body().decode()
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors
+    assert "PROVISIONING_TARGETS" in errors[0].getMessage()
+    assert "servicePrincipalId must be a GUID" in errors[0].getMessage()  # the log says why
     monkeypatch.setattr(runtime, "_runtime", None)
+
+
+def test_loading_the_app_logs_an_invalid_setting_and_quietens_the_sdks() -> None:
+    """What the worker sees when it imports function_app.py: an ERROR naming the setting, SDK logs at WARNING."""
+    code = (
+        "import logging, sys\n"
+        "logging.basicConfig(level=logging.INFO, stream=sys.stdout, format='%(levelname)s %(name)s %(message)s')\n"
+        "import function_app\n"
+        "for name in ('azure.core.pipeline.policies.http_logging_policy', 'azure.identity', 'httpx'):\n"
+        "    print(name, logging.getLogger(name).isEnabledFor(logging.INFO))\n"
+    )
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "GRAPH_RATE_LIMIT": "five per ten",
+        "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+    }
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True, env=env)
+    lines = out.stdout.splitlines()
+    assert any(line.startswith("ERROR") and "GRAPH_RATE_LIMIT" in line and "5/10s" in line for line in lines), lines
+    assert "azure.core.pipeline.policies.http_logging_policy False" in lines
+    assert "azure.identity False" in lines
+    assert "httpx False" in lines

@@ -415,7 +415,9 @@ def test_json_pointer_round_trips(path: list[str | int], leaf: Any) -> None:
     st.sampled_from(["application/json", "application/cloudevents+json; charset=utf-8", "text/plain", ""]),
 )
 def test_any_body_bytes_parse_or_give_a_4xx(body: bytes, content_type: str) -> None:
-    req = func.HttpRequest("POST", "http://localhost/api/provision", headers={"Content-Type": content_type}, body=body)
+    # A body reaches the app only with its Content-Length (the host drops chunked ones: see test_http_api.py).
+    headers = {"Content-Type": content_type, "Content-Length": str(len(body))}
+    req = func.HttpRequest("POST", "http://localhost/api/provision", headers=headers, body=body)
     try:
         http_api.read_json_body(req)
     except Problem as problem:

@@ -143,3 +143,56 @@ def test_a_queue_message_is_read_like_an_http_body() -> None:
             parse_request_message(body)
         assert raised.value.status == 400
         assert pointer in [e.pointer for e in raised.value.errors]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("", None),
+        ("https://func-api-abc.azurewebsites.net", "https://func-api-abc.azurewebsites.net"),
+        ("https://api.contoso.com/provisioning/", "https://api.contoso.com/provisioning"),
+        ("http://127.0.0.1:7071", "http://127.0.0.1:7071"),
+        ("http://localhost:7071/", "http://localhost:7071"),
+        ("http://[::1]:7071", "http://[::1]:7071"),
+    ],
+)
+def test_public_base_url_accepts_https_and_local_http(value: str, expected: str | None) -> None:
+    assert Settings.from_environ({"AzureWebJobsStorage": CONN, "PUBLIC_BASE_URL": value}).public_base_url == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "http://func-api.azurewebsites.net",  # plain http off this machine
+        "func-api.azurewebsites.net",
+        "ftp://example.com",
+        "https://",
+        "https://example.com/?code=secret",
+        "https://example.com/#x",
+        "https://user:pass@example.com",
+        "https://example.com:notaport",
+    ],
+)
+def test_public_base_url_refuses_what_links_cannot_build_on(value: str) -> None:
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_environ({"AzureWebJobsStorage": CONN, "PUBLIC_BASE_URL": value})
+    assert raised.value.setting == "PUBLIC_BASE_URL"
+    assert "secret" not in str(raised.value)
+    assert "pass" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("env", "setting"),
+    [
+        ({"PROVISIONING_TARGETS": "{bad"}, "PROVISIONING_TARGETS"),
+        ({"PROVISIONING_TARGETS": '{"t": {"servicePrincipalId": "x", "jobId": "j"}}'}, "PROVISIONING_TARGETS"),
+        ({"GRAPH_RATE_LIMIT": "lots"}, "GRAPH_RATE_LIMIT"),
+        ({"GRAPH_CLOUD": "Mars"}, "GRAPH_CLOUD"),
+        ({"LEDGER_RETENTION_DAYS": "0"}, "LEDGER_RETENTION_DAYS"),
+        ({"AzureWebJobsStorage": ""}, "AzureWebJobsStorage"),
+    ],
+)
+def test_a_settings_error_names_its_setting(env: dict[str, str], setting: str) -> None:
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_environ({"AzureWebJobsStorage": CONN, **env})
+    assert raised.value.setting == setting

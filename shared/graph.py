@@ -13,23 +13,29 @@ Reading the response ourselves keeps the raw evidence of every odd answer and re
 ``request-id`` whole. Nothing Graph, the network or the managed identity does escapes as an exception: every
 outcome is a :class:`GraphAnswer` or a :class:`GraphFailure` with the evidence.
 
-Why nothing heavy runs on the event loop: ``msgraph_beta`` is a 600 MB package, and parsing the first
-``Entity``-derived model (a synchronization job or schema) imports about 2,500 modules, several seconds of
-CPU. The SDK is imported in a worker thread (once per process, and started early by :func:`start_sdk_import`),
-the client is built in a thread, and models are parsed in a thread, so HTTP requests on the same event loop
-keep being answered while the first Graph call warms up.
+Why the two reads (GET job, GET schema) are read from their JSON and not from the SDK's models: the
+SDK's ``SynchronizationJob`` and ``SynchronizationSchema`` derive from ``Entity``, and parsing the first one
+imports about 2,500 modules (every Entity subclass), seconds of CPU and ~65 MB, for the five fields the
+worker needs; and the models silently read a field of the wrong JSON type as absent.
+
+Why nothing heavy runs on the event loop: even without those models, the SDK (httpx, kiota, msgraph-core and
+the request builders) is several hundred modules. It is imported in a worker thread (once per process,
+started early by :func:`start_sdk_import`) and the client is built in a thread, so HTTP requests on the same
+event loop keep being answered while the first Graph call warms up.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib
 import json
 import math
 import re
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -162,15 +168,6 @@ def header_value(headers: Any, name: str) -> str | None:
 _sdk_lock = threading.Lock()
 _sdk_future: Future[None] | None = None
 
-# Samples that make kiota import every module a job or schema answer needs (an Entity's field deserializers
-# import all ~2,500 Entity subclasses), so the first real parse finds them loaded.
-_WARM_JOB = b'{"id":"j","status":{"code":"Active","quarantine":{"reason":"r","error":{"code":"c"}}},"schedule":{}}'
-_WARM_SCHEMA = (
-    b'{"id":"s","synchronizationRules":[{"id":"r","metadata":[{"key":"k","value":"v"}],'
-    b'"objectMappings":[{"sourceObjectName":"User","attributeMappings":[{"source":{"expression":"x"}}]}]}],'
-    b'"directories":[{"name":"d","objects":[{"name":"o","attributes":[{"name":"a"}]}]}]}'
-)
-
 
 def _import_sdk() -> None:
     """Import what a Graph call needs (runs in a thread)."""
@@ -184,8 +181,11 @@ def _import_sdk() -> None:
     from msgraph_beta.graph_service_client import GraphServiceClient  # noqa: F401
 
     _request_body("r", {"objectId": "o", "objectTypeName": "User"})
-    _parse_job(_WARM_JOB)
-    _parse_schema(_WARM_SCHEMA)
+    # What the first request would otherwise import lazily on the event loop: httpx's async network backend
+    # and azure-core's aiohttp response types (used for the first token).
+    for module in ("anyio._backends._asyncio", "anyio.streams.tls", "azure.core.rest._aiohttp"):
+        with contextlib.suppress(ImportError):  # an optional backend: the first request imports what it needs
+            importlib.import_module(module)
 
 
 def _run_import(future: Future[None]) -> None:
@@ -448,10 +448,23 @@ class GraphProvisioner:
         self._http = http_client
         adapter = GraphRequestAdapter(auth, client=http_client)
         adapter.base_url = self._settings.graph_base_url
-        return GraphServiceClient(request_adapter=adapter)
+        client = GraphServiceClient(request_adapter=adapter)
+        # Each request builder is imported on first use: walk the chain once here, off the event loop.
+        job = _job_builder(client, "warm", "warm")
+        job.provision_on_demand.to_post_request_information(
+            _request_body("r", {"objectId": "o", "objectTypeName": "U"})
+        )
+        job.schema.to_get_request_information()
+        return client
 
-    async def _send(self, request: Callable[[Any, Any], Awaitable[Any]]) -> _Response | GraphFailure:
-        """Run one request (``request(client, request_configuration)``); the raw answer, or why there is none."""
+    async def _send(self, request: Callable[[Any, Any], Any]) -> _Response | GraphFailure:
+        """Send one request and return its raw answer, or why there is none.
+
+        ``request(client, request_configuration)`` gives the request builder's ``RequestInformation`` (its
+        URL, headers and body). It is sent through the request adapter, so authentication and every
+        middleware run as for the builder's own ``get``/``post``; kiota's native response handler hands back
+        the ``httpx.Response`` before the SDK would import and parse a response model.
+        """
         try:
             client = await self._graph_client()
         except Exception as exc:
@@ -461,7 +474,8 @@ class GraphProvisioner:
         from kiota_http.middleware.options import ResponseHandlerOption
 
         try:
-            response = await request(client, _no_sdk_retries(ResponseHandlerOption(NativeResponseHandler())))
+            info = request(client, _no_sdk_retries(ResponseHandlerOption(NativeResponseHandler())))
+            response = await client.request_adapter.send_async(info, None, None)
         except _IdentityUnavailable as exc:
             return exc.failure
         except httpx.TimeoutException as exc:
@@ -484,13 +498,9 @@ class GraphProvisioner:
     ) -> GraphAnswer | GraphFailure:
         """One attempt; never raises for what Graph, the network or the identity did."""
 
-        async def post(client: Any, config: Any) -> Any:
-            builder = (
-                client.service_principals.by_service_principal_id(service_principal_id)
-                .synchronization.jobs.by_synchronization_job_id(job_id)
-                .provision_on_demand
-            )
-            return await builder.post(_request_body(rule_id, subject), request_configuration=config)
+        def post(client: Any, config: Any) -> Any:
+            builder = _job_builder(client, service_principal_id, job_id).provision_on_demand
+            return builder.to_post_request_information(_request_body(rule_id, subject), config)
 
         response = await self._send(post)
         if isinstance(response, GraphFailure):
@@ -502,36 +512,28 @@ class GraphProvisioner:
     async def schema_rules(self, service_principal_id: str, job_id: str) -> list[RuleInfo] | GraphFailure:
         """The job schema's synchronization rules (GET …/jobs/{id}/schema); never raises."""
 
-        async def get(client: Any, config: Any) -> Any:
-            builder = (
-                client.service_principals.by_service_principal_id(service_principal_id)
-                .synchronization.jobs.by_synchronization_job_id(job_id)
-                .schema
-            )
-            return await builder.get(request_configuration=config)
+        def get(client: Any, config: Any) -> Any:
+            return _job_builder(client, service_principal_id, job_id).schema.to_get_request_information(config)
 
         response = await self._send(get)
         if isinstance(response, GraphFailure):
             return response
         if not response.ok:
             return self._error(response)
-        return await _parsed(response, _parse_schema)
+        return _parsed(response, _parse_schema)
 
     async def job_status(self, service_principal_id: str, job_id: str) -> JobStatus | GraphFailure:
         """``status.code`` (Active, Paused, Quarantine, …) and the quarantine reason of a job; never raises."""
 
-        async def get(client: Any, config: Any) -> Any:
-            builder = client.service_principals.by_service_principal_id(
-                service_principal_id
-            ).synchronization.jobs.by_synchronization_job_id(job_id)
-            return await builder.get(request_configuration=config)
+        def get(client: Any, config: Any) -> Any:
+            return _job_builder(client, service_principal_id, job_id).to_get_request_information(config)
 
         response = await self._send(get)
         if isinstance(response, GraphFailure):
             return response
         if not response.ok:
             return self._error(response)
-        return await _parsed(response, _parse_job)
+        return _parsed(response, _parse_job)
 
     def _error(self, response: _Response) -> GraphFailure:
         """A non-2xx answer: Graph's code and message when it sent its error JSON, else the raw text."""
@@ -613,60 +615,66 @@ def _unparseable(response: _Response, why: str) -> GraphFailure:
     )
 
 
-async def _parsed(response: _Response, parse: Callable[[bytes], _T]) -> _T | GraphFailure:
-    """A 2xx answer parsed with the SDK's models in a thread (see the module docstring); never raises."""
+def _parsed(response: _Response, parse: Callable[[dict[str, Any]], _T]) -> _T | GraphFailure:
+    """A 2xx read answer (a JSON object), parsed; anything else is unparseable, with its raw text."""
     if not response.body.strip():
         return _unparseable(response, "with no body")
-    if not isinstance(_json(response.body), dict):
+    data = _json(response.body)
+    if not isinstance(data, dict):
         return _unparseable(response, "with a body that is not a JSON object")
     try:
-        return await asyncio.to_thread(parse, response.body)
-    except Exception as exc:
-        return _unparseable(response, f"that the SDK could not read ({_describe(exc)})")
+        return parse(data)
+    except ValueError as exc:
+        return _unparseable(response, f"with {exc}")
 
 
-def _parse_model(body: bytes, model: Any) -> Any:
-    from kiota_serialization_json.json_parse_node_factory import JsonParseNodeFactory
+def _field(data: dict[str, Any], name: str, kind: type[_T]) -> _T | None:
+    """``data[name]`` when it has the JSON type the API documents; None when absent or null.
 
-    return JsonParseNodeFactory().get_root_parse_node("application/json", body).get_object_value(model)
-
-
-def _expect(body: bytes, name: str, kind: type) -> None:
-    """Refuse a field of the wrong JSON type: the SDK would silently read it as absent."""
-    value = json.loads(body).get(name)
-    if value is not None and not isinstance(value, kind):
-        raise ValueError(f"{name!r} is a JSON {_json_type(value)}, not a JSON {_json_type(kind())}")
-
-
-def _parse_job(body: bytes) -> JobStatus:
-    from msgraph_beta.generated.models.synchronization_job import SynchronizationJob
-
-    _expect(body, "status", dict)
-    job = _parse_model(body, SynchronizationJob)
-    status = job.status if job else None
-    code = getattr(status.code, "value", status.code) if status and status.code else None
-    quarantine = status.quarantine if status else None
-    reason = getattr(quarantine.reason, "value", quarantine.reason) if quarantine and quarantine.reason else None
-    return JobStatus(str(code) if code else None, str(reason) if reason else None)
+    A field of another type is refused rather than read as absent (which is what the SDK's models do
+    silently), so a wrong answer never turns into a wrong decision.
+    """
+    value = data.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, kind):
+        raise ValueError(f"{name!r} that is a JSON {_json_type(value)}")
+    return value
 
 
-def _parse_schema(body: bytes) -> list[RuleInfo]:
-    from msgraph_beta.generated.models.synchronization_schema import SynchronizationSchema
+def _parse_job(data: dict[str, Any]) -> JobStatus:
+    """``status.code`` and ``status.quarantine.reason`` of a synchronizationJob."""
+    status = _field(data, "status", dict) or {}
+    quarantine = _field(status, "quarantine", dict) or {}
+    return JobStatus(_field(status, "code", str) or None, _field(quarantine, "reason", str) or None)
 
-    _expect(body, "synchronizationRules", list)
-    schema = _parse_model(body, SynchronizationSchema)
+
+def _parse_schema(data: dict[str, Any]) -> list[RuleInfo]:
+    """The synchronizationRules of a synchronizationSchema: id, name, on-demand support, mapped source types."""
     rules = []
-    for rule in (schema.synchronization_rules if schema else None) or []:
-        metadata = {m.key: m.value for m in rule.metadata or [] if m.key}
-        sources = tuple(
-            m.source_object_name for m in rule.object_mappings or [] if m.source_object_name and m.enabled is not False
-        )
+    for rule in _field(data, "synchronizationRules", list) or []:
+        if not isinstance(rule, dict):
+            raise ValueError(f"a synchronization rule that is a JSON {_json_type(rule)}")
+        metadata = {}
+        for entry in _field(rule, "metadata", list) or []:
+            if not isinstance(entry, dict):
+                raise ValueError(f"a rule metadata entry that is a JSON {_json_type(entry)}")
+            key = _field(entry, "key", str)
+            if key:
+                metadata[key] = entry.get("value")
+        sources = []
+        for mapping in _field(rule, "objectMappings", list) or []:
+            if not isinstance(mapping, dict):
+                raise ValueError(f"an object mapping that is a JSON {_json_type(mapping)}")
+            source = _field(mapping, "sourceObjectName", str)
+            if source and mapping.get("enabled") is not False:
+                sources.append(source)
         rules.append(
             RuleInfo(
-                id=rule.id or "",
-                name=rule.name,
+                id=_field(rule, "id", str) or "",
+                name=_field(rule, "name", str),
                 supports_provision_on_demand=str(metadata.get("supportsProvisionOnDemand", "")).lower() == "true",
-                source_object_names=sources,
+                source_object_names=tuple(sources),
             )
         )
     return [r for r in rules if r.id]
@@ -714,6 +722,13 @@ def _cap(text: str | None) -> str | None:
 def _describe(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _job_builder(client: Any, service_principal_id: str, job_id: str) -> Any:
+    """``/servicePrincipals/{id}/synchronization/jobs/{id}``: the SDK escapes both ids into the path."""
+    return client.service_principals.by_service_principal_id(
+        service_principal_id
+    ).synchronization.jobs.by_synchronization_job_id(job_id)
 
 
 def _no_sdk_retries(*extra: Any) -> Any:

@@ -505,7 +505,7 @@ SCHEMA = {
 JOB_BODY = {"id": JOB, "status": {"code": "Quarantine", "quarantine": {"reason": "EncounteredQuarantineException"}}}
 
 
-async def test_schema_rules_and_job_status_read_the_sdk_models() -> None:
+async def test_schema_rules_and_job_status() -> None:
     provisioner = adapter(FakeGraph(reply(200, SCHEMA), reply(200, JOB_BODY)))
     assert await provisioner.schema_rules(SP, JOB) == [RuleInfo(RULE, "USER_TO_SCIM", True, ("User",))]
     assert await provisioner.job_status(SP, JOB) == JobStatus("Quarantine", "EncounteredQuarantineException")
@@ -518,6 +518,12 @@ async def test_schema_rules_and_job_status_read_the_sdk_models() -> None:
         (reply(200, "[1, 2]"), "UnparseableResponse", 200),
         (reply(204), "UnparseableResponse", 204),
         (reply(200, '{"synchronizationRules": 7, "status": "Active"}'), "UnparseableResponse", 200),
+        (reply(200, '{"synchronizationRules": [7], "status": {"code": 7}}'), "UnparseableResponse", 200),
+        (
+            reply(200, '{"synchronizationRules": [{"metadata": {}}], "status": {"quarantine": []}}'),
+            "UnparseableResponse",
+            200,
+        ),
         (reply(401), "Unauthorized", 401),
         (graph_error(404, "UnknownError", "No HTTP resource was found"), "UnknownError", 404),
     ],

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
 
 log = telemetry.get_logger(__name__)
+_T = TypeVar("_T")
 
 #: The most raw response text kept as evidence (characters); the rest is cut and marked.
 RAW_BODY_LIMIT = 64 * 1024
@@ -192,7 +193,7 @@ def _run_import(future: Future[None]) -> None:
     started = time.perf_counter()
     try:
         _import_sdk()
-    except BaseException as exc:  # reported to every waiter; the thread itself must not die noisily
+    except BaseException as exc:  # reported to every waiter, so none waits forever
         future.set_exception(exc)
         return
     future.set_result(None)
@@ -537,13 +538,13 @@ class GraphProvisioner:
 
     def _error(self, response: _Response) -> GraphFailure:
         """A non-2xx answer: Graph's code and message when it sent its error JSON, else the raw text."""
-        failure = error_failure(response)
+        failure = _error_failure(response)
         if failure.code == "TokenExpired" and response.bearer:
             self._credential.reject(response.bearer.partition(" ")[2].strip())
         return failure
 
 
-def error_failure(response: _Response) -> GraphFailure:
+def _error_failure(response: _Response) -> GraphFailure:
     """Graph's error JSON (``{"error": {"code", "message", "innerError"}}``) or whatever came instead."""
     request_id = response.header("request-id")
     client_request_id = response.header("client-request-id")
@@ -681,7 +682,6 @@ def _parse_schema(data: dict[str, Any]) -> list[RuleInfo]:
 
 
 _NOT_JSON = object()
-_T = TypeVar("_T")
 
 
 def _json(body: bytes) -> Any:

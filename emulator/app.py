@@ -18,8 +18,16 @@ from aiohttp import web
 
 from emulator.calls import CallLog, CallRecord
 from emulator.config import EmulatorConfig
-from emulator.faults import Fault, FaultKind, FaultQueue
-from emulator.identity import TokenCheck, TokenIssuer
+from emulator.faults import (
+    FRONT_DOOR_HTML,
+    NO_IDENTITY_MESSAGE,
+    Fault,
+    FaultKind,
+    FaultQueue,
+    retry_after_text,
+    retry_after_value,
+)
+from emulator.identity import TokenCheck, TokenIssuer, TokenProblem
 from emulator.provisioning import parse_body, provision, validate
 from emulator.ratelimit import RateLimit, RateLimiter, RateScope, retry_after_header
 from emulator.responses import GraphError, error_body, new_guid
@@ -48,6 +56,10 @@ class Emulator:
     faults: FaultQueue
     calls: CallLog
     latency_ms: int
+    #: ``Retry-After`` values the rate limit's 429s send, in turn (None in the list: no header); None: the
+    #: real wait, rounded up to whole seconds.
+    throttle_retry_after: list[float | str | None] | None = None
+    throttle_turn: int = 0
 
     def reset(self) -> None:
         """Back to the tenant file's initial state; tokens stay valid, runtime rate/latency settings stay."""
@@ -55,6 +67,15 @@ class Emulator:
         self.limiter.reset()
         self.faults.clear()
         self.calls.clear()
+        self.throttle_turn = 0
+
+    def throttle_header(self, wait_seconds: float) -> str | None:
+        """The ``Retry-After`` for the next rate-limit 429 (None: send none)."""
+        if self.throttle_retry_after is None:
+            return retry_after_header(wait_seconds)
+        value = self.throttle_retry_after[self.throttle_turn % len(self.throttle_retry_after)]
+        self.throttle_turn += 1
+        return None if value is None else retry_after_text(value)
 
     def find_job(self, sp_id: str, job_id: str) -> JobSpec:
         """The job, or Graph's 404 for an unknown service principal or job."""
@@ -104,6 +125,49 @@ def _json_response(status: int, body: Any, headers: dict[str, str] | None = None
     )
 
 
+@dataclass(frozen=True)
+class RawReply:
+    """A reply sent byte for byte (a replayed capture, a front door's page, a bare status)."""
+
+    status: int
+    body: bytes
+    headers: dict[str, str]
+
+
+def _raw_response(reply: RawReply, headers: dict[str, str]) -> web.Response:
+    """The reply with the request ids added unless it carries its own."""
+    merged = {**headers, **reply.headers}
+    response = web.Response(status=reply.status, body=reply.body)
+    # aiohttp would add a Content-Type of its own; a replay sends exactly the headers it was given.
+    response.headers.popall("Content-Type", None)
+    response.headers.update(merged)
+    return response
+
+
+def _raw_answer(fault: Fault) -> RawReply:
+    assert fault.body is not None
+    headers = dict(fault.headers)
+    if fault.retry_after_header is not None:
+        headers.setdefault("Retry-After", fault.retry_after_header)
+    return RawReply(fault.status, fault.body, headers)
+
+
+def _front_door_page(fault: Fault) -> RawReply:
+    return RawReply(fault.status, FRONT_DOOR_HTML.encode("utf-8"), {"Content-Type": "text/html; charset=utf-8"})
+
+
+def _expired_token() -> GraphError:
+    return GraphError(401, "InvalidAuthenticationToken", str(TokenProblem.LIFETIME), _www_authenticate())
+
+
+def _www_authenticate() -> dict[str, str]:
+    return {
+        "WWW-Authenticate": 'Bearer realm="", authorization_uri='
+        '"https://login.microsoftonline.com/common/oauth2/authorize", '
+        'client_id="00000003-0000-0000-c000-000000000000"'
+    }
+
+
 def _body_for_log(raw: bytes) -> Any:
     if not raw:
         return None
@@ -133,12 +197,14 @@ async def _drop(request: web.Request) -> web.StreamResponse:
 
 def _fault_error(fault: Fault) -> GraphError:
     headers = {}
-    if fault.retry_after is not None:
-        headers["Retry-After"] = retry_after_header(fault.retry_after)
-    return GraphError(fault.status, fault.error_code, fault.error_message, headers)
+    if fault.retry_after_header is not None:
+        headers["Retry-After"] = fault.retry_after_header
+    return GraphError(fault.status, fault.error_code, fault.error_message, headers, bare=fault.bare)
 
 
-GraphOperation = Callable[[Emulator, web.Request, JobSpec, bytes, str, CallRecord], Awaitable[tuple[int, Any]]]
+GraphOperation = Callable[
+    [Emulator, web.Request, JobSpec, bytes, str, CallRecord], Awaitable[tuple[int, Any] | RawReply]
+]
 
 
 def _graph_route(operation: str, handler: GraphOperation) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -170,62 +236,80 @@ def _graph_route(operation: str, handler: GraphOperation) -> Callable[[web.Reque
             if emu.latency_ms:
                 await asyncio.sleep(emu.latency_ms / 1000)
             fault = emu.faults.take(operation, f"{sp_id}/{job_id}")
+            result: tuple[int, Any] | RawReply
             if fault is not None:
                 record.fault = str(fault.kind)
                 if fault.kind is FaultKind.SLOW:
                     await asyncio.sleep(fault.delay_ms / 1000)
                 elif fault.kind is FaultKind.DROP:
                     return await _drop(request)
-                else:
+                elif fault.kind is FaultKind.EXPIRED_TOKEN:
+                    raise _expired_token()
+                elif fault.kind is not FaultKind.HTML:
                     raise _fault_error(fault)
-            if check.problem is not None:
-                raise GraphError(
-                    401,
-                    "InvalidAuthenticationToken",
-                    str(check.problem),
-                    {
-                        "WWW-Authenticate": 'Bearer realm="", authorization_uri='
-                        '"https://login.microsoftonline.com/common/oauth2/authorize", '
-                        'client_id="00000003-0000-0000-c000-000000000000"'
-                    },
-                )
-            job = emu.find_job(sp_id, job_id)
-            status, body = await handler(emu, request, job, raw, version, record)
+            if fault is not None and fault.kind is FaultKind.HTML:
+                result = _front_door_page(fault)
+            else:
+                if check.problem is not None:
+                    raise GraphError(401, "InvalidAuthenticationToken", str(check.problem), _www_authenticate())
+                job = emu.find_job(sp_id, job_id)
+                result = await handler(emu, request, job, raw, version, record)
         except GraphError as error:
             headers.update(error.headers)
-            status, body = error.status, error_body(error.code, error.message, request_id, client_request_id)
+            if error.bare:
+                result = RawReply(error.status, b"", {})
+            else:
+                result = error.status, error_body(error.code, error.message, request_id, client_request_id)
+        status = result.status if isinstance(result, RawReply) else result[0]
         record.status = status
         record.throttled = status == 429
-        return _json_response(status, body, headers)
+        if isinstance(result, RawReply):
+            return _raw_response(result, headers)
+        return _json_response(status, result[1], headers)
 
     return route
 
 
 async def _provision_on_demand(
     emu: Emulator, request: web.Request, job: JobSpec, raw: bytes, version: str, record: CallRecord
-) -> tuple[int, Any]:
+) -> tuple[int, Any] | RawReply:
     key = "tenant" if emu.rate_scope is RateScope.TENANT else job.key
     wait = emu.limiter.try_acquire(key)
     if wait is not None:
+        retry_after = emu.throttle_header(wait)
         raise GraphError(
             429,
             "TooManyRequests",
             f"Too many requests: the limit is {emu.limiter.limit} for provisionOnDemand "
             f"({emu.rate_scope.value} scope). Retry after the number of seconds in Retry-After.",
-            {"Retry-After": retry_after_header(wait)},
+            {"Retry-After": retry_after} if retry_after is not None else {},
         )
     valid = validate(job, parse_body(raw))
     answer = emu.faults.take("provisionOnDemand", job.key, answers=True)
     if answer is not None:
         record.fault = str(answer.kind)
+        if answer.raw:
+            return _raw_answer(answer)
         context = f"https://graph.microsoft.com/{version}/$metadata#microsoft.graph.stringKeyStringValuePair"
         return 200, {"@odata.context": context, "key": answer.key, "value": answer.value}
     return provision(emu.state, job, valid, version)
 
 
+def _replayed(emu: Emulator, operation: str, job: JobSpec, record: CallRecord) -> RawReply | None:
+    """A raw ``answer`` fault queued for this read, if any."""
+    answer = emu.faults.take(operation, job.key, answers=True)
+    if answer is None:
+        return None
+    record.fault = str(answer.kind)
+    return _raw_answer(answer)
+
+
 async def _get_job(
     emu: Emulator, request: web.Request, job: JobSpec, raw: bytes, version: str, record: CallRecord
-) -> tuple[int, Any]:
+) -> tuple[int, Any] | RawReply:
+    replayed = _replayed(emu, "getJob", job, record)
+    if replayed is not None:
+        return replayed
     return 200, {
         "@odata.context": f"https://graph.microsoft.com/{version}/$metadata#servicePrincipals"
         f"('{job.service_principal_id}')/synchronization/jobs/$entity",
@@ -239,7 +323,10 @@ async def _get_job(
 
 async def _get_schema(
     emu: Emulator, request: web.Request, job: JobSpec, raw: bytes, version: str, record: CallRecord
-) -> tuple[int, Any]:
+) -> tuple[int, Any] | RawReply:
+    replayed = _replayed(emu, "getSchema", job, record)
+    if replayed is not None:
+        return replayed
     return 200, {
         "@odata.context": f"https://graph.microsoft.com/{version}/$metadata#servicePrincipals"
         f"('{job.service_principal_id}')/synchronization/jobs('{job.id}')/schema/$entity",
@@ -295,11 +382,19 @@ async def _token(request: web.Request) -> web.StreamResponse:
             await asyncio.sleep(fault.delay_ms / 1000)
         elif fault.kind is FaultKind.DROP:
             return await _drop(request)
+        elif fault.kind is FaultKind.NO_IDENTITY:
+            return problem(400, NO_IDENTITY_MESSAGE)
+        elif fault.kind is FaultKind.HTML:
+            record.status = fault.status
+            return _raw_response(_front_door_page(fault), {})
         else:
             record.throttled = fault.status == 429
+            if fault.bare:
+                record.status = fault.status
+                return web.Response(status=fault.status)
             response = problem(fault.status, fault.error_message)
-            if fault.retry_after is not None:
-                response.headers["Retry-After"] = retry_after_header(fault.retry_after)
+            if fault.retry_after_header is not None:
+                response.headers["Retry-After"] = fault.retry_after_header
             return response
     if label == "missing":
         return problem(400, "The X-IDENTITY-HEADER request header is missing.")
@@ -310,6 +405,11 @@ async def _token(request: web.Request) -> web.StreamResponse:
     resource = request.query.get("resource", "").strip()
     if not resource:
         return problem(400, "The resource query parameter is required.")
+    replayed = emu.faults.take("token", None, answers=True)
+    if replayed is not None:
+        record.fault = str(replayed.kind)
+        record.status = replayed.status
+        return _raw_response(_raw_answer(replayed), {})
     client_id = request.query.get("client_id") or None
     token, claims = emu.issuer.issue(resource, client_id)
     record.status = 200
@@ -356,6 +456,9 @@ def _config_view(emu: Emulator) -> dict[str, Any]:
             if emu.state.job_state(job).status_override is not None
         },
         "tokenLifetimeSeconds": emu.issuer.lifetime_seconds,
+        "retryAfter": (
+            None if emu.throttle_retry_after is None else ["none" if v is None else v for v in emu.throttle_retry_after]
+        ),
     }
 
 
@@ -371,6 +474,7 @@ def _apply_config(emu: Emulator, patch: Any) -> None:
         "latencyMs",
         "jobStatus",
         "tokenLifetimeSeconds",
+        "retryAfter",
     }
     if unknown:
         raise ValueError(f"unknown settings: {sorted(unknown)}")
@@ -381,6 +485,7 @@ def _apply_config(emu: Emulator, patch: Any) -> None:
     if latency is not None and latency < 0:
         raise ValueError("latencyMs must be >= 0")
     lifetime = int(patch["tokenLifetimeSeconds"]) if "tokenLifetimeSeconds" in patch else None
+    throttle = _throttle_retry_after(patch["retryAfter"]) if "retryAfter" in patch else None
     statuses: list[tuple[JobSpec, dict[str, Any] | None]] = []
     for key, value in dict(patch.get("jobStatus", {})).items():
         sp_id, _, job_id = str(key).partition("/")
@@ -404,8 +509,21 @@ def _apply_config(emu: Emulator, patch: Any) -> None:
         emu.latency_ms = latency
     if lifetime is not None:
         emu.issuer.lifetime_seconds = lifetime
+    if "retryAfter" in patch:
+        emu.throttle_retry_after = throttle
+        emu.throttle_turn = 0
     for job, status in statuses:
         emu.state.job_state(job).status_override = status
+
+
+def _throttle_retry_after(raw: Any) -> list[float | str | None] | None:
+    """``retryAfter``: null (the real wait), one value, or a list of values sent in turn by throttled calls."""
+    if raw is None:
+        return None
+    values = raw if isinstance(raw, list) else [raw]
+    if not values:
+        raise ValueError("'retryAfter' must not be an empty list")
+    return [retry_after_value(v) for v in values]
 
 
 async def _get_config(request: web.Request) -> web.StreamResponse:

@@ -30,12 +30,15 @@ class ResponseShape(StrEnum):
 class GraphError(Exception):
     """An HTTP-level Graph error; the app turns it into Graph's error JSON."""
 
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None, *, bare: bool = False
+    ) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status = status
         self.code = code
         self.message = message
         self.headers = headers or {}
+        self.bare = bare  # sent with no body at all
 
 
 def compact(value: Any) -> str:

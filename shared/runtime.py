@@ -95,10 +95,16 @@ class Runtime:
 
     @cached_property
     def graph(self) -> Provisioner:
-        """provisionOnDemand through msgraph-beta-sdk with the app's managed identity."""
+        """provisionOnDemand through msgraph-beta-sdk with the app's managed identity.
+
+        Cheap to create: the SDK is imported, and the client and its credential built, in a thread (see
+        shared.graph), starting now in the background, so no invocation on this event loop waits for it.
+        """
         from shared.graph import GraphProvisioner
 
-        return GraphProvisioner(self.settings, self._managed_identity(self.settings.azure_client_id))
+        provisioner = GraphProvisioner(self.settings)
+        provisioner.warm_in_background()
+        return provisioner
 
     @cached_property
     def events(self) -> EventIndex:
@@ -181,4 +187,8 @@ def get_runtime() -> Runtime:
             telemetry.report_invalid_setting(exc, during="first use")
             raise
         _runtime = Runtime(settings)
+        from shared.graph import start_sdk_import
+
+        # Warm the Graph SDK (thousands of modules) in a thread while the instance serves its first requests.
+        start_sdk_import()
     return _runtime

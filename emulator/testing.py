@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from emulator.app import EMULATOR, Emulator, create_app
+from emulator.app import create_app
 from emulator.config import EmulatorConfig
+from emulator.state import EMULATOR, Emulator
 
 
 @dataclass(frozen=True)

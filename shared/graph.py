@@ -32,6 +32,7 @@ class GraphAnswer:
     value: str | None
     request_id: str | None
     http_status: int = 200
+    client_request_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,8 @@ class GraphFailure:
     message: str
     request_id: str | None = None
     retry_after_seconds: float | None = None
+    client_request_id: str | None = None
+    raw_body: str | None = None
 
 
 @dataclass(frozen=True)

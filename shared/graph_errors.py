@@ -13,7 +13,7 @@ _PERMISSION = (
 )
 
 
-def recommended_action(http_status: int | None, code: str | None) -> str | None:
+def recommended_action(http_status: int | None, code: str | None, message: str | None = None) -> str | None:
     """A short instruction for an operator, or None when Graph's own message says it all."""
     if http_status == 401:
         return (

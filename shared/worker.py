@@ -50,6 +50,8 @@ MAX_SLOT_TRIES = 3
 MAX_CLAIM_TRIES = 3
 #: Re-read-and-merge rounds of one ledger write before giving up (each needs another writer in between).
 MAX_SAVE_TRIES = 8
+#: Renewals of a claim that ran low before the Graph call (each followed by a fresh slot).
+MAX_CLAIM_RENEWALS = 2
 #: Retries of one ledger write after a transient storage error (connection, 5xx).
 MAX_STORAGE_RETRIES = 3
 
@@ -266,6 +268,11 @@ class Worker:
         attempts = previous_attempts + 1
         try:
             ready = await self._prepare(item, call, previous_attempts, ctx)
+            if isinstance(ready, _Ready) and ready.failure is None:
+                held = await self._keep_claim(item, call, previous_attempts, ready, ctx)
+                if isinstance(held, str):
+                    return held
+                call = held
         except Exception as exc:
             return await self._release(item, call, attempts, exc, ctx)
         if isinstance(ready, str):
@@ -342,9 +349,43 @@ class Worker:
             if notes:
                 extra.update(_normalised(subject, notes))
 
-        if not await self._take_slot(item, call, previous_attempts, scope, ctx):
+        slot = await self._take_slot(item, call, previous_attempts, scope, ctx)
+        if slot is None:
             return "paced"
-        return _Ready(sp, job, rule_id, subject, extra, scope)
+        return _Ready(sp, job, rule_id, subject, extra, scope, slot)
+
+    async def _keep_claim(
+        self, item: WorkItem, call: dict[str, Any], previous_attempts: int, ready: _Ready, ctx: dict[str, str]
+    ) -> dict[str, Any] | str:
+        """The call, still claimed by this attempt with time enough left to make the call and record it.
+
+        A worker that stalled before the call (a loaded host, a contended limiter row) may find its claim
+        almost or already run out; another worker may then take the call over and make it too. So the
+        claim is renewed (conditionally, as this attempt's) when less than half of it is left, and the call
+        is not made at all when another attempt owns it by now. A slot missed while renewing is replaced.
+        """
+        attempts = previous_attempts + 1
+        lateness = timedelta(seconds=lateness_for(self.limiter.limit))
+        slot = ready.slot
+        for _ in range(MAX_CLAIM_RENEWALS):
+            now = self.clock()
+            if (_as_dt(call.get("claimedUntil")) - now).total_seconds() >= self.policy.claim_seconds / 2:
+                break
+            until = now + timedelta(seconds=self.policy.claim_seconds)
+            renewed = await self._save(call, {"claimedUntil": until}, owner=attempts)
+            if renewed is None:
+                log.warning("claim ran out before the call and another attempt owns it; Graph not called", extra=ctx)
+                return "superseded"
+            log.info("claim ran low before the call; renewed", extra=ctx)
+            call = renewed
+            if slot is None or self.clock() > slot + lateness:
+                # the slot went by while renewing: give it back for a fresh one (the reservedAt of a missed slot)
+                missed = {**call, "reservedAt": slot}
+                fresh_slot = await self._take_slot(item, missed, previous_attempts, ready.scope, ctx)
+                if fresh_slot is None:
+                    return "paced"
+                slot = fresh_slot
+        return call
 
     async def _call_graph(self, sp: str, job: str, rule_id: str, subject: dict[str, Any]) -> GraphAnswer | GraphFailure:
         """One provisionOnDemand; whatever escapes the adapter becomes a transient failure, never a lost attempt."""
@@ -391,8 +432,8 @@ class Worker:
 
     async def _take_slot(
         self, item: WorkItem, call: dict[str, Any], previous_attempts: int, scope: str, ctx: dict[str, str]
-    ) -> bool:
-        """Start the call inside its rate-limit slot; False when it was deferred to a later slot.
+    ) -> datetime | None:
+        """Start the call inside its rate-limit slot (returned); None when it was deferred to a later slot.
 
         A slot is only good if the call starts within the allowed lateness after it: a slot reserved "now"
         can already be stale by the time the limiter's write returns under load, so it is checked right
@@ -410,24 +451,24 @@ class Worker:
                     until = datetime.fromtimestamp(reservation.retry_at, UTC)
                     await self._defer(item, call, previous_attempts, until, {"reservedAt": None})
                     log.info("rate limit: no slot now; deferred", extra={**ctx, "until": until.isoformat()})
-                    return False
+                    return None
                 slot = datetime.fromtimestamp(reservation.start, UTC)
                 now = self.clock()
                 if (slot - now).total_seconds() > LEAD_SECONDS + 1:
                     telemetry.limiter_wait((slot - now).total_seconds())
                     await self._defer(item, call, previous_attempts, slot, {"reservedAt": slot}, lead=LEAD_SECONDS)
                     log.info("rate limit: slot reserved; deferred until it", extra={**ctx, "slot": slot.isoformat()})
-                    return False
+                    return None
             wait = (slot - now).total_seconds()
             if wait > 0:
                 await self.sleep(wait)
             if self.clock() <= slot + lateness:
                 telemetry.limiter_wait(max(0.0, wait))
-                return True
+                return slot
         until = self.clock() + timedelta(seconds=1)
         await self._defer(item, call, previous_attempts, until, {"reservedAt": None})
         log.warning("rate limit: kept missing slots under load; deferred", extra=ctx)
-        return False
+        return None
 
     async def _record_answer(
         self,
@@ -510,6 +551,7 @@ class _Ready:
     subject: dict[str, Any]
     extra: dict[str, Any]
     scope: str
+    slot: datetime | None = None
     failure: GraphFailure | None = None
 
 

@@ -360,6 +360,48 @@ async def test_a_retry_is_not_written_over_a_newer_attempt() -> None:
     assert h.queue.sent == [], "the newer attempt carries the call"
 
 
+async def test_a_claim_that_ran_low_before_the_call_is_renewed_first() -> None:
+    """A worker stalled in the limiter (a loaded host) renews its claim before calling, so no other worker
+    takes the call over while it is made."""
+    h = harness(lambda _: success())
+    real_reserve = h.limiter.reserve
+    stalls = [True]
+
+    async def slow_reserve(key: str, release: float | None = None) -> pacing.Reservation:
+        if stalls and stalls.pop():
+            h.clock.now += timedelta(seconds=WorkerPolicy().claim_seconds * 0.9)
+        return await real_reserve(key, release)
+
+    cast(Any, h.limiter).reserve = slow_reserve
+    writes: list[dict[str, Any]] = []
+    real_update = h.ledger.update_call
+
+    async def spy(call: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+        writes.append(changes)
+        return await real_update(call, changes)
+
+    cast(Any, h.ledger).update_call = spy
+    assert await h.worker.process(ITEM) == "succeeded"
+    renewals = [w for w in writes if set(w) == {"claimedUntil"}]
+    assert len(renewals) == 1
+    assert renewals[0]["claimedUntil"] == h.graph.posts[0] + timedelta(seconds=WorkerPolicy().claim_seconds)
+
+
+async def test_a_stalled_worker_whose_call_was_taken_over_does_not_call_graph() -> None:
+    h = harness(lambda _: success())
+    real_reserve = h.limiter.reserve
+
+    async def stall_then_taken_over(key: str, release: float | None = None) -> pacing.Reservation:
+        h.clock.now += timedelta(seconds=WorkerPolicy().claim_seconds + 1)
+        h.ledger.stamp({"attempts": 2, "claimedUntil": h.clock.now + timedelta(minutes=5)})  # another worker
+        return await real_reserve(key, release)
+
+    cast(Any, h.limiter).reserve = stall_then_taken_over
+    assert await h.worker.process(ITEM) == "superseded"
+    assert h.graph.posts == []
+    assert h.ledger.row["attempts"] == 2
+
+
 # --- item 4: outages are waited out ------------------------------------------------------------------------
 
 

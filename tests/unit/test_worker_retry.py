@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared import aggregate, graph_errors, pacing, retry, textsplit
+from shared import aggregate, graph_errors, pacing, retry, textsplit, views
 from shared.graph import GraphAnswer, GraphFailure, JobStatus
 from shared.ledger import Ledger, StaleWrite
 from shared.rule_discovery import RuleDiscovery
@@ -246,6 +246,9 @@ async def test_an_unreadable_200_ends_failed_at_once_with_the_raw_text_kept() ->
     assert row["rawResponseParts"] > 1
     assert row["graphClientRequestId"] == "crid"
     assert len(h.graph.posts) == 1
+    status, body = views.graph_answer(row, "https://graph.microsoft.com/beta", None)
+    assert status == 502, "no pair to give back: the Graph-compatible route answers an error, not an empty 200"
+    assert body["error"]["code"] == "UnparseableResponse"
 
 
 async def test_an_expired_token_is_retried_once_at_once_then_failed() -> None:

@@ -65,14 +65,16 @@ class History:
     """What the call row says about earlier attempts, as seen right after the one that just failed.
 
     ``attempts`` and ``throttles`` include the failure being decided on; ``streak_started`` is when the
-    current run of transient failures began (None: this failure starts one); ``previous_code`` is the error
-    code the attempt before this one ended with.
+    current run of transient failures began (None: this failure starts one) and ``streak`` how many it
+    holds, this one included (0: count it as ``attempts``); ``previous_code`` is the error code the attempt
+    before this one ended with.
     """
 
     attempts: int
     throttles: int = 0
     streak_started: datetime | None = None
     previous_code: str | None = None
+    streak: int = 0
 
 
 @dataclass(frozen=True)
@@ -142,4 +144,6 @@ def decide(
             reason=f"Graph or the network kept failing for {minutes:g} minutes (GRAPH_RETRY_BUDGET_MINUTES), "
             f"over {history.attempts} attempts.",
         )
-    return Decision(True, min(backoff(history.attempts, rng), remaining))
+    # the exponent is the length of this outage, not of the call's whole life: a dropped connection after
+    # an earlier, ended outage (or a few 429s) is retried in seconds, not minutes
+    return Decision(True, min(backoff(history.streak or history.attempts, rng), remaining))

@@ -632,6 +632,7 @@ def _answer_changes(answer: GraphAnswer, now: datetime) -> dict[str, Any]:
         "completedAt": now,
         "claimedUntil": None,
         "firstFailureAt": None,
+        "failureStreak": None,
         **_raw_response(None),
     }
     return changes
@@ -643,12 +644,15 @@ def _failure_changes(
     """The call row after a failed attempt, and the delay before the next one (None: the failure is final)."""
     kind = retry.classify(failure.http_status, failure.code)
     throttles = int(call.get("throttledAttempts") or 0) + (1 if kind == "throttled" else 0)
-    streak = call.get("firstFailureAt")
+    started = call.get("firstFailureAt")
+    streak_started = started if isinstance(started, datetime) else None
+    streak = (int(call.get("failureStreak") or 0) if streak_started else 0) + (1 if kind == "transient" else 0)
     history = retry.History(
         attempts=attempts,
         throttles=throttles,
-        streak_started=streak if isinstance(streak, datetime) else None,
+        streak_started=streak_started,
         previous_code=str(call["errorCode"]) if call.get("errorCode") else None,
+        streak=streak,
     )
     decision = retry.decide(kind, history, now, retry_after=failure.retry_after_seconds, policy=policy)
     common: dict[str, Any] = {
@@ -668,6 +672,7 @@ def _failure_changes(
             "nextAttemptAt": now + timedelta(seconds=decision.delay_seconds),
             # the outage clock runs through transient failures only: Graph answering anything ends the streak
             "firstFailureAt": (history.streak_started or now) if kind == "transient" else None,
+            "failureStreak": streak if kind == "transient" else None,
         }, decision.delay_seconds
     advice = graph_errors.recommended_action(failure.http_status, failure.code, failure.message)
     if decision.reason:

@@ -6,7 +6,7 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from shared import aggregate, fanout, retry, textsplit
@@ -154,19 +154,20 @@ moments = st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2027, 
 
 @given(
     attempts=st.integers(min_value=1, max_value=retry.HARD_MAX_ATTEMPTS - 1),
+    streak=st.integers(min_value=0, max_value=retry.HARD_MAX_ATTEMPTS - 1),
     started_ago=st.floats(min_value=0, max_value=10 * 3600, allow_nan=False),
     budget=st.floats(min_value=60, max_value=MAX_RETRY_BUDGET_MINUTES * 60.0, allow_nan=False),
     now=moments,
     seed=st.integers(min_value=0, max_value=2**32),
 )
+@example(attempts=10, streak=1, started_ago=0.0, budget=3600.0, now=NOW, seed=1)  # a new outage, an old call
 def test_transient_delay_is_within_bounds_and_never_past_the_budget(
-    attempts: int, started_ago: float, budget: float, now: datetime, seed: int
+    attempts: int, streak: int, started_ago: float, budget: float, now: datetime, seed: int
 ) -> None:
     started = now - timedelta(seconds=started_ago)
     policy = retry.Policy(budget_seconds=budget)
-    decision = retry.decide(
-        "transient", retry.History(attempts, 0, started), now, policy=policy, rng=random.Random(seed)
-    )
+    history = retry.History(attempts, 0, started, streak=min(streak, attempts))
+    decision = retry.decide("transient", history, now, policy=policy, rng=random.Random(seed))
     end = started + timedelta(seconds=budget)
     if now >= end:
         assert decision.retry is False
@@ -176,7 +177,8 @@ def test_transient_delay_is_within_bounds_and_never_past_the_budget(
     assert decision.retry is True
     assert 0 < decision.delay_seconds <= retry.MAX_DELAY_SECONDS
     assert now + timedelta(seconds=decision.delay_seconds) <= end, "no retry is scheduled past the budget's end"
-    ceiling = min(retry.MAX_DELAY_SECONDS, retry.BASE_DELAY_SECONDS * 2 ** (attempts - 1))
+    ceiling = min(retry.MAX_DELAY_SECONDS, retry.BASE_DELAY_SECONDS * 2 ** ((history.streak or attempts) - 1))
+    assert decision.delay_seconds <= ceiling, "the backoff follows the length of the outage"
     assert decision.delay_seconds >= min(ceiling / 2, (end - now).total_seconds()), "never almost at once"
 
 

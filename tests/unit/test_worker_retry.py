@@ -458,6 +458,20 @@ async def test_the_budget_counts_from_the_first_failure_of_the_current_streak() 
     assert "firstFailureAt" not in h2.ledger.row, "a 429 is an answer: the outage streak ended"
 
 
+async def test_a_new_outage_after_an_ended_one_backs_off_from_the_start_again() -> None:
+    """A call that went through a long outage and then a 429 (Graph answered) meets a dropped connection:
+    that is the first failure of a new outage, retried in seconds, not after the old outage's minutes."""
+    answers: list[Answer] = [unavailable() for _ in range(10)]
+    answers += [GraphFailure(429, "TooManyRequests", "slow down", retry_after_seconds=5.0)]
+    answers += [GraphFailure(None, "ConnectionError", "reset"), success()]
+    h = harness(lambda _: answers.pop(0))
+    assert await h.run() == "succeeded"
+    posts = h.graph.posts
+    assert (posts[10] - posts[9]).total_seconds() >= 150, "ten failures in a row: minutes apart by now"
+    assert (posts[12] - posts[11]).total_seconds() <= retry.BASE_DELAY_SECONDS, "a new outage starts small"
+    assert "failureStreak" not in h.ledger.row
+
+
 async def test_429s_wait_retry_after_without_using_the_outage_budget() -> None:
     """Two hours of 429s with Retry-After 120 s, then success: throttling is not an outage."""
 

@@ -202,11 +202,16 @@ class Answers:
     killed_in_flight: int = 0  # (request, call)s the killed worker had in flight: a second call, excused
     killed_extra_calls: int = 0
     unmatched_calls: int = 0  # answered calls whose subject is no call row of this run
+    in_flight_at_end: int = 0  # answered within the claim window before the end, not recorded yet
     examples: list[str] = field(default_factory=list)
 
 
 def _answers(
-    graph: list[dict[str, Any]], calls: dict[tuple[str, str], dict[str, Any]], killed_utc: str, window: float
+    graph: list[dict[str, Any]],
+    calls: dict[tuple[str, str], dict[str, Any]],
+    killed_utc: str,
+    window: float,
+    read_at: datetime,
 ) -> Answers:
     """Second calls and lost answers, per (request, call), from the emulator's call log and the ledger."""
     owner: dict[SubjectKey, tuple[str, str]] = {}
@@ -231,6 +236,7 @@ def _answers(
             continue
         answered.setdefault(found, []).append(call)
     killed = datetime.fromisoformat(killed_utc) if killed_utc else None
+    late = timedelta(seconds=window)
     for key, got in answered.items():
         got.sort(key=lambda c: int(c["seq"]))
         first = got[0]
@@ -246,7 +252,9 @@ def _answers(
             result.killed_extra_calls += extra
             continue
         result.second_calls += extra
-        if not recorded:
+        if not recorded and calls[key]["status"] not in TERMINAL_CALL_STATUSES and at > read_at - late:
+            result.in_flight_at_end += 1  # answered in the last moments of a run that ended by its deadline
+        elif not recorded:
             result.lost_answers += 1
         if (extra or not recorded) and len(result.examples) < 5:
             seqs = [(c["seq"], c["status"], c["time"]) for c in got]
@@ -435,6 +443,9 @@ def _drain(
 def _report(stack: Stack, run: Run, limit: RateLimit, took: float, args: argparse.Namespace) -> int:
     assert stack.emulator_url
     connection = stack.env["AzureWebJobsStorage"]
+    # Graph's log first, the ledger after: every answer in the log was given before the ledger was read
+    graph = _emulator_calls(stack.emulator_url)
+    read_at = datetime.now(UTC)
     requests, rows = _ledger(connection)
     calls = {key: str(row["status"]) for key, row in rows.items()}
     submitted = dict(run.submitted)
@@ -463,7 +474,6 @@ def _report(stack: Stack, run: Run, limit: RateLimit, took: float, args: argpars
         and all(status in TERMINAL_CALL_STATUSES for (r, _), status in mine.items() if r == rid)
     )
 
-    graph = _emulator_calls(stack.emulator_url)
     throttled = [c for c in graph if c["throttled"]]
     ours_429 = [c for c in throttled if not c["fault"]]
     arrivals = [datetime.fromisoformat(c["time"]).timestamp() for c in graph if c["status"] is not None]
@@ -471,7 +481,8 @@ def _report(stack: Stack, run: Run, limit: RateLimit, took: float, args: argpars
         datetime.fromisoformat(c["time"]).timestamp() for c in graph if not c["throttled"] and c["status"] is not None
     ]
     ours_5xx = sum(n for code, n in run.rejected_posts.items() if code >= 500)
-    answers = _answers(graph, {k: r for k, r in rows.items() if k[0] in submitted}, run.killed_utc, args.claim_window)
+    ours = {k: r for k, r in rows.items() if k[0] in submitted}
+    answers = _answers(graph, ours, run.killed_utc, args.claim_window, read_at)
 
     print(
         f"soak: {args.items} requests, limit {args.limit} in the emulator and the app (Graph's real limit is 5/10s),"
@@ -511,6 +522,10 @@ def _report(stack: Stack, run: Run, limit: RateLimit, took: float, args: argpars
         print(
             f"  left out, in flight in the killed worker: {answers.killed_in_flight} calls "
             f"({answers.killed_extra_calls} second calls)"
+        )
+    if answers.in_flight_at_end:
+        print(
+            f"  answered in the last {args.claim_window:g} s, not recorded yet (in flight): {answers.in_flight_at_end}"
         )
     if answers.unmatched_calls:
         print(f"  answered calls matching no call row of this run: {answers.unmatched_calls}")

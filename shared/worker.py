@@ -283,7 +283,9 @@ class Worker:
         result = await self._call_graph(ready.service_principal_id, ready.job_id, ready.rule_id, ready.subject)
         if isinstance(result, GraphFailure):
             if result.http_status == 429:
-                await self._report_throttle(ready.scope, result.retry_after_seconds or retry.backoff(attempts))
+                # a bare 429 blocks the scope for our own backoff, grown by this call's 429s (not all its attempts)
+                throttles = int(call.get("throttledAttempts") or 0) + 1
+                await self._report_throttle(ready.scope, result.retry_after_seconds or retry.backoff(throttles))
             return await self._record_failure(item, call, result, attempts, ctx, ready.extra)
         return await self._record_answer(item, call, result, attempts, ctx, ready.extra)
 

@@ -487,6 +487,17 @@ async def test_429s_wait_retry_after_without_using_the_outage_budget() -> None:
     assert h.ledger.row["throttledAttempts"] == 40
 
 
+async def test_a_bare_429_blocks_the_scope_briefly_even_for_a_call_with_many_attempts() -> None:
+    """No Retry-After: our own backoff, grown by the call's 429s; ten earlier 5xx must not block the whole
+    tenant for minutes."""
+    answers: list[Answer] = [unavailable() for _ in range(10)]
+    answers += [GraphFailure(429, "TooManyRequests", "slow down"), success()]
+    h = harness(lambda _: answers.pop(0))
+    assert await h.run() == "succeeded"
+    assert len(h.limiter.throttles) == 1
+    assert h.limiter.throttles[0] <= retry.BASE_DELAY_SECONDS
+
+
 async def test_429s_have_a_cap_of_their_own() -> None:
     h = harness(lambda _: GraphFailure(429, "TooManyRequests", "slow down", "rid", 1.0))
     assert await h.run() == "failed"

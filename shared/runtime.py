@@ -147,12 +147,14 @@ class Runtime:
     @cached_property
     def worker(self) -> Worker:
         """The work-item processor with this process's adapters."""
+        from shared.retry import Policy
         from shared.worker import Worker, WorkerPolicy
 
         policy = WorkerPolicy(
             claim_seconds=self.settings.work_claim_seconds,
             job_hold_seconds=self.settings.job_hold_seconds,
             rate_scope=self.settings.rate_scope,
+            retry_policy=Policy(budget_seconds=self.settings.retry_budget_minutes * 60.0),
         )
         return Worker(
             ledger=self.ledger,

@@ -40,10 +40,15 @@ KNOWN_SETTINGS = (
     "WORK_CLAIM_SECONDS",
     "JOB_HOLD_SECONDS",
     "PUBLIC_BASE_URL",
+    "GRAPH_RETRY_BUDGET_MINUTES",
 )
 
 #: Hosts a ``PUBLIC_BASE_URL`` may name over plain http: only this machine (local runs, tests).
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+#: The largest retry budget accepted: with backoff capped at 5 minutes this keeps a call's attempts below
+#: the hard cap (shared.retry.HARD_MAX_ATTEMPTS), which must stay a backstop, not the limit that bites.
+MAX_RETRY_BUDGET_MINUTES = 240
 
 #: Graph roots of the national clouds (facts file §10). The token scope follows the host.
 GRAPH_CLOUDS: dict[str, str] = {
@@ -113,6 +118,7 @@ class Settings:
     work_claim_seconds: int = 300
     job_hold_seconds: int = 60
     public_base_url: str | None = None
+    retry_budget_minutes: int = 60
 
     @classmethod
     def from_environ(cls, env: Mapping[str, str]) -> Settings:
@@ -131,6 +137,9 @@ class Settings:
             work_claim_seconds=_positive_int(env, "WORK_CLAIM_SECONDS", default=300),
             job_hold_seconds=_positive_int(env, "JOB_HOLD_SECONDS", default=60),
             public_base_url=public_base_url(env.get("PUBLIC_BASE_URL", "")),
+            retry_budget_minutes=_positive_int(
+                env, "GRAPH_RETRY_BUDGET_MINUTES", default=60, maximum=MAX_RETRY_BUDGET_MINUTES
+            ),
         )
 
     def target_for_ids(self, service_principal_id: str, job_id: str) -> Target | None:
@@ -267,10 +276,12 @@ def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], *, defa
     return value
 
 
-def _positive_int(env: Mapping[str, str], name: str, *, default: int) -> int:
+def _positive_int(env: Mapping[str, str], name: str, *, default: int, maximum: int | None = None) -> int:
     value = (env.get(name) or "").strip()
     if not value:
         return default
     if not value.isdigit() or int(value) < 1:
         raise SettingsError(f"{name} must be a positive whole number, got {value!r}")
+    if maximum is not None and int(value) > maximum:
+        raise SettingsError(f"{name} must be at most {maximum}, got {value!r}")
     return int(value)

@@ -9,6 +9,7 @@ Re-driving is always safe: a duplicate message finds the call finished or claime
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -91,27 +92,36 @@ async def sweep(
         for call in calls:
             item = WorkItem(request_id, str(call["RowKey"]))
             if due_for_enqueue(call, now):
-                due = call["nextAttemptAt"]
-                if await _mark(ledger, request_id, item.call_id, {"enqueued": True}):
-                    await queue.send(item, (due - now).total_seconds())
+                marked = await _mark(ledger, item, lambda c: due_for_enqueue(c, now), {"enqueued": True})
+                if marked is not None:
+                    await queue.send(item, (marked["nextAttemptAt"] - now).total_seconds())
                     far += 1
-            elif needs_redrive(call, now, grace) and await _mark(ledger, request_id, item.call_id, {"redrivenAt": now}):
-                await queue.send(item, 0)
-                redriven += 1
-                log.warning(
-                    "stranded call re-driven",
-                    extra={"requestId": request_id, "callId": item.call_id, "status": call.get("status")},
-                )
+            elif needs_redrive(call, now, grace):
+                marked = await _mark(ledger, item, lambda c: needs_redrive(c, now, grace), {"redrivenAt": now})
+                if marked is not None:
+                    await queue.send(item, 0)
+                    redriven += 1
+                    log.warning(
+                        "stranded call re-driven",
+                        extra={"requestId": request_id, "callId": item.call_id, "status": marked.get("status")},
+                    )
     return Swept(len(entries), redriven, far, removed)
 
 
-async def _mark(ledger: Ledger, request_id: str, call_id: str, changes: dict[str, Any]) -> bool:
-    """Record what the sweeper did on the call, unless a worker changed the call meanwhile."""
-    call = await ledger.get_call(request_id, call_id)
-    if call is None:
-        return False
+async def _mark(
+    ledger: Ledger, item: WorkItem, still: Callable[[dict[str, Any]], bool], changes: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Record what the sweeper is about to do on the call; the row as written, or None to leave the call alone.
+
+    The partition query the decision was made on may be stale by now (a worker may have claimed or finished
+    the call since), so the call is read again, the condition checked on that fresh row, and the write made
+    conditional on the fresh row's ETag: a worker's claim or answer in between makes the write fail, and the
+    call is left to the worker. The sweeper never writes over a row it did not judge.
+    """
+    call = await ledger.get_call(item.request_id, item.call_id)
+    if call is None or not still(call):
+        return None
     try:
-        await ledger.update_call(call, changes)
+        return await ledger.update_call(call, changes)
     except StaleWrite:
-        return False
-    return True
+        return None

@@ -108,7 +108,10 @@ def graph_answer(call: Mapping[str, Any], graph_base_url: str, blob_log: str | N
     """A finished call as Graph itself answered it: the ``stringKeyStringValuePair``, or Graph's error body."""
     status = str(call.get("status"))
     http_status = call.get("httpStatus")
-    if status in ("succeeded", "skipped") or (status == "failed" and http_status == 200):
+    # a 200 whose stringKeyStringValuePair could not be read at all (HTML from a front door, say) has no key
+    # to give back: it is answered as the error it is, not as an empty pair
+    answered = status == "failed" and http_status == 200 and call.get("graphKey") is not None
+    if status in ("succeeded", "skipped") or answered:
         log = blob_log if call.get("provisioningLogBlob") else textsplit.from_properties("provisioningLog", call)
         context = f"{graph_base_url}/$metadata#microsoft.graph.stringKeyStringValuePair"
         return 200, {"@odata.context": context, "key": call.get("graphKey"), "value": log}

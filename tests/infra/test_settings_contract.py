@@ -31,6 +31,8 @@ OPTIONAL_WITH_SAFE_DEFAULT: dict[str, str] = {
     "(default 300 s). A tuning knob the tests shorten; the default is the one meant for Azure.",
     "JOB_HOLD_SECONDS": "How long the items of a paused or quarantined job wait before the job is looked at again "
     "(default 60 s). A tuning knob with a safe default.",
+    "GRAPH_RETRY_BUDGET_MINUTES": "How long a call keeps retrying through a Graph outage (default 60 min, at most "
+    "240). A tuning knob with a safe default; the bench and tests shorten it.",
 }
 
 #: App settings satisfied by another form of the same setting.

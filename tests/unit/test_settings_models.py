@@ -25,6 +25,15 @@ def test_defaults_are_the_conservative_reading() -> None:
     assert settings.rate_limit == RateLimit(5, 10.0)
     assert settings.rate_scope == "tenant"
     assert settings.allow_unlisted_targets is False
+    assert settings.retry_budget_minutes == 60, "an outage of most of an hour is waited out"
+
+
+def test_the_retry_budget_reaches_the_worker() -> None:
+    from shared.runtime import Runtime
+
+    runtime = Runtime(Settings.from_environ({"AzureWebJobsStorage": CONN, "GRAPH_RETRY_BUDGET_MINUTES": "90"}))
+    assert runtime.settings.retry_budget_minutes == 90
+    assert runtime.worker.policy.retry_policy.budget_seconds == 90 * 60
 
 
 def test_national_cloud_scope_follows_the_host() -> None:
@@ -53,6 +62,9 @@ def test_identity_based_storage() -> None:
         ({"AzureWebJobsStorage": CONN, "GRAPH_RATE_SCOPE": "app"}, "GRAPH_RATE_SCOPE"),
         ({"AzureWebJobsStorage": CONN, "PROVISIONING_TARGETS": "{"}, "PROVISIONING_TARGETS"),
         ({"AzureWebJobsStorage": CONN, "ALLOW_UNLISTED_TARGETS": "maybe"}, "ALLOW_UNLISTED_TARGETS"),
+        ({"AzureWebJobsStorage": CONN, "GRAPH_RETRY_BUDGET_MINUTES": "0"}, "GRAPH_RETRY_BUDGET_MINUTES"),
+        ({"AzureWebJobsStorage": CONN, "GRAPH_RETRY_BUDGET_MINUTES": "1h"}, "GRAPH_RETRY_BUDGET_MINUTES"),
+        ({"AzureWebJobsStorage": CONN, "GRAPH_RETRY_BUDGET_MINUTES": "241"}, "GRAPH_RETRY_BUDGET_MINUTES"),
     ],
 )
 def test_bad_settings_name_themselves(env: dict[str, str], names: str) -> None:

@@ -19,8 +19,8 @@ from pycep import BicepParser
 
 from shared import http_api, ledger, log_store, work_queue
 from shared.settings import GRAPH_CLOUDS, KNOWN_SETTINGS, RateLimit, Settings
+from tests.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
 
 #: App settings the template may leave out, each with why that is safe.

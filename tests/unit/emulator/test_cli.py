@@ -8,13 +8,11 @@ import signal
 import subprocess
 import sys
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 from emulator.ratelimit import RateLimit
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.paths import ROOT
 
 
 def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, object]]:

@@ -6,7 +6,6 @@ import datetime
 import json
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,8 +26,9 @@ from msgraph_beta.graph_service_client import GraphServiceClient
 
 from emulator.config import EmulatorConfig
 from emulator.testing import RunningEmulator, running_emulator
+from tests.paths import EMULATOR_FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[2] / "emulator" / "fixtures"
+FIXTURES = EMULATOR_FIXTURES
 SP, JOB, RULE = (
     "c8c95753-f628-48e1-9fab-76c2d4cf624c",
     "3f7565a3-fde6-4e4d-bda8-1bb70aba3612",

@@ -210,8 +210,8 @@ def use_identity_endpoint(monkeypatch: pytest.MonkeyPatch, url: str, secret: str
 
 
 @pytest.fixture
-async def identity(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[RunningEmulator]:
-    """The emulator's App Service managed identity endpoint, where ManagedIdentityCredential gets tokens."""
+async def identity(monkeypatch: pytest.MonkeyPatch, loopback: None) -> AsyncIterator[RunningEmulator]:
+    """The emulator's App Service managed identity endpoint on loopback, where the credential gets tokens."""
     config = EmulatorConfig(identity_header="adapter-secret")
     async with running_emulator(config) as emu:
         use_identity_endpoint(monkeypatch, emu.token_endpoint, emu.identity_header)
@@ -465,7 +465,7 @@ async def test_identity_endpoint_500s_and_drops_fail_in_bounded_time(
 
 
 async def test_an_unreachable_identity_endpoint_then_recovery_without_restart(
-    monkeypatch: pytest.MonkeyPatch, closing: list[GraphProvisioner]
+    monkeypatch: pytest.MonkeyPatch, closing: list[GraphProvisioner], loopback: None
 ) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

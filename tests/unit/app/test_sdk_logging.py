@@ -51,7 +51,9 @@ async def _one_storage_and_one_http_call(caplog: pytest.LogCaptureFixture) -> li
     return [r.name for r in caplog.records if r.levelno >= logging.INFO and not r.name.startswith("aiohttp")]
 
 
-async def test_sdk_http_lines_reach_info_until_the_app_quietens_them(caplog: pytest.LogCaptureFixture) -> None:
+async def test_sdk_http_lines_reach_info_until_the_app_quietens_them(
+    caplog: pytest.LogCaptureFixture, loopback: None
+) -> None:
     before = await _one_storage_and_one_http_call(caplog)
     assert "azure.core.pipeline.policies.http_logging_policy" in before  # request and response, every call
     assert "httpx" in before

@@ -8,7 +8,6 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -16,11 +15,10 @@ import pytest
 
 from emulator.config import EmulatorConfig
 from emulator.testing import RunningEmulator, running_emulator
+from tests.paths import EMULATOR_FIXTURES, SEEDS
 
-ROOT = Path(__file__).resolve().parents[2]
-# The handouts sit beside the checkout (../shared), wherever it was cloned to.
-SEED_FILE = ROOT.parent / "shared" / "seeds" / "003_d6a793d046786dd7.txt"
-FIXTURES = ROOT / "emulator" / "fixtures"
+SEED_FILE = SEEDS / "provisionondemand-beta.md"
+FIXTURES = EMULATOR_FIXTURES
 
 SP1, JOB1, RULE1 = (
     "c8c95753-f628-48e1-9fab-76c2d4cf624c",
@@ -122,13 +120,10 @@ async def client() -> AsyncIterator[Client]:
 
 
 def seed_examples() -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
-    """(url path, request body, response body) of the three seed examples, parsed from the seed file.
+    """(url path, request body, response body) of the three examples of Graph's provisionOnDemand reference page.
 
-    The seed file is part of the handouts that CI checks out beside the repository (``../shared``); without
-    it the verbatim comparison cannot be made, which is a failure, not a reason to skip.
+    The page is vendored verbatim under ``tests/fixtures/seeds/`` (its source is named in the README there).
     """
-    if not SEED_FILE.exists():
-        pytest.fail(f"{SEED_FILE} is missing: ../shared must sit beside the checkout, as in CI")
     text = SEED_FILE.read_text()
     requests = re.findall(
         r"``` http\nPOST https://graph\.microsoft\.com(\S+)\nContent-Type: application/json\n\n(.*?)\n```", text, re.S

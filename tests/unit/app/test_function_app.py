@@ -7,7 +7,6 @@ import json
 import logging
 import subprocess
 import sys
-from pathlib import Path
 
 import azure.functions as func
 import pytest
@@ -15,8 +14,8 @@ import pytest
 import function_app
 from shared import http_api
 from shared.work_queue import WORK_QUEUE
+from tests.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 # get_functions() validates names against what it indexed before, so it may run once per process (as in the worker).
 FUNCTIONS = function_app.app.get_functions()
 

@@ -44,7 +44,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a file (scripts/grant-graph-permission): make `shared` importable
     sys.path.insert(0, str(ROOT))
 
-from shared.settings import GRAPH_CLOUDS, SettingsError, Target, parse_targets  # noqa: E402
+from shared.core.errors import SettingsError  # noqa: E402
+from shared.settings import GRAPH_CLOUDS, Target, parse_targets  # noqa: E402
 
 #: appId of Microsoft Graph, the same in every cloud.
 MICROSOFT_GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"

@@ -1,6 +1,6 @@
 """Response and envelope models: what the API answers, for the OpenAPI document and its tests.
 
-The request model lives in :mod:`shared.models`; these describe the answers. Tests validate the real
+The request model lives in :mod:`shared.core.models`; these describe the answers. Tests validate the real
 responses against them, so the published document cannot drift from what the app sends.
 """
 
@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.models import MAX_SUBJECTS, LinkedSubject, ProvisioningRequest, RuleId, Subject
+from shared.core.models import MAX_SUBJECTS, LinkedSubject, ProvisioningRequest, RuleId, Subject
 
 
 class _Doc(BaseModel):

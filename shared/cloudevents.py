@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from shared import ids
+from shared.core import ids
 from shared.problems import FieldError, Problem, json_pointer
 
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"

@@ -43,7 +43,7 @@ from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from shared import telemetry
-from shared.rules import RuleInfo
+from shared.core.rules import RuleInfo
 from shared.settings import Settings
 
 if TYPE_CHECKING:

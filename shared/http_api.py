@@ -27,11 +27,12 @@ from urllib.parse import urlsplit
 import azure.functions as func
 from azure.core.exceptions import AzureError
 
-from shared import ids, intake, links, telemetry, views
-from shared.models import ProvisioningRequest
+from shared import intake, links, telemetry, views
+from shared.core import ids
+from shared.core.errors import SettingsError
+from shared.core.models import ProvisioningRequest
 from shared.problems import PROBLEM_CONTENT_TYPE, FieldError, Problem
 from shared.runtime import Runtime, get_runtime
-from shared.settings import SettingsError
 
 log = telemetry.get_logger(__name__)
 

@@ -15,10 +15,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from shared import aggregate, cloudevents, fanout, normalise, request_ids, telemetry
+from shared import cloudevents, normalise, telemetry
+from shared.core import aggregate, fanout, request_ids
+from shared.core.models import ProvisioningRequest
 from shared.idempotency import EventIndex, event_key, fingerprint
 from shared.ledger import REQUEST_ROW, Ledger
-from shared.models import ProvisioningRequest
 from shared.pending import PendingIndex
 from shared.problems import FieldError, Problem, from_validation_error
 from shared.settings import Settings, Target

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 
-from shared import aggregate
+from shared.core import aggregate
+from shared.core.errors import StaleWrite
 from shared.create_once import CreateOnce
 
 if TYPE_CHECKING:
@@ -23,10 +24,6 @@ if TYPE_CHECKING:
 TABLE_NAME = "ProvisioningRequests"
 REQUEST_ROW = "request"
 _BATCH = 100  # Table transactions take at most 100 operations
-
-
-class StaleWrite(Exception):
-    """The entity changed since it was read (ETag mismatch): re-read and decide again."""
 
 
 Entity = dict[str, Any]

@@ -1,7 +1,7 @@
 """The shared rate limiter: one Table row per scope, updated with optimistic concurrency.
 
 Every instance of the app (Functions scales the work queue out) reads the row, computes a reservation with
-:mod:`shared.pacing`, and writes it back only if the row's ETag is unchanged; on a conflict it re-reads and
+:mod:`shared.core.pacing`, and writes it back only if the row's ETag is unchanged; on a conflict it re-reads and
 decides again. So the budget holds across processes and machines with no lock service.
 """
 
@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 
-from shared import pacing
+from shared.core import pacing
+from shared.core.pacing import RateLimit
 from shared.create_once import CreateOnce
-from shared.settings import RateLimit
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient

@@ -13,11 +13,12 @@ from datetime import UTC, datetime
 
 import azure.functions as func
 
-from shared import aggregate, ids, intake, telemetry
+from shared import intake, telemetry
+from shared.core import aggregate, ids
+from shared.core.models import ProvisioningRequest
+from shared.core.request_ids import stable_request_id
 from shared.ledger import REQUEST_ROW
-from shared.models import ProvisioningRequest
 from shared.problems import FieldError, Problem
-from shared.request_ids import stable_request_id
 from shared.runtime import Runtime, get_runtime
 from shared.work_queue import REQUESTS_POISON_QUEUE, WorkItem
 

@@ -3,7 +3,7 @@
 A request counts from when it was created and when it last changed: both must be older than the
 retention, and a request still pending is never deleted (a notBefore months ahead must still run).
 
-Request ids sort by creation time (:mod:`shared.request_ids`), so the expired requests are one PartitionKey
+Request ids sort by creation time (:mod:`shared.core.request_ids`), so the expired requests are one PartitionKey
 range: the timer reads only what it deletes, never the whole table. Work is bounded per run; what is left
 is taken by the next run.
 """
@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from shared import telemetry
+from shared.core.request_ids import id_floor
 from shared.idempotency import EventIndex
 from shared.ledger import Ledger
 from shared.log_store import LogStore
-from shared.request_ids import id_floor
 
 log = telemetry.get_logger(__name__)
 

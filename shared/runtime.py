@@ -14,8 +14,9 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from shared import telemetry
+from shared.core.errors import SettingsError
 from shared.ledger import TABLE_NAME, Ledger
-from shared.settings import Settings, SettingsError
+from shared.settings import Settings
 from shared.work_queue import REQUESTS_POISON_QUEUE, WORK_QUEUE, WorkQueue
 
 if TYPE_CHECKING:
@@ -147,7 +148,7 @@ class Runtime:
     @cached_property
     def worker(self) -> Worker:
         """The work-item processor with this process's adapters."""
-        from shared.retry import Policy
+        from shared.core.retry import Policy
         from shared.worker import Worker, WorkerPolicy
 
         policy = WorkerPolicy(

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared import aggregate, telemetry
-from shared.ledger import Ledger, StaleWrite
+from shared import telemetry
+from shared.core import aggregate
+from shared.core.errors import StaleWrite
+from shared.ledger import Ledger
 from shared.pending import PendingIndex
 from shared.work_queue import MAX_VISIBILITY_DELAY_SECONDS, WorkItem, WorkQueue
 

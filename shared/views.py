@@ -11,7 +11,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from shared import aggregate, textsplit
+from shared import textsplit
+from shared.core import aggregate
 
 _REQUEST_FIELDS = (
     "eventId",

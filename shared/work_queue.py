@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from shared import ids
+from shared.core import ids
 from shared.create_once import CreateOnce
 
 if TYPE_CHECKING:

@@ -17,15 +17,17 @@ from typing import Any
 
 from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 
-from shared import aggregate, graph_errors, outcome, retry, telemetry, textsplit
+from shared import telemetry, textsplit
+from shared.core import aggregate, graph_errors, outcome, retry
+from shared.core.errors import StaleWrite
+from shared.core.pacing import lateness_for
+from shared.core.rules import NoRule, TtlCache, normalise_types
 from shared.graph import GraphAnswer, GraphFailure, JobStatus, Provisioner
-from shared.ledger import Ledger, StaleWrite
+from shared.ledger import Ledger
 from shared.limiter import TableLimiter, scope_key
 from shared.log_store import LogStore
-from shared.pacing import lateness_for
 from shared.pending import PendingIndex
 from shared.rule_discovery import RuleDiscovery
-from shared.rules import NoRule, TtlCache, normalise_types
 from shared.work_queue import WorkItem, WorkQueue
 
 log = telemetry.get_logger(__name__)

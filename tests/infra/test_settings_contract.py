@@ -18,7 +18,8 @@ import pytest
 from pycep import BicepParser
 
 from shared import http_api, ledger, log_store, work_queue
-from shared.settings import GRAPH_CLOUDS, KNOWN_SETTINGS, RateLimit, Settings
+from shared.core.pacing import RateLimit
+from shared.settings import GRAPH_CLOUDS, KNOWN_SETTINGS, Settings
 from tests.paths import ROOT
 
 INFRA = ROOT / "infra"

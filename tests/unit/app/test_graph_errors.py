@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from emulator.provisioning import BAD_JSON_MESSAGE
-from shared.graph_errors import recommended_action
+from shared.core.graph_errors import recommended_action
 
 PERMISSIONS = ("Synchronization.ReadWrite.All", "Application.ReadWrite.OwnedBy", "owner")
 

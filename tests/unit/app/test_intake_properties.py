@@ -20,8 +20,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from shared import cloudevents, http_api, ids, intake
-from shared.models import MAX_SUBJECTS, ProvisioningRequest
+from shared import cloudevents, http_api, intake
+from shared.core import ids
+from shared.core.models import MAX_SUBJECTS, ProvisioningRequest
 from shared.openapi import document
 from shared.problems import Problem, json_pointer
 

@@ -7,7 +7,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared import outcome
+from shared.core import outcome
 from tests.fixtures import seed_response
 
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.pacing import (
+from shared.core.pacing import (
     HORIZON_SECONDS,
     LimiterState,
+    RateLimit,
     count_in_any_window,
     lateness_for,
     margin_for,
     reserve,
     throttled,
 )
-from shared.settings import RateLimit
 
 LIMIT = RateLimit(5, 10.0)
 

@@ -10,10 +10,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from shared import ids
-from shared.models import ProvisioningRequest
+from shared.core import ids
+from shared.core.errors import SettingsError
+from shared.core.models import ProvisioningRequest
+from shared.core.pacing import RateLimit
 from shared.problems import from_validation_error, json_pointer
-from shared.settings import RateLimit, Settings, SettingsError, graph_scope_for, parse_targets
+from shared.settings import Settings, graph_scope_for, parse_targets
 
 CONN = "UseDevelopmentStorage=true"
 

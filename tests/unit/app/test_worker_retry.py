@@ -19,12 +19,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared import aggregate, graph_errors, pacing, retry, textsplit, views
+from shared import textsplit, views
+from shared.core import aggregate, graph_errors, pacing, retry
+from shared.core.errors import StaleWrite
+from shared.core.pacing import RateLimit
+from shared.core.rules import RuleInfo, TtlCache
 from shared.graph import GraphAnswer, GraphFailure, JobStatus
-from shared.ledger import Ledger, StaleWrite
+from shared.ledger import Ledger
 from shared.rule_discovery import RuleDiscovery
-from shared.rules import RuleInfo, TtlCache
-from shared.settings import RateLimit
 from shared.work_queue import WorkItem
 from shared.worker import Worker, WorkerPolicy
 from tests.fixtures import seed_response

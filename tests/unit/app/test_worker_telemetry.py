@@ -11,12 +11,14 @@ import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from shared import pacing, telemetry
+from shared import telemetry
+from shared.core import pacing
+from shared.core.errors import StaleWrite
+from shared.core.pacing import RateLimit
+from shared.core.rules import RuleInfo
 from shared.graph import GraphAnswer, GraphFailure, JobStatus
-from shared.ledger import Ledger, StaleWrite
+from shared.ledger import Ledger
 from shared.rule_discovery import RuleDiscovery
-from shared.rules import RuleInfo
-from shared.settings import RateLimit
 from shared.work_queue import WorkItem
 from shared.worker import Worker
 from tests.fixtures import seed_response

@@ -15,14 +15,37 @@ jitter and a start up to ``lateness`` after its reserved time all shift starts. 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 
-from shared.settings import RateLimit
+from shared.core.errors import SettingsError
 
 #: How late after its reserved time a call may still start on that reservation (at most).
 LATENESS_SECONDS = 0.25
 #: How far ahead slots are handed out; beyond, the caller is told to come back later without a slot.
 HORIZON_SECONDS = 15 * 60
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """At most ``calls`` provisionOnDemand calls may start in any ``window_seconds``."""
+
+    calls: int
+    window_seconds: float
+
+    @classmethod
+    def parse(cls, text: str) -> RateLimit:
+        """Parse ``5/10s`` or ``5/1500ms``."""
+        match = re.fullmatch(r"\s*(\d{1,6})\s*/\s*(\d+(?:\.\d+)?)\s*(ms|s|m)\s*", text)
+        if not match:
+            raise SettingsError(f"GRAPH_RATE_LIMIT must look like '5/10s', got {text!r}")
+        calls = int(match.group(1))
+        amount = float(match.group(2))
+        unit = match.group(3)
+        seconds = amount / 1000 if unit == "ms" else amount * 60 if unit == "m" else amount
+        if calls < 1 or seconds <= 0:
+            raise SettingsError(f"GRAPH_RATE_LIMIT must allow at least one call per positive window: {text!r}")
+        return cls(calls, seconds)
 
 
 def lateness_for(limit: RateLimit) -> float:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.models import LinkedSubject, Subject
+from shared.core.models import LinkedSubject, Subject
 
 MAX_MEMBERS_PER_CALL = 5
 

@@ -1,7 +1,7 @@
 """The provisioning request as callers send it, validated with pydantic.
 
 Strict on purpose: unknown fields are refused (a typo such as ``objectTypename`` must not silently drop
-data), strings are bounded, and every id that may later reach a Graph URL is checked by :mod:`shared.ids`.
+data), strings are bounded, and every id that may later reach a Graph URL is checked by :mod:`shared.core.ids`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
 
-from shared import ids
+from shared.core import ids
 
 MAX_SUBJECTS = 100
 MAX_LINKED = 100
@@ -27,7 +27,7 @@ def _check(predicate: object, message: str) -> AfterValidator:
 
 
 def _schema(pattern: str, max_length: int, **more: str) -> WithJsonSchema:
-    """What the ``shared.ids`` check accepts, said in JSON Schema for the OpenAPI document (the check decides)."""
+    """What the ``shared.core.ids`` check accepts, said in JSON Schema for the OpenAPI document (the check decides)."""
     return WithJsonSchema({"type": "string", "minLength": 1, "maxLength": max_length, "pattern": pattern, **more})
 
 

@@ -27,11 +27,12 @@ from urllib.parse import urlsplit
 import azure.functions as func
 from azure.core.exceptions import AzureError
 
-from shared import intake, links, telemetry, views
+from shared import intake, links, telemetry
+from shared.contract import views
+from shared.contract.problems import PROBLEM_CONTENT_TYPE, FieldError, Problem
 from shared.core import ids
 from shared.core.errors import SettingsError
 from shared.core.models import ProvisioningRequest
-from shared.problems import PROBLEM_CONTENT_TYPE, FieldError, Problem
 from shared.runtime import Runtime, get_runtime
 
 log = telemetry.get_logger(__name__)
@@ -495,6 +496,6 @@ async def _graph_reachable(base_url: str) -> bool:
 
 async def openapi_document(req: func.HttpRequest, *, invocation_id: str | None = None) -> func.HttpResponse:
     """``GET /api/openapi.json``: the OpenAPI 3.1 document, generated from the models."""
-    from shared import openapi
+    from shared.contract import openapi
 
     return _json(200, openapi.document())

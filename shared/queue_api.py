@@ -14,11 +14,11 @@ from datetime import UTC, datetime
 import azure.functions as func
 
 from shared import intake, telemetry
+from shared.contract.problems import FieldError, Problem
 from shared.core import aggregate, ids
 from shared.core.models import ProvisioningRequest
 from shared.core.request_ids import stable_request_id
 from shared.ledger import REQUEST_ROW
-from shared.problems import FieldError, Problem
 from shared.runtime import Runtime, get_runtime
 from shared.work_queue import REQUESTS_POISON_QUEUE, WorkItem
 

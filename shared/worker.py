@@ -17,8 +17,8 @@ from typing import Any
 
 from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 
-from shared import telemetry, textsplit
-from shared.core import aggregate, graph_errors, outcome, retry
+from shared import telemetry
+from shared.core import aggregate, graph_errors, outcome, retry, textsplit
 from shared.core.errors import StaleWrite
 from shared.core.pacing import lateness_for
 from shared.core.rules import NoRule, TtlCache, normalise_types
@@ -577,7 +577,7 @@ def _attempt_reason(call: dict[str, Any]) -> str:
     return f"retry after {code}" if code else "retry"
 
 
-#: Texts stored with :mod:`shared.textsplit`, whose extra parts must go when the text is replaced.
+#: Texts stored with :mod:`shared.core.textsplit`, whose extra parts must go when the text is replaced.
 _SPLIT_TEXTS = ("provisioningLog", "rawResponse")
 
 

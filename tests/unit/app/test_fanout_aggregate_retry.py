@@ -9,8 +9,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from shared import textsplit
-from shared.core import aggregate, fanout, retry
+from shared.core import aggregate, fanout, retry, textsplit
 from shared.core.models import Subject
 from shared.settings import MAX_RETRY_BUDGET_MINUTES
 

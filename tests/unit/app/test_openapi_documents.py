@@ -6,7 +6,7 @@ import json
 
 from openapi_spec_validator.validation.validators import OpenAPIV2SpecValidator, OpenAPIV31SpecValidator
 
-from shared.openapi import document, swagger2
+from shared.contract.openapi import document, swagger2
 from tests.paths import ROOT
 
 
@@ -17,7 +17,7 @@ def _shipped(name: str) -> dict[str, object]:
 
 def test_openapi_31_is_valid_and_shipped_as_generated() -> None:
     doc = document()
-    assert _shipped("openapi.json") == doc, "regenerate openapi.json (see shared/openapi.py)"
+    assert _shipped("openapi.json") == doc, "regenerate openapi.json (see shared/contract/openapi.py)"
     assert list(OpenAPIV31SpecValidator(doc).iter_errors()) == []
 
 

@@ -10,11 +10,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from shared.contract.problems import from_validation_error, json_pointer
 from shared.core import ids
 from shared.core.errors import SettingsError
 from shared.core.models import ProvisioningRequest
 from shared.core.pacing import RateLimit
-from shared.problems import from_validation_error, json_pointer
 from shared.settings import Settings, graph_scope_for, parse_targets
 
 CONN = "UseDevelopmentStorage=true"
@@ -146,7 +146,7 @@ def test_json_pointer_escapes() -> None:
 
 
 def test_a_queue_message_is_read_like_an_http_body() -> None:
-    from shared.problems import Problem
+    from shared.contract.problems import Problem
     from shared.queue_api import parse_request_message
 
     request, notes = parse_request_message(b'{"target": "t", "subjects": [{"objectId": "u", "objectType": "User"}]}')

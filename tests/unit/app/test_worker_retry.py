@@ -19,8 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared import textsplit, views
-from shared.core import aggregate, graph_errors, pacing, retry
+from shared.contract import views
+from shared.core import aggregate, graph_errors, pacing, retry, textsplit
 from shared.core.errors import StaleWrite
 from shared.core.pacing import RateLimit
 from shared.core.rules import RuleInfo, TtlCache

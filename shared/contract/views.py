@@ -11,8 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from shared import textsplit
-from shared.core import aggregate
+from shared.core import aggregate, textsplit
 
 _REQUEST_FIELDS = (
     "eventId",

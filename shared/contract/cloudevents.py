@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from shared.contract.problems import FieldError, Problem, json_pointer
 from shared.core import ids
-from shared.problems import FieldError, Problem, json_pointer
 
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
 _SURROGATE = re.compile("[\ud800-\udfff]")

@@ -5,7 +5,7 @@ client generation and fuzzing (schemathesis). Logic Apps and Power Platform cust
 OpenAPI 2.0 (Swagger), so :func:`swagger2` derives that form, shipped as
 ``connector/apiDefinition.swagger.json``: the same operations, with the few 3.1 constructs 2.0 lacks
 (``null`` types, ``oneOf``, ``const``) written the 2.0 way. After changing an answer, regenerate both with
-``python -m shared.openapi`` (tests compare them with what this module generates).
+``python -m shared.contract.openapi`` (tests compare them with what this module generates).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
-from shared import api_models
+from shared.contract import api_models
 
 _REF = "#/components/schemas/{model}"
 
@@ -336,7 +336,7 @@ def swagger2(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def write(root: Path) -> None:
-    """Regenerate the shipped documents: ``python -m shared.openapi`` from the repository root."""
+    """Regenerate the shipped documents: ``python -m shared.contract.openapi`` from the repository root."""
     doc = document()
     (root / "openapi.json").write_text(json.dumps(doc, indent=2) + "\n")
     (root / "connector" / "apiDefinition.swagger.json").write_text(json.dumps(swagger2(doc), indent=2) + "\n")

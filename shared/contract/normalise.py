@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.problems import FieldError, Problem, json_pointer
+from shared.contract.problems import FieldError, Problem, json_pointer
 
 _SUBJECT_KEYS = ("objectId", "objectTypeName", "objectType", "links")
 

@@ -14,7 +14,7 @@ import os
 import azure.functions as func
 
 from shared import http_api, queue_api, telemetry, timer_api
-from shared.work_queue import REQUESTS_QUEUE, WORK_QUEUE
+from shared.adapters.work_queue import REQUESTS_QUEUE, WORK_QUEUE
 
 telemetry.on_app_load(os.environ)
 

@@ -16,15 +16,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from shared import telemetry
+from shared.adapters.idempotency import EventIndex, event_key, fingerprint
+from shared.adapters.ledger import REQUEST_ROW, Ledger
+from shared.adapters.pending import PendingIndex
+from shared.adapters.work_queue import MAX_VISIBILITY_DELAY_SECONDS, WorkItem, WorkQueue
 from shared.contract import cloudevents, normalise
 from shared.contract.problems import FieldError, Problem, from_validation_error
 from shared.core import aggregate, fanout, request_ids
 from shared.core.models import ProvisioningRequest
-from shared.idempotency import EventIndex, event_key, fingerprint
-from shared.ledger import REQUEST_ROW, Ledger
-from shared.pending import PendingIndex
 from shared.settings import Settings, Target
-from shared.work_queue import MAX_VISIBILITY_DELAY_SECONDS, WorkItem, WorkQueue
 
 log = telemetry.get_logger(__name__)
 

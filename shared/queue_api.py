@@ -14,13 +14,13 @@ from datetime import UTC, datetime
 import azure.functions as func
 
 from shared import intake, telemetry
+from shared.adapters.ledger import REQUEST_ROW
+from shared.adapters.work_queue import REQUESTS_POISON_QUEUE, WorkItem
 from shared.contract.problems import FieldError, Problem
 from shared.core import aggregate, ids
 from shared.core.models import ProvisioningRequest
 from shared.core.request_ids import stable_request_id
-from shared.ledger import REQUEST_ROW
 from shared.runtime import Runtime, get_runtime
-from shared.work_queue import REQUESTS_POISON_QUEUE, WorkItem
 
 log = telemetry.get_logger(__name__)
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from shared import telemetry
+from shared.adapters.idempotency import EventIndex
+from shared.adapters.ledger import Ledger
+from shared.adapters.log_store import LogStore
 from shared.core.request_ids import id_floor
-from shared.idempotency import EventIndex
-from shared.ledger import Ledger
-from shared.log_store import LogStore
 
 log = telemetry.get_logger(__name__)
 

@@ -6,8 +6,8 @@ provisionOnDemand call, but it is still a Graph round trip: the rules of a job a
 
 from __future__ import annotations
 
+from shared.adapters.graph import GraphFailure, Provisioner
 from shared.core.rules import NoRule, RuleInfo, TtlCache, choose_rule
-from shared.graph import GraphFailure, Provisioner
 
 SCHEMA_TTL_SECONDS = 15 * 60
 #: A schema that could not be read is not asked for again (for casing only) for this long.

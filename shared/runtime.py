@@ -14,20 +14,20 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from shared import telemetry
+from shared.adapters.ledger import TABLE_NAME, Ledger
+from shared.adapters.work_queue import REQUESTS_POISON_QUEUE, WORK_QUEUE, WorkQueue
 from shared.core.errors import SettingsError
-from shared.ledger import TABLE_NAME, Ledger
 from shared.settings import Settings
-from shared.work_queue import REQUESTS_POISON_QUEUE, WORK_QUEUE, WorkQueue
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
     from azure.data.tables.aio import TableClient
 
-    from shared.graph import Provisioner
-    from shared.idempotency import EventIndex
-    from shared.limiter import TableLimiter
-    from shared.log_store import LogStore
-    from shared.pending import PendingIndex
+    from shared.adapters.graph import Provisioner
+    from shared.adapters.idempotency import EventIndex
+    from shared.adapters.limiter import TableLimiter
+    from shared.adapters.log_store import LogStore
+    from shared.adapters.pending import PendingIndex
     from shared.rule_discovery import RuleDiscovery
     from shared.worker import Worker
 
@@ -99,9 +99,9 @@ class Runtime:
         """provisionOnDemand through msgraph-beta-sdk with the app's managed identity.
 
         Cheap to create: the SDK is imported, and the client and its credential built, in a thread (see
-        shared.graph), starting now in the background, so no invocation on this event loop waits for it.
+        shared.adapters.graph), starting now in the background, so no invocation on this event loop waits for it.
         """
-        from shared.graph import GraphProvisioner
+        from shared.adapters.graph import GraphProvisioner
 
         provisioner = GraphProvisioner(self.settings)
         provisioner.warm_in_background()
@@ -110,7 +110,7 @@ class Runtime:
     @cached_property
     def events(self) -> EventIndex:
         """Table ``ProvisioningEvents``: which request each eventId made."""
-        from shared.idempotency import EVENTS_TABLE, EventIndex
+        from shared.adapters.idempotency import EVENTS_TABLE, EventIndex
 
         return EventIndex(self._table(EVENTS_TABLE))
 
@@ -119,7 +119,7 @@ class Runtime:
         """Blob container ``provisioning-logs`` for logs too large for a Table entity."""
         from azure.storage.blob.aio import BlobServiceClient
 
-        from shared.log_store import CONTAINER, LogStore
+        from shared.adapters.log_store import CONTAINER, LogStore
 
         storage = self.settings.storage
         if storage.connection_string:
@@ -134,14 +134,14 @@ class Runtime:
     @cached_property
     def pending(self) -> PendingIndex:
         """Table ``ProvisioningPending``: the in-flight requests the sweeper looks at."""
-        from shared.pending import PENDING_TABLE, PendingIndex
+        from shared.adapters.pending import PENDING_TABLE, PendingIndex
 
         return PendingIndex(self._table(PENDING_TABLE))
 
     @cached_property
     def limiter(self) -> TableLimiter:
         """The rate limiter shared by every instance (Table ``ProvisioningLimiter``)."""
-        from shared.limiter import LIMITER_TABLE, TableLimiter
+        from shared.adapters.limiter import LIMITER_TABLE, TableLimiter
 
         return TableLimiter(self._table(LIMITER_TABLE), self.settings.rate_limit)
 
@@ -190,7 +190,7 @@ def get_runtime() -> Runtime:
             telemetry.report_invalid_setting(exc, during="first use")
             raise
         _runtime = Runtime(settings)
-        from shared.graph import start_sdk_import
+        from shared.adapters.graph import start_sdk_import
 
         # Warm the Graph SDK (thousands of modules) in a thread while the instance serves its first requests.
         start_sdk_import()

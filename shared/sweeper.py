@@ -1,6 +1,6 @@
 """The sweeper: finds calls whose work message is gone, and puts one back on the queue.
 
-Runs on a timer over the small index of in-flight requests (:mod:`shared.pending`), never over the
+Runs on a timer over the small index of in-flight requests (:mod:`shared.adapters.pending`), never over the
 ledger. A call is re-driven when its message should have arrived a grace period ago and nothing has
 touched it since: queued/scheduled/waiting past its due time, or running past its claim. Far-future
 calls (notBefore beyond the queue's 7-day delay) are enqueued here once they come within reach.
@@ -15,11 +15,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shared import telemetry
+from shared.adapters.ledger import Ledger
+from shared.adapters.pending import PendingIndex
+from shared.adapters.work_queue import MAX_VISIBILITY_DELAY_SECONDS, WorkItem, WorkQueue
 from shared.core import aggregate
 from shared.core.errors import StaleWrite
-from shared.ledger import Ledger
-from shared.pending import PendingIndex
-from shared.work_queue import MAX_VISIBILITY_DELAY_SECONDS, WorkItem, WorkQueue
 
 log = telemetry.get_logger(__name__)
 

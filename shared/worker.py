@@ -18,17 +18,17 @@ from typing import Any
 from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 
 from shared import telemetry
+from shared.adapters.graph import GraphAnswer, GraphFailure, JobStatus, Provisioner
+from shared.adapters.ledger import Ledger
+from shared.adapters.limiter import TableLimiter, scope_key
+from shared.adapters.log_store import LogStore
+from shared.adapters.pending import PendingIndex
+from shared.adapters.work_queue import WorkItem, WorkQueue
 from shared.core import aggregate, graph_errors, outcome, retry, textsplit
 from shared.core.errors import StaleWrite
 from shared.core.pacing import lateness_for
 from shared.core.rules import NoRule, TtlCache, normalise_types
-from shared.graph import GraphAnswer, GraphFailure, JobStatus, Provisioner
-from shared.ledger import Ledger
-from shared.limiter import TableLimiter, scope_key
-from shared.log_store import LogStore
-from shared.pending import PendingIndex
 from shared.rule_discovery import RuleDiscovery
-from shared.work_queue import WorkItem, WorkQueue
 
 log = telemetry.get_logger(__name__)
 

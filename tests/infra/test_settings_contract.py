@@ -17,7 +17,8 @@ from typing import Any, cast
 import pytest
 from pycep import BicepParser
 
-from shared import http_api, ledger, log_store, work_queue
+from shared import http_api
+from shared.adapters import ledger, log_store, work_queue
 from shared.core.pacing import RateLimit
 from shared.settings import GRAPH_CLOUDS, KNOWN_SETTINGS, Settings
 from tests.paths import ROOT

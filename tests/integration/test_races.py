@@ -27,16 +27,16 @@ from devhost.stack import ROOT, Stack
 from emulator.config import EmulatorConfig
 from emulator.testing import RunningEmulator, running_emulator
 from shared import intake, sweeper
+from shared.adapters.graph import GraphProvisioner
+from shared.adapters.idempotency import EVENTS_TABLE, EventIndex
+from shared.adapters.ledger import TABLE_NAME, Ledger
+from shared.adapters.pending import PENDING_TABLE, PendingIndex
+from shared.adapters.work_queue import WorkItem
 from shared.core import pacing
 from shared.core.models import ProvisioningRequest
 from shared.core.pacing import RateLimit
-from shared.graph import GraphProvisioner
-from shared.idempotency import EVENTS_TABLE, EventIndex
-from shared.ledger import TABLE_NAME, Ledger
-from shared.pending import PENDING_TABLE, PendingIndex
 from shared.rule_discovery import RuleDiscovery
 from shared.settings import Settings
-from shared.work_queue import WorkItem
 from shared.worker import Worker, WorkerPolicy
 
 pytestmark = [

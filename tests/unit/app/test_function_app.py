@@ -13,7 +13,7 @@ import pytest
 
 import function_app
 from shared import http_api
-from shared.work_queue import WORK_QUEUE
+from shared.adapters.work_queue import WORK_QUEUE
 from tests.paths import ROOT
 
 # get_functions() validates names against what it indexed before, so it may run once per process (as in the worker).

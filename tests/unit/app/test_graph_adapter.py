@@ -30,10 +30,10 @@ from kiota_abstractions.headers_collection import HeadersCollection
 from emulator.app import create_app
 from emulator.config import EmulatorConfig
 from emulator.testing import RunningEmulator, running_emulator
-from shared import graph
+from shared.adapters import graph
+from shared.adapters.graph import GraphAnswer, GraphFailure, GraphProvisioner, JobStatus
 from shared.core import graph_errors, retry
 from shared.core.rules import NoRule, RuleInfo, TtlCache, choose_rule
-from shared.graph import GraphAnswer, GraphFailure, GraphProvisioner, JobStatus
 from shared.settings import Settings, StorageSettings
 
 pytestmark = [

@@ -19,15 +19,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from shared.adapters.graph import GraphAnswer, GraphFailure, JobStatus
+from shared.adapters.ledger import Ledger
+from shared.adapters.work_queue import WorkItem
 from shared.contract import views
 from shared.core import aggregate, graph_errors, pacing, retry, textsplit
 from shared.core.errors import StaleWrite
 from shared.core.pacing import RateLimit
 from shared.core.rules import RuleInfo, TtlCache
-from shared.graph import GraphAnswer, GraphFailure, JobStatus
-from shared.ledger import Ledger
 from shared.rule_discovery import RuleDiscovery
-from shared.work_queue import WorkItem
 from shared.worker import Worker, WorkerPolicy
 from tests.fixtures import seed_response
 

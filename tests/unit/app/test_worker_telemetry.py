@@ -12,14 +12,14 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from shared import telemetry
+from shared.adapters.graph import GraphAnswer, GraphFailure, JobStatus
+from shared.adapters.ledger import Ledger
+from shared.adapters.work_queue import WorkItem
 from shared.core import pacing
 from shared.core.errors import StaleWrite
 from shared.core.pacing import RateLimit
 from shared.core.rules import RuleInfo
-from shared.graph import GraphAnswer, GraphFailure, JobStatus
-from shared.ledger import Ledger
 from shared.rule_discovery import RuleDiscovery
-from shared.work_queue import WorkItem
 from shared.worker import Worker
 from tests.fixtures import seed_response
 

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
+from shared.adapters.create_once import CreateOnce
 from shared.core.models import ProvisioningRequest
-from shared.create_once import CreateOnce
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from azure.core.exceptions import ResourceNotFoundError
 
-from shared.create_once import CreateOnce
+from shared.adapters.create_once import CreateOnce
 
 if TYPE_CHECKING:
     from azure.storage.blob.aio import ContainerClient

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from azure.core.exceptions import ResourceNotFoundError
 
-from shared.create_once import CreateOnce
+from shared.adapters.create_once import CreateOnce
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient

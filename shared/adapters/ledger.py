@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 
+from shared.adapters.create_once import CreateOnce
 from shared.core import aggregate
 from shared.core.errors import StaleWrite
-from shared.create_once import CreateOnce
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient

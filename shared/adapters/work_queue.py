@@ -11,8 +11,8 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from shared.adapters.create_once import CreateOnce
 from shared.core import ids
-from shared.create_once import CreateOnce
 
 if TYPE_CHECKING:
     from azure.storage.queue.aio import QueueClient

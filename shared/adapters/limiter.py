@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 
+from shared.adapters.create_once import CreateOnce
 from shared.core import pacing
 from shared.core.pacing import RateLimit
-from shared.create_once import CreateOnce
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient

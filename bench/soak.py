@@ -64,12 +64,12 @@ from azure.data.tables import TableClient
 from azure.storage.queue import QueueClient
 
 from devhost.stack import ROOT, Stack, free_port
-from shared import sweeper
 from shared.adapters.ledger import REQUEST_ROW, TABLE_NAME, Ledger
 from shared.adapters.pending import PENDING_TABLE, PendingIndex
 from shared.adapters.work_queue import REQUESTS_POISON_QUEUE, WORK_QUEUE, WorkQueue
 from shared.core.aggregate import TERMINAL_CALL_STATUSES
 from shared.core.pacing import RateLimit, count_in_any_window
+from shared.usecases import sweeper
 
 SCIM_SP, SCIM_JOB = "c8c95753-f628-48e1-9fab-76c2d4cf624c", "3f7565a3-fde6-4e4d-bda8-1bb70aba3612"
 DEFAULT_TENANT = ROOT / "emulator" / "tenants" / "default.json"

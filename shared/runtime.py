@@ -28,8 +28,8 @@ if TYPE_CHECKING:
     from shared.adapters.limiter import TableLimiter
     from shared.adapters.log_store import LogStore
     from shared.adapters.pending import PendingIndex
-    from shared.rule_discovery import RuleDiscovery
-    from shared.worker import Worker
+    from shared.usecases.rule_discovery import RuleDiscovery
+    from shared.usecases.worker import Worker
 
 
 @dataclass
@@ -149,7 +149,7 @@ class Runtime:
     def worker(self) -> Worker:
         """The work-item processor with this process's adapters."""
         from shared.core.retry import Policy
-        from shared.worker import Worker, WorkerPolicy
+        from shared.usecases.worker import Worker, WorkerPolicy
 
         policy = WorkerPolicy(
             claim_seconds=self.settings.work_claim_seconds,
@@ -171,7 +171,7 @@ class Runtime:
     @cached_property
     def rule_discovery(self) -> RuleDiscovery:
         """ruleId from the job schema, cached per process."""
-        from shared.rule_discovery import RuleDiscovery
+        from shared.usecases.rule_discovery import RuleDiscovery
 
         return RuleDiscovery(self.graph)
 

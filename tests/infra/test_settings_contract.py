@@ -17,10 +17,10 @@ from typing import Any, cast
 import pytest
 from pycep import BicepParser
 
-from shared import http_api
 from shared.adapters import ledger, log_store, work_queue
 from shared.core.pacing import RateLimit
 from shared.settings import GRAPH_CLOUDS, KNOWN_SETTINGS, Settings
+from shared.triggers import http_api
 from tests.paths import ROOT
 
 INFRA = ROOT / "infra"

@@ -26,7 +26,7 @@ from shared.core.pacing import RateLimit
 from shared.core.request_ids import new_request_id
 from shared.runtime import Runtime
 from shared.settings import Settings
-from shared.worker import EARLY_TOLERANCE_SECONDS
+from shared.usecases.worker import EARLY_TOLERANCE_SECONDS
 from tests.integration.conftest import example_values, wait_done
 from tests.integration.timeouts import HTTP_TIMEOUT, wait_until
 

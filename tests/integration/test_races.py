@@ -26,7 +26,6 @@ from azure.identity.aio import ManagedIdentityCredential
 from devhost.stack import ROOT, Stack
 from emulator.config import EmulatorConfig
 from emulator.testing import RunningEmulator, running_emulator
-from shared import intake, sweeper
 from shared.adapters.graph import GraphProvisioner
 from shared.adapters.idempotency import EVENTS_TABLE, EventIndex
 from shared.adapters.ledger import TABLE_NAME, Ledger
@@ -35,9 +34,10 @@ from shared.adapters.work_queue import WorkItem
 from shared.core import pacing
 from shared.core.models import ProvisioningRequest
 from shared.core.pacing import RateLimit
-from shared.rule_discovery import RuleDiscovery
 from shared.settings import Settings
-from shared.worker import Worker, WorkerPolicy
+from shared.usecases import intake, sweeper
+from shared.usecases.rule_discovery import RuleDiscovery
+from shared.usecases.worker import Worker, WorkerPolicy
 
 pytestmark = [
     pytest.mark.integration,

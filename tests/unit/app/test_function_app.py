@@ -12,8 +12,8 @@ import azure.functions as func
 import pytest
 
 import function_app
-from shared import http_api
 from shared.adapters.work_queue import WORK_QUEUE
+from shared.triggers import http_api
 from tests.paths import ROOT
 
 # get_functions() validates names against what it indexed before, so it may run once per process (as in the worker).

@@ -14,11 +14,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared import http_api, links
 from shared.adapters.idempotency import KnownEvent
 from shared.adapters.work_queue import WorkItem
 from shared.runtime import Runtime
 from shared.settings import Settings
+from shared.triggers import http_api, links
 
 SP, JOB = "c8c95753-f628-48e1-9fab-76c2d4cf624c", "3f7565a3-fde6-4e4d-bda8-1bb70aba3612"
 OTHER_JOB = "Workday2AD.2f3e4d5c6b7a48999a0b1c2d3e4f5061"

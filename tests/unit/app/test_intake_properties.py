@@ -1,10 +1,11 @@
 """Properties of the pure intake pieces: any JSON in → a valid request or a 4xx Problem naming real fields.
 
 What a caller sends goes through ``shared.contract.cloudevents.unwrap``, ``shared.contract.normalise`` and
-``shared.intake.validate`` (composed exactly as the routes compose them, in ``shared.http_api.provision_request`` and
-``graph_compatible_request``). Whatever the input, the outcome is either a ``ProvisioningRequest`` or a
-``shared.contract.problems.Problem`` with a 4xx status whose every ``errors[].pointer`` is an RFC 6901 pointer into the
-body the caller sent (or names the request header at fault); never another exception. No I/O.
+``shared.usecases.intake.validate`` (composed exactly as the routes compose them, in
+``shared.triggers.http_api.provision_request`` and ``graph_compatible_request``). Whatever the input, the
+outcome is either a ``ProvisioningRequest`` or a ``shared.contract.problems.Problem`` with a 4xx status whose
+every ``errors[].pointer`` is an RFC 6901 pointer into the body the caller sent (or names the request header
+at fault); never another exception. No I/O.
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from shared import http_api, intake
 from shared.contract import cloudevents
 from shared.contract.openapi import document
 from shared.contract.problems import Problem, json_pointer
 from shared.core import ids
 from shared.core.models import MAX_SUBJECTS, ProvisioningRequest
+from shared.triggers import http_api
+from shared.usecases import intake
 
 EXAMPLES = 500
 PROPERTY = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -133,7 +133,7 @@ def test_released_slots_never_let_a_window_overflow(limit: RateLimit, steps: lis
 def test_sweeper_decisions() -> None:
     from datetime import UTC, datetime, timedelta
 
-    from shared.sweeper import due_for_enqueue, needs_redrive
+    from shared.usecases.sweeper import due_for_enqueue, needs_redrive
 
     now = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
     grace = timedelta(minutes=5)

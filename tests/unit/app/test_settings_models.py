@@ -147,7 +147,7 @@ def test_json_pointer_escapes() -> None:
 
 def test_a_queue_message_is_read_like_an_http_body() -> None:
     from shared.contract.problems import Problem
-    from shared.queue_api import parse_request_message
+    from shared.triggers.queue_api import parse_request_message
 
     request, notes = parse_request_message(b'{"target": "t", "subjects": [{"objectId": "u", "objectType": "User"}]}')
     assert request.subjects[0].object_type_name == "User"

@@ -27,8 +27,8 @@ from shared.core import aggregate, graph_errors, pacing, retry, textsplit
 from shared.core.errors import StaleWrite
 from shared.core.pacing import RateLimit
 from shared.core.rules import RuleInfo, TtlCache
-from shared.rule_discovery import RuleDiscovery
-from shared.worker import Worker, WorkerPolicy
+from shared.usecases.rule_discovery import RuleDiscovery
+from shared.usecases.worker import Worker, WorkerPolicy
 from tests.fixtures import seed_response
 
 T0 = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)

@@ -19,8 +19,8 @@ from shared.core import pacing
 from shared.core.errors import StaleWrite
 from shared.core.pacing import RateLimit
 from shared.core.rules import RuleInfo
-from shared.rule_discovery import RuleDiscovery
-from shared.worker import Worker
+from shared.usecases.rule_discovery import RuleDiscovery
+from shared.usecases.worker import Worker
 from tests.fixtures import seed_response
 
 NOW = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)

@@ -6,8 +6,9 @@ from datetime import UTC, datetime
 
 import azure.functions as func
 
-from shared import retention, sweeper, telemetry
+from shared import telemetry
 from shared.runtime import Runtime, get_runtime
+from shared.usecases import retention, sweeper
 
 
 async def on_retention_timer(

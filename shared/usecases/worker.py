@@ -28,7 +28,7 @@ from shared.core import aggregate, graph_errors, outcome, retry, textsplit
 from shared.core.errors import StaleWrite
 from shared.core.pacing import lateness_for
 from shared.core.rules import NoRule, TtlCache, normalise_types
-from shared.rule_discovery import RuleDiscovery
+from shared.usecases.rule_discovery import RuleDiscovery
 
 log = telemetry.get_logger(__name__)
 

@@ -27,13 +27,15 @@ from urllib.parse import urlsplit
 import azure.functions as func
 from azure.core.exceptions import AzureError
 
-from shared import intake, links, telemetry
+from shared import telemetry
 from shared.contract import views
 from shared.contract.problems import PROBLEM_CONTENT_TYPE, FieldError, Problem
 from shared.core import ids
 from shared.core.errors import SettingsError
 from shared.core.models import ProvisioningRequest
 from shared.runtime import Runtime, get_runtime
+from shared.triggers import links
+from shared.usecases import intake
 
 log = telemetry.get_logger(__name__)
 

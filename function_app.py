@@ -14,7 +14,7 @@ import os
 import azure.functions as func
 
 from shared import telemetry
-from shared.adapters.work_queue import REQUESTS_QUEUE, WORK_QUEUE
+from shared.contract.names import REQUESTS_QUEUE, WORK_QUEUE
 from shared.triggers import http_api, queue_api, timer_api
 
 telemetry.on_app_load(os.environ)

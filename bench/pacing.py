@@ -43,7 +43,7 @@ import httpx
 from azure.data.tables import TableClient
 
 from devhost.stack import ROOT, Stack, free_port
-from shared.adapters.ledger import REQUEST_ROW, TABLE_NAME
+from shared.contract.names import REQUEST_ROW, TABLE_NAME
 from shared.core.pacing import RateLimit, count_in_any_window
 from shared.settings import Settings
 

@@ -40,9 +40,10 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from shared import telemetry
+from shared.core.ports import GraphAnswer, GraphFailure, JobStatus
 from shared.core.rules import RuleInfo
 from shared.settings import Settings
 
@@ -56,50 +57,6 @@ _T = TypeVar("_T")
 
 #: The most raw response text kept as evidence (characters); the rest is cut and marked.
 RAW_BODY_LIMIT = 64 * 1024
-
-
-@dataclass(frozen=True)
-class GraphAnswer:
-    """Graph answered 2xx with a ``stringKeyStringValuePair``."""
-
-    key: str | None
-    value: str | None
-    request_id: str | None
-    http_status: int = 200
-    client_request_id: str | None = None
-
-
-@dataclass(frozen=True)
-class GraphFailure:
-    """Graph answered an error or something unreadable, or did not answer at all (``http_status`` None)."""
-
-    http_status: int | None
-    code: str | None
-    message: str
-    request_id: str | None = None
-    retry_after_seconds: float | None = None
-    client_request_id: str | None = None
-    raw_body: str | None = None
-
-
-@dataclass(frozen=True)
-class JobStatus:
-    """The part of ``GET …/jobs/{id}`` that decides whether calls can go through now."""
-
-    code: str | None
-    reason: str | None = None
-
-
-class Provisioner(Protocol):
-    """What the worker needs from Graph (tests may pass any object with this method)."""
-
-    async def provision_on_demand(
-        self, service_principal_id: str, job_id: str, rule_id: str, subject: dict[str, Any]
-    ) -> GraphAnswer | GraphFailure: ...
-
-    async def schema_rules(self, service_principal_id: str, job_id: str) -> list[RuleInfo] | GraphFailure: ...
-
-    async def job_status(self, service_principal_id: str, job_id: str) -> JobStatus | GraphFailure: ...
 
 
 # --- headers ----------------------------------------------------------------------------------------------

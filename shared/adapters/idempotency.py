@@ -9,16 +9,14 @@ or ``409`` when the same ``eventId`` arrives with a different body.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
-from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
 from shared.adapters.create_once import CreateOnce
-from shared.core.models import ProvisioningRequest
+from shared.core.idempotency import event_key
+from shared.core.ports import KnownEvent
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
@@ -27,28 +25,7 @@ EVENTS_TABLE = "ProvisioningEvents"
 _ROW = "event"
 
 
-def event_key(event_id: str) -> str:
-    """The PartitionKey of an event: a hash, since event ids may hold characters keys cannot (``/``, ``#``, ``?``)."""
-    return hashlib.sha256(event_id.encode("utf-8")).hexdigest()
-
-
-def fingerprint(request: ProvisioningRequest, target_key: str) -> str:
-    """What makes two bodies "the same request": the validated, normalised content and the resolved target."""
-    content: dict[str, Any] = request.model_dump(mode="json", by_alias=True, exclude={"event_id"})
-    content["resolvedTarget"] = target_key
-    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
-@dataclass(frozen=True)
-class KnownEvent:
-    """The request an event already made."""
-
-    request_id: str
-    fingerprint: str
-
-
-class EventIndex:
+class TableEventIndex:
     """Rows of ``ProvisioningEvents``: eventId → requestId and body fingerprint."""
 
     def __init__(self, table: TableClient) -> None:

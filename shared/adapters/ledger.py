@@ -15,21 +15,20 @@ from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 
 from shared.adapters.create_once import CreateOnce
+from shared.contract.names import REQUEST_ROW
 from shared.core import aggregate
 from shared.core.errors import StaleWrite
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
 
-TABLE_NAME = "ProvisioningRequests"
-REQUEST_ROW = "request"
 _BATCH = 100  # Table transactions take at most 100 operations
 
 
 Entity = dict[str, Any]
 
 
-class Ledger:
+class TableLedger:
     """Reads and writes request and call rows."""
 
     def __init__(self, table: TableClient) -> None:

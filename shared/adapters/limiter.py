@@ -8,7 +8,6 @@ decides again. So the budget holds across processes and machines with no lock se
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import random
 import time
 from collections.abc import Callable
@@ -32,14 +31,6 @@ _MAX_CONFLICTS = 50
 def _conflict_backoff(attempt: int) -> float:
     """Full-jitter backoff after losing an ETag race: spreads many instances' retries on the one row."""
     return random.uniform(0, min(0.5, 0.01 * 2**attempt))  # noqa: S311 (jitter, not a secret)
-
-
-def scope_key(scope: str, service_principal_id: str, job_id: str) -> str:
-    """The limiter row of a call: one for the tenant, or one per job (ids hashed: keys cannot hold every char)."""
-    if scope == "job":
-        digest = hashlib.sha256(f"{service_principal_id.lower()}/{job_id}".encode()).hexdigest()[:40]
-        return f"job-{digest}"
-    return "tenant"
 
 
 class TableLimiter:

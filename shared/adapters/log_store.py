@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 CONTAINER = "provisioning-logs"
 
 
-class LogStore:
+class BlobLogStore:
     """Writes, reads and deletes large provisioning logs."""
 
     def __init__(self, container: ContainerClient) -> None:

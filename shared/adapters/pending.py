@@ -23,7 +23,7 @@ PENDING_TABLE = "ProvisioningPending"
 _PARTITION = "pending"
 
 
-class PendingIndex:
+class TablePendingIndex:
     """Adds, lists and removes in-flight request ids."""
 
     def __init__(self, table: TableClient) -> None:

@@ -14,6 +14,7 @@ jitter and a start up to ``lateness`` after its reserved time all shift starts. 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -139,3 +140,11 @@ def count_in_any_window(starts: list[float], window: float) -> int:
             lo += 1
         best = max(best, hi - lo + 1)
     return best
+
+
+def scope_key(scope: str, service_principal_id: str, job_id: str) -> str:
+    """The limiter row of a call: one for the tenant, or one per job (ids hashed: keys cannot hold every char)."""
+    if scope == "job":
+        digest = hashlib.sha256(f"{service_principal_id.lower()}/{job_id}".encode()).hexdigest()[:40]
+        return f"job-{digest}"
+    return "tenant"

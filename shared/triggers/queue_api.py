@@ -14,11 +14,11 @@ from datetime import UTC, datetime
 import azure.functions as func
 
 from shared import telemetry
-from shared.adapters.ledger import REQUEST_ROW
-from shared.adapters.work_queue import REQUESTS_POISON_QUEUE, WorkItem
+from shared.contract.names import REQUEST_ROW, REQUESTS_POISON_QUEUE
 from shared.contract.problems import FieldError, Problem
 from shared.core import aggregate, ids
 from shared.core.models import ProvisioningRequest
+from shared.core.ports import WorkItem
 from shared.core.request_ids import stable_request_id
 from shared.runtime import Runtime, get_runtime
 from shared.usecases import intake

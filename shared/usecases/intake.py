@@ -16,14 +16,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from shared import telemetry
-from shared.adapters.idempotency import EventIndex, event_key, fingerprint
-from shared.adapters.ledger import REQUEST_ROW, Ledger
-from shared.adapters.pending import PendingIndex
-from shared.adapters.work_queue import MAX_VISIBILITY_DELAY_SECONDS, WorkItem, WorkQueue
 from shared.contract import cloudevents, normalise
+from shared.contract.names import REQUEST_ROW
 from shared.contract.problems import FieldError, Problem, from_validation_error
 from shared.core import aggregate, fanout, request_ids
+from shared.core.idempotency import event_key, fingerprint
 from shared.core.models import ProvisioningRequest
+from shared.core.ports import MAX_VISIBILITY_DELAY_SECONDS, EventIndex, Ledger, PendingIndex, WorkItem, WorkQueue
 from shared.settings import Settings, Target
 
 log = telemetry.get_logger(__name__)

@@ -14,9 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from shared import telemetry
-from shared.adapters.idempotency import EventIndex
-from shared.adapters.ledger import Ledger
-from shared.adapters.log_store import LogStore
+from shared.core.ports import EventIndex, Ledger, LogStore
 from shared.core.request_ids import id_floor
 
 log = telemetry.get_logger(__name__)

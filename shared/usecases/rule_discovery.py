@@ -6,7 +6,7 @@ provisionOnDemand call, but it is still a Graph round trip: the rules of a job a
 
 from __future__ import annotations
 
-from shared.adapters.graph import GraphFailure, Provisioner
+from shared.core.ports import GraphFailure, Provisioner
 from shared.core.rules import NoRule, RuleInfo, TtlCache, choose_rule
 
 SCHEMA_TTL_SECONDS = 15 * 60

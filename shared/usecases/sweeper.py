@@ -15,11 +15,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shared import telemetry
-from shared.adapters.ledger import Ledger
-from shared.adapters.pending import PendingIndex
-from shared.adapters.work_queue import MAX_VISIBILITY_DELAY_SECONDS, WorkItem, WorkQueue
 from shared.core import aggregate
 from shared.core.errors import StaleWrite
+from shared.core.ports import MAX_VISIBILITY_DELAY_SECONDS, Ledger, PendingIndex, WorkItem, WorkQueue
 
 log = telemetry.get_logger(__name__)
 

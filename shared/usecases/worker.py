@@ -18,15 +18,21 @@ from typing import Any
 from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 
 from shared import telemetry
-from shared.adapters.graph import GraphAnswer, GraphFailure, JobStatus, Provisioner
-from shared.adapters.ledger import Ledger
-from shared.adapters.limiter import TableLimiter, scope_key
-from shared.adapters.log_store import LogStore
-from shared.adapters.pending import PendingIndex
-from shared.adapters.work_queue import WorkItem, WorkQueue
 from shared.core import aggregate, graph_errors, outcome, retry, textsplit
 from shared.core.errors import StaleWrite
-from shared.core.pacing import lateness_for
+from shared.core.pacing import lateness_for, scope_key
+from shared.core.ports import (
+    GraphAnswer,
+    GraphFailure,
+    JobStatus,
+    Ledger,
+    LogStore,
+    PendingIndex,
+    Provisioner,
+    RateLimiter,
+    WorkItem,
+    WorkQueue,
+)
 from shared.core.rules import NoRule, TtlCache, normalise_types
 from shared.usecases.rule_discovery import RuleDiscovery
 
@@ -77,7 +83,7 @@ class Worker:
     graph: Provisioner
     rules: RuleDiscovery
     logs: LogStore
-    limiter: TableLimiter
+    limiter: RateLimiter
     pending: PendingIndex
     policy: WorkerPolicy = field(default_factory=WorkerPolicy)
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)

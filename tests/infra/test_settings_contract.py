@@ -17,7 +17,8 @@ from typing import Any, cast
 import pytest
 from pycep import BicepParser
 
-from shared.adapters import ledger, log_store, work_queue
+from shared.adapters import log_store
+from shared.contract import names
 from shared.core.pacing import RateLimit
 from shared.settings import GRAPH_CLOUDS, KNOWN_SETTINGS, Settings
 from shared.triggers import http_api
@@ -284,10 +285,10 @@ def test_storage_accepts_identities_only() -> None:
 def test_storage_holds_what_the_app_uses() -> None:
     main = template("main.bicep")
     variables = {name: v["value"] for name, v in main["variables"].items()}
-    assert variables["ledgerTableName"] == ledger.TABLE_NAME
+    assert variables["ledgerTableName"] == names.TABLE_NAME
     assert variables["provisioningLogsContainerName"] == log_store.CONTAINER
     queues = set(variables["storageQueueNames"])
-    assert {work_queue.WORK_QUEUE, f"{work_queue.WORK_QUEUE}-poison"} <= queues
+    assert {names.WORK_QUEUE, f"{names.WORK_QUEUE}-poison"} <= queues
     assert {"provisioning-requests", "provisioning-requests-poison"} <= queues  # DESIGN.md queue contract
     storage = main["modules"]["storage"]["config"]["params"]
     assert storage["tables"] == ["ledgerTableName"]

@@ -12,7 +12,7 @@ import azure.functions as func
 import pytest
 
 import function_app
-from shared.adapters.work_queue import WORK_QUEUE
+from shared.contract.names import WORK_QUEUE
 from shared.triggers import http_api
 from tests.paths import ROOT
 

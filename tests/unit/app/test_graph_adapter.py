@@ -31,8 +31,9 @@ from emulator.app import create_app
 from emulator.config import EmulatorConfig
 from emulator.testing import RunningEmulator, running_emulator
 from shared.adapters import graph
-from shared.adapters.graph import GraphAnswer, GraphFailure, GraphProvisioner, JobStatus
+from shared.adapters.graph import GraphProvisioner
 from shared.core import graph_errors, retry
+from shared.core.ports import GraphAnswer, GraphFailure, JobStatus
 from shared.core.rules import NoRule, RuleInfo, TtlCache, choose_rule
 from shared.settings import Settings, StorageSettings
 

@@ -14,8 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.adapters.idempotency import KnownEvent
-from shared.adapters.work_queue import WorkItem
+from shared.core.ports import KnownEvent, WorkItem
 from shared.runtime import Runtime
 from shared.settings import Settings
 from shared.triggers import http_api, links

@@ -19,13 +19,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.adapters.graph import GraphAnswer, GraphFailure, JobStatus
-from shared.adapters.ledger import Ledger
-from shared.adapters.work_queue import WorkItem
+from shared.adapters.ledger import TableLedger
 from shared.contract import views
 from shared.core import aggregate, graph_errors, pacing, retry, textsplit
 from shared.core.errors import StaleWrite
 from shared.core.pacing import RateLimit
+from shared.core.ports import GraphAnswer, GraphFailure, JobStatus, WorkItem
 from shared.core.rules import RuleInfo, TtlCache
 from shared.usecases.rule_discovery import RuleDiscovery
 from shared.usecases.worker import Worker, WorkerPolicy
@@ -201,7 +200,7 @@ def harness(answer: Callable[[datetime], Answer], policy: retry.Policy = BUDGET,
         return None
 
     worker = Worker(
-        ledger=cast(Ledger, ledger),
+        ledger=cast(TableLedger, ledger),
         queue=cast(Any, queue),
         graph=graph,
         rules=RuleDiscovery(graph),

@@ -12,12 +12,11 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from shared import telemetry
-from shared.adapters.graph import GraphAnswer, GraphFailure, JobStatus
-from shared.adapters.ledger import Ledger
-from shared.adapters.work_queue import WorkItem
+from shared.adapters.ledger import TableLedger
 from shared.core import pacing
 from shared.core.errors import StaleWrite
 from shared.core.pacing import RateLimit
+from shared.core.ports import GraphAnswer, GraphFailure, JobStatus, WorkItem
 from shared.core.rules import RuleInfo
 from shared.usecases.rule_discovery import RuleDiscovery
 from shared.usecases.worker import Worker
@@ -114,7 +113,7 @@ def _worker(answers: list[GraphAnswer | GraphFailure]) -> tuple[Worker, FakeLedg
         return None
 
     worker = Worker(
-        ledger=cast(Ledger, ledger),
+        ledger=cast(TableLedger, ledger),
         queue=cast(Any, queue),
         graph=graph,
         rules=RuleDiscovery(graph),

@@ -50,7 +50,7 @@ from shared.settings import GRAPH_CLOUDS, Target, parse_targets  # noqa: E402
 #: appId of Microsoft Graph, the same in every cloud.
 MICROSOFT_GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 
-#: App role ids on the Microsoft Graph service principal (graph-provision-on-demand.md §7). The script looks the
+#: App role ids on the Microsoft Graph service principal (docs/graph-api-facts.md#permissions). The script looks the
 #: role up by name on the cloud's Graph service principal and only warns if the id differs from these.
 PERMISSIONS: dict[str, str] = {
     "Synchronization.ReadWrite.All": "9b50c33d-700f-43b1-b2eb-87e89b703581",

@@ -40,7 +40,7 @@ LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 #: the hard cap (shared.core.retry.HARD_MAX_ATTEMPTS), which must stay a backstop, not the limit that bites.
 MAX_RETRY_BUDGET_MINUTES = 240
 
-#: Graph roots of the national clouds (facts file §10). The token scope follows the host.
+#: Graph roots of the national clouds (docs/graph-api-facts.md#national-clouds). The token scope follows the host.
 GRAPH_CLOUDS: dict[str, str] = {
     "Global": "https://graph.microsoft.com",
     "USGov": "https://graph.microsoft.us",

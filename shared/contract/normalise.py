@@ -15,7 +15,7 @@ _SUBJECT_KEYS = ("objectId", "objectTypeName", "objectType", "links")
 
 
 def _rename_object_type(subject: Any, pointer: str, notes: list[str]) -> Any:
-    """Seed 001's (and an early docs example's) ``objectType`` means ``objectTypeName``."""
+    """An early documentation example's ``objectType`` means ``objectTypeName`` (graph-api-facts.md#request-body)."""
     if not isinstance(subject, dict):
         return subject
     result = dict(subject)
@@ -41,7 +41,7 @@ def _is_bare_subject(data: Any) -> bool:
 
 
 def provisioning_request(data: Any) -> tuple[Any, list[str]]:
-    """``POST /api/provision`` body → request model input (seed 001's ``objectType`` spelling accepted)."""
+    """``POST /api/provision`` body → request model input (an early docs example's ``objectType`` accepted)."""
     notes: list[str] = []
     if isinstance(data, dict) and isinstance(data.get("subjects"), list):
         data = dict(data)

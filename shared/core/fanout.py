@@ -1,6 +1,7 @@
 """From one request to the Graph calls it needs.
 
-Graph takes one subject per call, and a group with at most 5 ``links.members`` per call (facts file §2).
+Graph takes one subject per call, and a group with at most 5 ``links.members`` per call
+(docs/graph-api-facts.md#one-subject-per-call).
 So a request with N subjects is N calls, and a group with M members is ceil(M/5) calls, each repeating the
 group subject with the next chunk of members. Owners and manager travel with every chunk unchanged.
 """

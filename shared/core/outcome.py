@@ -1,7 +1,7 @@
 """What a provisionOnDemand ``200`` actually says.
 
 Graph answers ``200`` even when nothing happened, and puts the result in a ``stringKeyStringValuePair``
-whose strings hold JSON in more than one shape (facts file §5): ``key`` is usually
+whose strings hold JSON in more than one shape (docs/graph-api-facts.md#answer-shapes): ``key`` is usually
 ``{"result", "details": {"errorCode", "errorMessage"}}`` and ``value`` the provisioning log; but ``value``
 can be ``{}`` or a JSON array, and ``key`` can be a .NET type name with the status inside ``value``.
 This parser is pure, never raises, and keeps the raw text when it cannot make sense of it.

@@ -1,8 +1,8 @@
 """Choosing the synchronization rule for a subject from the job's schema (pure).
 
-provisionOnDemand needs a ``ruleId`` that only the job schema reveals (facts file §4). The documented
-selection hints: the rule's metadata has ``supportsProvisionOnDemand`` = ``true``, and one of its object
-mappings takes the subject's type as ``sourceObjectName``. The id is passed verbatim (``#V2`` included).
+provisionOnDemand needs a ``ruleId`` that only the job schema reveals (docs/graph-api-facts.md#finding-the-ruleid).
+The documented selection hints: the rule's metadata has ``supportsProvisionOnDemand`` = ``true``, and one of its
+object mappings takes the subject's type as ``sourceObjectName``. The id is passed verbatim (``#V2`` included).
 """
 
 from __future__ import annotations

@@ -289,7 +289,7 @@ def test_storage_holds_what_the_app_uses() -> None:
     assert variables["provisioningLogsContainerName"] == log_store.CONTAINER
     queues = set(variables["storageQueueNames"])
     assert {names.WORK_QUEUE, f"{names.WORK_QUEUE}-poison"} <= queues
-    assert {"provisioning-requests", "provisioning-requests-poison"} <= queues  # DESIGN.md queue contract
+    assert {"provisioning-requests", "provisioning-requests-poison"} <= queues  # queue contract, docs/architecture.md
     storage = main["modules"]["storage"]["config"]["params"]
     assert storage["tables"] == ["ledgerTableName"]
     assert storage["queues"] == "storageQueueNames"

@@ -1,4 +1,4 @@
-"""The outcome parser: seed 003's bodies verbatim, each known variant, and arbitrary input."""
+"""The outcome parser: the reference page's bodies verbatim, each known variant, and arbitrary input."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -19,16 +19,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.adapters.ledger import TableLedger
 from shared.contract import views
 from shared.core import aggregate, graph_errors, pacing, retry, textsplit
-from shared.core.errors import StaleWrite
 from shared.core.pacing import RateLimit
 from shared.core.ports import GraphAnswer, GraphFailure, JobStatus, WorkItem
 from shared.core.rules import RuleInfo, TtlCache
 from shared.usecases.rule_discovery import RuleDiscovery
 from shared.usecases.worker import Worker, WorkerPolicy
 from tests.fixtures import seed_response
+from tests.unit.app.fakes import InMemoryLedger, InMemoryLogStore, InMemoryPending, InMemoryQueue
 
 T0 = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
 RID = "r" * 32
@@ -44,51 +43,30 @@ class Clock:
         return self.now
 
 
-class FakeLedger:
-    """Rows with versions as ETags, like Table Storage's conditional replace."""
+class FakeLedger(InMemoryLedger):
+    """Rows with versions as ETags, like Table Storage's conditional replace; a hook runs before a write."""
 
     def __init__(self) -> None:
-        self.rows: dict[tuple[str, str], dict[str, Any]] = {}
-        self.version = 0
+        super().__init__()
         self.before_write: Callable[[], None] | None = None
 
-    async def get_call(self, request_id: str, call_id: str) -> dict[str, Any] | None:
-        row = self.rows.get((request_id, call_id))
-        return None if row is None else {**row, "_etag": str(row["_v"])}
-
-    async def update_call(self, call: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    async def update_call(self, call: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
         if self.before_write is not None:
             hook, self.before_write = self.before_write, None
             hook()
-        key = (call["PartitionKey"], call["RowKey"])
-        if str(self.rows[key]["_v"]) != call["_etag"]:
-            raise StaleWrite("changed")
-        self.version += 1
-        row = {k: v for k, v in {**call, **changes}.items() if v is not None and k != "_etag"}
-        row["_v"] = self.version
-        self.rows[key] = row
-        return {**row, "_etag": str(row["_v"])}
+        return await super().update_call(call, changes)
 
     def stamp(self, changes: dict[str, Any]) -> None:
         """Another writer (the sweeper) changes the row behind the worker's back."""
         self.version += 1
         self.rows[(RID, "call-0001")] = {**self.rows[(RID, "call-0001")], **changes, "_v": self.version}
 
-    async def refresh_request(self, request_id: str, now: Any) -> dict[str, Any]:
-        statuses = [str(r["status"]) for (pk, _), r in self.rows.items() if pk == request_id]
-        return {"status": aggregate.summarize(statuses).status}
-
     @property
     def row(self) -> dict[str, Any]:
         return self.rows[(RID, "call-0001")]
 
 
-class FakeQueue:
-    def __init__(self) -> None:
-        self.sent: list[tuple[WorkItem, float]] = []
-
-    async def send(self, item: WorkItem, delay_seconds: float = 0) -> None:
-        self.sent.append((item, delay_seconds))
+FakeQueue = InMemoryQueue
 
 
 Answer = GraphAnswer | GraphFailure | Exception
@@ -135,11 +113,6 @@ class FakeLimiter:
 
     async def report_throttle(self, key: str, retry_after: float) -> None:
         self.throttles.append(retry_after)
-
-
-class FakePending:
-    async def remove(self, request_id: str) -> None:
-        return None
 
 
 SUCCESS = seed_response(2)
@@ -200,13 +173,13 @@ def harness(answer: Callable[[datetime], Answer], policy: retry.Policy = BUDGET,
         return None
 
     worker = Worker(
-        ledger=cast(TableLedger, ledger),
-        queue=cast(Any, queue),
+        ledger=ledger,
+        queue=queue,
         graph=graph,
         rules=RuleDiscovery(graph),
-        logs=cast(Any, None),
-        limiter=cast(Any, limiter),
-        pending=cast(Any, FakePending()),
+        logs=InMemoryLogStore(),
+        limiter=limiter,
+        pending=InMemoryPending(),
         policy=WorkerPolicy(retry_policy=policy),
         clock=clock,
         sleep=no_sleep,

@@ -12,50 +12,26 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from shared import telemetry
-from shared.adapters.ledger import TableLedger
 from shared.core import pacing
-from shared.core.errors import StaleWrite
 from shared.core.pacing import RateLimit
 from shared.core.ports import GraphAnswer, GraphFailure, JobStatus, WorkItem
 from shared.core.rules import RuleInfo
 from shared.usecases.rule_discovery import RuleDiscovery
 from shared.usecases.worker import Worker
 from tests.fixtures import seed_response
+from tests.unit.app.fakes import InMemoryLedger, InMemoryLogStore, InMemoryPending, InMemoryQueue
 
 NOW = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
 
 
-class FakeLedger:
-    def __init__(self) -> None:
-        self.rows: dict[tuple[str, str], dict[str, Any]] = {}
-        self.version = 0
-
-    async def get_call(self, request_id: str, call_id: str) -> dict[str, Any] | None:
-        row = self.rows.get((request_id, call_id))
-        return None if row is None else {**row, "_etag": str(row["_v"])}
-
-    async def update_call(self, call: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-        key = (call["PartitionKey"], call["RowKey"])
-        if str(self.rows[key]["_v"]) != call["_etag"]:
-            raise StaleWrite("changed")
-        self.version += 1
-        row = {k: v for k, v in {**call, **changes}.items() if v is not None and k != "_etag"}
-        row["_v"] = self.version
-        self.rows[key] = row
-        return {**row, "_etag": str(row["_v"])}
-
+class FakeLedger(InMemoryLedger):
     async def refresh_request(self, request_id: str, now: Any) -> dict[str, Any]:
         statuses = [r["status"] for (pk, _), r in self.rows.items() if pk == request_id]
         done = all(s in ("succeeded", "skipped", "failed", "rejected") for s in statuses)
         return {"status": "succeeded" if done else "pending"}
 
 
-class FakeQueue:
-    def __init__(self) -> None:
-        self.sent: list[tuple[WorkItem, float]] = []
-
-    async def send(self, item: WorkItem, delay_seconds: float = 0) -> None:
-        self.sent.append((item, delay_seconds))
+FakeQueue = InMemoryQueue
 
 
 class FakeGraph:
@@ -85,12 +61,7 @@ class FakeLimiter:
         self.throttled = retry_after
 
 
-class FakePending:
-    def __init__(self) -> None:
-        self.removed: list[str] = []
-
-    async def remove(self, request_id: str) -> None:
-        self.removed.append(request_id)
+FakePending = InMemoryPending
 
 
 def _worker(answers: list[GraphAnswer | GraphFailure]) -> tuple[Worker, FakeLedger, FakeQueue, FakePending]:
@@ -113,13 +84,13 @@ def _worker(answers: list[GraphAnswer | GraphFailure]) -> tuple[Worker, FakeLedg
         return None
 
     worker = Worker(
-        ledger=cast(TableLedger, ledger),
-        queue=cast(Any, queue),
+        ledger=ledger,
+        queue=queue,
         graph=graph,
         rules=RuleDiscovery(graph),
-        logs=cast(Any, None),
-        limiter=cast(Any, FakeLimiter()),
-        pending=cast(Any, pending),
+        logs=InMemoryLogStore(),
+        limiter=FakeLimiter(),
+        pending=pending,
         clock=lambda: NOW,
         sleep=no_sleep,
     )

@@ -13,8 +13,9 @@ import os
 
 import azure.functions as func
 
-from shared import http_api, queue_api, telemetry, timer_api
-from shared.work_queue import REQUESTS_QUEUE, WORK_QUEUE
+from shared import telemetry
+from shared.contract.names import REQUESTS_QUEUE, WORK_QUEUE
+from shared.triggers import http_api, queue_api, timer_api
 
 telemetry.on_app_load(os.environ)
 

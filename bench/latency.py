@@ -21,7 +21,8 @@ import time
 import httpx
 
 from devhost.stack import ROOT, Stack, free_port
-from shared.graph import GraphAnswer, GraphProvisioner
+from shared.adapters.graph import GraphProvisioner
+from shared.core.ports import GraphAnswer
 from shared.settings import Settings
 
 SUBJECT = {"objectId": "9bb0f679-a883-4a6f-8260-35b491b8b8c8", "objectTypeName": "User"}

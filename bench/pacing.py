@@ -43,9 +43,9 @@ import httpx
 from azure.data.tables import TableClient
 
 from devhost.stack import ROOT, Stack, free_port
-from shared.ledger import REQUEST_ROW, TABLE_NAME
-from shared.pacing import count_in_any_window
-from shared.settings import RateLimit, Settings
+from shared.contract.names import REQUEST_ROW, TABLE_NAME
+from shared.core.pacing import RateLimit, count_in_any_window
+from shared.settings import Settings
 
 SP, JOB, RULE = (
     "c8c95753-f628-48e1-9fab-76c2d4cf624c",

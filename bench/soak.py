@@ -64,13 +64,13 @@ from azure.data.tables import TableClient
 from azure.storage.queue import QueueClient
 
 from devhost.stack import ROOT, Stack, free_port
-from shared import sweeper
-from shared.aggregate import TERMINAL_CALL_STATUSES
-from shared.ledger import REQUEST_ROW, TABLE_NAME, Ledger
-from shared.pacing import count_in_any_window
-from shared.pending import PENDING_TABLE, PendingIndex
-from shared.settings import RateLimit
-from shared.work_queue import REQUESTS_POISON_QUEUE, WORK_QUEUE, WorkQueue
+from shared.adapters.ledger import TableLedger
+from shared.adapters.pending import PENDING_TABLE, TablePendingIndex
+from shared.adapters.work_queue import StorageQueue
+from shared.contract.names import REQUEST_ROW, REQUESTS_POISON_QUEUE, TABLE_NAME, WORK_QUEUE
+from shared.core.aggregate import TERMINAL_CALL_STATUSES
+from shared.core.pacing import RateLimit, count_in_any_window
+from shared.usecases import sweeper
 
 SCIM_SP, SCIM_JOB = "c8c95753-f628-48e1-9fab-76c2d4cf624c", "3f7565a3-fde6-4e4d-bda8-1bb70aba3612"
 DEFAULT_TENANT = ROOT / "emulator" / "tenants" / "default.json"
@@ -364,7 +364,7 @@ def _sweep_constantly(connection: str, every: float, grace: float, run: Run, sto
             message_decode_policy=TextBase64DecodePolicy(),
         )
         async with ledger_table, pending_table, queue:
-            ledger, pending, work = Ledger(ledger_table), PendingIndex(pending_table), WorkQueue(queue)
+            ledger, pending, work = TableLedger(ledger_table), TablePendingIndex(pending_table), StorageQueue(queue)
             while not stop.is_set():
                 try:
                     swept = await sweeper.sweep(ledger, work, pending, now=datetime.now(UTC), grace_seconds=grace)

@@ -1,6 +1,6 @@
 """provisionOnDemand semantics: request validation, then Create / Skipped / Failure over the tenant state.
 
-Validation follows what the service is documented or observed to do (facts file §2-§6): one parameter,
+Validation follows what the service is documented or observed to do (docs/graph-api-facts.md): one parameter,
 one subject, at most 5 group members, ``ruleId`` must be a rule of the job's schema, and
 ``objectTypeName`` is case-sensitive.  Outcomes are HTTP 200 with a ``stringKeyStringValuePair``.
 """

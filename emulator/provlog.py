@@ -1,4 +1,4 @@
-"""Provisioning logs like the ones provisionOnDemand returns in ``value`` (facts file §5.2).
+"""Provisioning logs like the ones provisionOnDemand returns in ``value`` (docs/graph-api-facts.md#answer-shapes).
 
 They follow the documented examples: PascalCase ``action``, ``provisioningSteps`` with Import, Matching,
 Scoping and Export steps, ``statusInfo``, source and target identities and systems.

@@ -1,7 +1,7 @@
 """The JSON shapes Graph answers with: error bodies and the three ``stringKeyStringValuePair`` variants.
 
-The variants are the ones documented or observed for provisionOnDemand (facts file §5.1): the app's parser
-has to cope with all of them, so each job in the tenant file picks one.
+The variants are the ones documented or observed for provisionOnDemand (docs/graph-api-facts.md#answer-shapes): the
+app's parser has to cope with all of them, so each job in the tenant file picks one.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ STATUS_INFO_TYPE_NAME = "Microsoft.Identity.Health.CPP.Common.DataContracts.Sync
 
 
 class ResponseShape(StrEnum):
-    """How a job's provisionOnDemand result is wrapped (A, B and D in the facts file)."""
+    """How a job's provisionOnDemand result is wrapped (shapes A, B and D in docs/graph-api-facts.md#answer-shapes)."""
 
     GRAPH = "graph"
     SYNCFABRIC = "syncfabric"

@@ -102,7 +102,7 @@ var deploymentContainerName = 'app-package-${resourceToken}'
 var targetsFromBase64 = empty(provisioningTargetsBase64) ? '' : base64ToString(provisioningTargetsBase64)
 var targetsJson = !empty(provisioningTargets) ? provisioningTargets : targetsFromBase64
 
-// Names the app uses (contract in DESIGN.md; tests/infra/test_settings_contract.py compares them with shared/).
+// Names the app uses (see docs/architecture.md; tests/infra/test_settings_contract.py compares them with shared/).
 var ledgerTableName = 'ProvisioningRequests'
 var provisioningLogsContainerName = 'provisioning-logs'
 var storageQueueNames = [

@@ -44,12 +44,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a file (scripts/grant-graph-permission): make `shared` importable
     sys.path.insert(0, str(ROOT))
 
-from shared.settings import GRAPH_CLOUDS, SettingsError, Target, parse_targets  # noqa: E402
+from shared.core.errors import SettingsError  # noqa: E402
+from shared.settings import GRAPH_CLOUDS, Target, parse_targets  # noqa: E402
 
 #: appId of Microsoft Graph, the same in every cloud.
 MICROSOFT_GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 
-#: App role ids on the Microsoft Graph service principal (graph-provision-on-demand.md §7). The script looks the
+#: App role ids on the Microsoft Graph service principal (docs/graph-api-facts.md#permissions). The script looks the
 #: role up by name on the cloud's Graph service principal and only warns if the id differs from these.
 PERMISSIONS: dict[str, str] = {
     "Synchronization.ReadWrite.All": "9b50c33d-700f-43b1-b2eb-87e89b703581",

@@ -1,7 +1,7 @@
-"""The provisioning app's logic.
+"""The provisioning app's logic, one folder per layer (imports only point down; see docs/architecture.md).
 
-Pure modules (no I/O): ``ids``, ``models``, ``problems``, ``fanout``, ``outcome``, ``aggregate``, ``retry``.
-Adapters (small, typed, the only places that do I/O): ``ledger`` (Table), ``work_queue`` (Queue),
-``graph`` (Microsoft Graph through msgraph-beta-sdk). ``runtime`` wires them together lazily, once per
-process; ``intake``, ``worker`` and ``http_api`` are the use cases that ``function_app.py`` calls.
+``triggers/`` (HTTP, queue, timer bindings) > ``runtime.py`` (the composition root) > ``usecases/`` (intake,
+worker, sweeper, retention, rule discovery: over the ports) | ``adapters/`` (Table, Queue, Blob, Graph: the
+only I/O) > ``settings.py``, ``telemetry.py`` > ``contract/`` (what callers send and read) > ``core/`` (pure
+domain logic and ``ports.py``, the Protocols the adapters implement). Enforced by import-linter.
 """

@@ -14,21 +14,23 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from shared import telemetry
-from shared.ledger import TABLE_NAME, Ledger
-from shared.settings import Settings, SettingsError
-from shared.work_queue import REQUESTS_POISON_QUEUE, WORK_QUEUE, WorkQueue
+from shared.adapters.ledger import TableLedger
+from shared.adapters.work_queue import StorageQueue
+from shared.contract.names import REQUESTS_POISON_QUEUE, TABLE_NAME, WORK_QUEUE
+from shared.core.errors import SettingsError
+from shared.settings import Settings
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
     from azure.data.tables.aio import TableClient
 
-    from shared.graph import Provisioner
-    from shared.idempotency import EventIndex
-    from shared.limiter import TableLimiter
-    from shared.log_store import LogStore
-    from shared.pending import PendingIndex
-    from shared.rule_discovery import RuleDiscovery
-    from shared.worker import Worker
+    from shared.adapters.idempotency import TableEventIndex
+    from shared.adapters.limiter import TableLimiter
+    from shared.adapters.log_store import BlobLogStore
+    from shared.adapters.pending import TablePendingIndex
+    from shared.core.ports import Provisioner
+    from shared.usecases.rule_discovery import RuleDiscovery
+    from shared.usecases.worker import Worker
 
 
 @dataclass
@@ -56,11 +58,11 @@ class Runtime:
         return TableClient(endpoint=storage.table_service_uri, table_name=name, credential=credential)
 
     @cached_property
-    def ledger(self) -> Ledger:
+    def ledger(self) -> TableLedger:
         """The ledger on the app's storage account."""
-        return Ledger(self._table(TABLE_NAME))
+        return TableLedger(self._table(TABLE_NAME))
 
-    def queue(self, name: str) -> WorkQueue:
+    def queue(self, name: str) -> StorageQueue:
         """A queue on the app's storage account, base64 like the Functions trigger expects."""
         from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
         from azure.storage.queue.aio import QueueClient
@@ -81,15 +83,15 @@ class Runtime:
                 message_encode_policy=encode,
                 message_decode_policy=decode,
             )
-        return WorkQueue(client)
+        return StorageQueue(client)
 
     @cached_property
-    def requests_poison_queue(self) -> WorkQueue:
+    def requests_poison_queue(self) -> StorageQueue:
         """``provisioning-requests-poison``: where intake moves messages that can never be valid."""
         return self.queue(REQUESTS_POISON_QUEUE)
 
     @cached_property
-    def work_queue(self) -> WorkQueue:
+    def work_queue(self) -> StorageQueue:
         """``provisioning-work``."""
         return self.queue(WORK_QUEUE)
 
@@ -98,27 +100,27 @@ class Runtime:
         """provisionOnDemand through msgraph-beta-sdk with the app's managed identity.
 
         Cheap to create: the SDK is imported, and the client and its credential built, in a thread (see
-        shared.graph), starting now in the background, so no invocation on this event loop waits for it.
+        shared.adapters.graph), starting now in the background, so no invocation on this event loop waits for it.
         """
-        from shared.graph import GraphProvisioner
+        from shared.adapters.graph import GraphProvisioner
 
         provisioner = GraphProvisioner(self.settings)
         provisioner.warm_in_background()
         return provisioner
 
     @cached_property
-    def events(self) -> EventIndex:
+    def events(self) -> TableEventIndex:
         """Table ``ProvisioningEvents``: which request each eventId made."""
-        from shared.idempotency import EVENTS_TABLE, EventIndex
+        from shared.adapters.idempotency import EVENTS_TABLE, TableEventIndex
 
-        return EventIndex(self._table(EVENTS_TABLE))
+        return TableEventIndex(self._table(EVENTS_TABLE))
 
     @cached_property
-    def log_store(self) -> LogStore:
+    def log_store(self) -> BlobLogStore:
         """Blob container ``provisioning-logs`` for logs too large for a Table entity."""
         from azure.storage.blob.aio import BlobServiceClient
 
-        from shared.log_store import CONTAINER, LogStore
+        from shared.adapters.log_store import CONTAINER, BlobLogStore
 
         storage = self.settings.storage
         if storage.connection_string:
@@ -128,27 +130,27 @@ class Runtime:
                 raise SettingsError("AzureWebJobsStorage__blobServiceUri is needed for large provisioning logs")
             credential = self._managed_identity(storage.credential_client_id)
             service = BlobServiceClient(storage.blob_service_uri, credential=credential)
-        return LogStore(service.get_container_client(CONTAINER))
+        return BlobLogStore(service.get_container_client(CONTAINER))
 
     @cached_property
-    def pending(self) -> PendingIndex:
+    def pending(self) -> TablePendingIndex:
         """Table ``ProvisioningPending``: the in-flight requests the sweeper looks at."""
-        from shared.pending import PENDING_TABLE, PendingIndex
+        from shared.adapters.pending import PENDING_TABLE, TablePendingIndex
 
-        return PendingIndex(self._table(PENDING_TABLE))
+        return TablePendingIndex(self._table(PENDING_TABLE))
 
     @cached_property
     def limiter(self) -> TableLimiter:
         """The rate limiter shared by every instance (Table ``ProvisioningLimiter``)."""
-        from shared.limiter import LIMITER_TABLE, TableLimiter
+        from shared.adapters.limiter import LIMITER_TABLE, TableLimiter
 
         return TableLimiter(self._table(LIMITER_TABLE), self.settings.rate_limit)
 
     @cached_property
     def worker(self) -> Worker:
         """The work-item processor with this process's adapters."""
-        from shared.retry import Policy
-        from shared.worker import Worker, WorkerPolicy
+        from shared.core.retry import Policy
+        from shared.usecases.worker import Worker, WorkerPolicy
 
         policy = WorkerPolicy(
             claim_seconds=self.settings.work_claim_seconds,
@@ -170,7 +172,7 @@ class Runtime:
     @cached_property
     def rule_discovery(self) -> RuleDiscovery:
         """ruleId from the job schema, cached per process."""
-        from shared.rule_discovery import RuleDiscovery
+        from shared.usecases.rule_discovery import RuleDiscovery
 
         return RuleDiscovery(self.graph)
 
@@ -189,7 +191,7 @@ def get_runtime() -> Runtime:
             telemetry.report_invalid_setting(exc, during="first use")
             raise
         _runtime = Runtime(settings)
-        from shared.graph import start_sdk_import
+        from shared.adapters.graph import start_sdk_import
 
         # Warm the Graph SDK (thousands of modules) in a thread while the instance serves its first requests.
         start_sdk_import()

@@ -8,23 +8,13 @@ the setting's name instead of deep inside a call, and tests build settings from 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from shared import ids
-
-
-class SettingsError(ValueError):
-    """A setting is missing or malformed; the message starts with the setting's name and says why."""
-
-    @property
-    def setting(self) -> str:
-        """The name of the broken setting (what the message starts with), safe to show: never its value."""
-        match = re.match(r"[A-Za-z_][A-Za-z0-9_]*", str(self))
-        return match.group(0) if match else "settings"
-
+from shared.core import ids
+from shared.core.errors import SettingsError
+from shared.core.pacing import RateLimit
 
 #: Every setting the app reads (the infra test checks the template sets what is required).
 KNOWN_SETTINGS = (
@@ -47,10 +37,10 @@ KNOWN_SETTINGS = (
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 #: The largest retry budget accepted: with backoff capped at 5 minutes this keeps a call's attempts below
-#: the hard cap (shared.retry.HARD_MAX_ATTEMPTS), which must stay a backstop, not the limit that bites.
+#: the hard cap (shared.core.retry.HARD_MAX_ATTEMPTS), which must stay a backstop, not the limit that bites.
 MAX_RETRY_BUDGET_MINUTES = 240
 
-#: Graph roots of the national clouds (facts file §10). The token scope follows the host.
+#: Graph roots of the national clouds (docs/graph-api-facts.md#national-clouds). The token scope follows the host.
 GRAPH_CLOUDS: dict[str, str] = {
     "Global": "https://graph.microsoft.com",
     "USGov": "https://graph.microsoft.us",
@@ -67,28 +57,6 @@ class Target:
     service_principal_id: str
     job_id: str
     rule_id: str | None = None
-
-
-@dataclass(frozen=True)
-class RateLimit:
-    """At most ``calls`` provisionOnDemand calls may start in any ``window_seconds``."""
-
-    calls: int
-    window_seconds: float
-
-    @classmethod
-    def parse(cls, text: str) -> RateLimit:
-        """Parse ``5/10s`` or ``5/1500ms``."""
-        match = re.fullmatch(r"\s*(\d{1,6})\s*/\s*(\d+(?:\.\d+)?)\s*(ms|s|m)\s*", text)
-        if not match:
-            raise SettingsError(f"GRAPH_RATE_LIMIT must look like '5/10s', got {text!r}")
-        calls = int(match.group(1))
-        amount = float(match.group(2))
-        unit = match.group(3)
-        seconds = amount / 1000 if unit == "ms" else amount * 60 if unit == "m" else amount
-        if calls < 1 or seconds <= 0:
-            raise SettingsError(f"GRAPH_RATE_LIMIT must allow at least one call per positive window: {text!r}")
-        return cls(calls, seconds)
 
 
 @dataclass(frozen=True)
@@ -112,7 +80,7 @@ class Settings:
     azure_client_id: str | None = None
     targets: Mapping[str, Target] = field(default_factory=dict)
     allow_unlisted_targets: bool = False
-    rate_limit: RateLimit = RateLimit(5, 10.0)
+    rate_limit: RateLimit = RateLimit(5, 10.0)  # noqa: RUF009 (frozen, so one shared default is safe)
     rate_scope: str = "tenant"
     ledger_retention_days: int = 90
     work_claim_seconds: int = 300

@@ -21,7 +21,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from shared.settings import SettingsError
+    from shared.core.errors import SettingsError
 
 _context: ContextVar[Mapping[str, str]] = ContextVar("provisioning_log_context", default=MappingProxyType({}))
 METER_NAME = "provision_on_demand"
@@ -145,7 +145,8 @@ def on_app_load(environ: Mapping[str, str]) -> None:
     SDK loggers quietened, and the settings parsed once (pure) so a broken one is an ERROR in the log at
     startup, before any request or message finds out.
     """
-    from shared.settings import Settings, SettingsError
+    from shared.core.errors import SettingsError
+    from shared.settings import Settings
 
     quiet_sdk_logging()
     try:

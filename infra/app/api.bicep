@@ -159,7 +159,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
           name: 'PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY'
           value: 'true'
         }
-        // The app's settings (DESIGN.md, Settings contract). GRAPH_BASE_URL is not set: GRAPH_CLOUD picks the host.
+        // The app's settings (docs/architecture.md; README "Settings"). GRAPH_BASE_URL is not set: GRAPH_CLOUD picks the host.
         {
           name: 'GRAPH_CLOUD'
           value: graphCloud

@@ -14,7 +14,7 @@ param principalId string
 ])
 param permission string
 
-// App role ids on the Microsoft Graph service principal (same in every tenant): graph-provision-on-demand.md §7.
+// App role ids on the Microsoft Graph service principal (same in every tenant): docs/graph-api-facts.md#permissions.
 var appRoleIds = {
   'Synchronization.ReadWrite.All': '9b50c33d-700f-43b1-b2eb-87e89b703581'
   'Application.ReadWrite.OwnedBy': '18a4783c-866b-4cc7-a460-3d5e5662c884'

@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import subprocess
 from functools import cache
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.paths import ROOT
+
 INFRA = ROOT / "infra"
 CHECKOV = ROOT / "scripts" / "checkov"
 

@@ -19,8 +19,7 @@ from unittest import mock
 import pytest
 
 from shared.settings import GRAPH_CLOUDS
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.paths import ROOT
 
 
 def _load_script() -> ModuleType:

@@ -17,10 +17,13 @@ from typing import Any, cast
 import pytest
 from pycep import BicepParser
 
-from shared import http_api, ledger, log_store, work_queue
-from shared.settings import GRAPH_CLOUDS, KNOWN_SETTINGS, RateLimit, Settings
+from shared.adapters import log_store
+from shared.contract import names
+from shared.core.pacing import RateLimit
+from shared.settings import GRAPH_CLOUDS, KNOWN_SETTINGS, Settings
+from shared.triggers import http_api
+from tests.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
 
 #: App settings the template may leave out, each with why that is safe.
@@ -282,11 +285,11 @@ def test_storage_accepts_identities_only() -> None:
 def test_storage_holds_what_the_app_uses() -> None:
     main = template("main.bicep")
     variables = {name: v["value"] for name, v in main["variables"].items()}
-    assert variables["ledgerTableName"] == ledger.TABLE_NAME
+    assert variables["ledgerTableName"] == names.TABLE_NAME
     assert variables["provisioningLogsContainerName"] == log_store.CONTAINER
     queues = set(variables["storageQueueNames"])
-    assert {work_queue.WORK_QUEUE, f"{work_queue.WORK_QUEUE}-poison"} <= queues
-    assert {"provisioning-requests", "provisioning-requests-poison"} <= queues  # DESIGN.md queue contract
+    assert {names.WORK_QUEUE, f"{names.WORK_QUEUE}-poison"} <= queues
+    assert {"provisioning-requests", "provisioning-requests-poison"} <= queues  # queue contract, docs/architecture.md
     storage = main["modules"]["storage"]["config"]["params"]
     assert storage["tables"] == ["ledgerTableName"]
     assert storage["queues"] == "storageQueueNames"

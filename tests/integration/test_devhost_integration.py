@@ -27,10 +27,10 @@ from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
 from devhost.stack import AZURITE_KEEP_ALIVE_SECONDS
 from tests.integration.timeouts import DEADLINE, HTTP_TIMEOUT
+from tests.paths import ROOT
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 APP_DIR = ROOT / "tests" / "devhost_app"
 AZURITE = ROOT / "node_modules" / ".bin" / "azurite"
 ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="

@@ -30,7 +30,7 @@ from aiohttp import web
 from azure.data.tables import TableClient
 
 from devhost.stack import Stack, free_port
-from shared import textsplit
+from shared.core import textsplit
 from tests.fixtures import SEED_OUTCOMES, SEED_REQUESTS, seed_response
 from tests.integration.conftest import example_values
 from tests.integration.timeouts import DEADLINE, HTTP_TIMEOUT

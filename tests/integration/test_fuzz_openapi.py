@@ -7,7 +7,7 @@ negative data, a refusal. Accepted requests become real work for the stack's wor
 
 The number of cases sent is written to ``.stack/fuzz-cases.txt`` and printed (``-s``) for the record.
 Also here: the shipped document equals the generated and the served one, and real answers validate against
-``shared.api_models``.
+``shared.contract.api_models``.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from schemathesis.generation import GenerationMode
 from schemathesis.generation.case import Case
 
 from devhost.stack import ROOT, Stack
-from shared import api_models
-from shared.openapi import document
+from shared.contract import api_models
+from shared.contract.openapi import document
 from tests.integration.conftest import app_stack
 from tests.integration.timeouts import DEADLINE, HTTP_TIMEOUT
 
@@ -143,7 +143,7 @@ def aim_at_seed_target(case: Case[Any]) -> None:
 def test_shipped_openapi_is_the_generated_and_the_served_document(stack: Stack) -> None:
     doc = document()
     assert (ROOT / "openapi.json").read_text() == json.dumps(doc, indent=2) + "\n", (
-        "openapi.json is stale; regenerate it from shared.openapi.document()"
+        "openapi.json is stale; regenerate it from shared.contract.openapi.document()"
     )
     served = httpx.get(f"{stack.base_url}/api/openapi.json", timeout=HTTP_TIMEOUT)
     assert served.status_code == 200

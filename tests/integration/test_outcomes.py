@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from devhost.stack import Stack
-from shared.request_ids import new_request_id
+from shared.core.request_ids import new_request_id
 from shared.runtime import Runtime
 from shared.settings import Settings
 from tests.integration.conftest import wait_done

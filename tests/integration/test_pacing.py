@@ -22,10 +22,11 @@ import httpx
 import pytest
 
 from devhost.stack import Stack, free_port
-from shared.request_ids import new_request_id
+from shared.core.pacing import RateLimit
+from shared.core.request_ids import new_request_id
 from shared.runtime import Runtime
-from shared.settings import RateLimit, Settings
-from shared.worker import EARLY_TOLERANCE_SECONDS
+from shared.settings import Settings
+from shared.usecases.worker import EARLY_TOLERANCE_SECONDS
 from tests.integration.conftest import example_values, wait_done
 from tests.integration.timeouts import HTTP_TIMEOUT, wait_until
 

@@ -26,16 +26,19 @@ from azure.identity.aio import ManagedIdentityCredential
 from devhost.stack import ROOT, Stack
 from emulator.config import EmulatorConfig
 from emulator.testing import RunningEmulator, running_emulator
-from shared import intake, pacing, sweeper
-from shared.graph import GraphProvisioner
-from shared.idempotency import EVENTS_TABLE, EventIndex
-from shared.ledger import TABLE_NAME, Ledger
-from shared.models import ProvisioningRequest
-from shared.pending import PENDING_TABLE, PendingIndex
-from shared.rule_discovery import RuleDiscovery
-from shared.settings import RateLimit, Settings
-from shared.work_queue import WorkItem
-from shared.worker import Worker, WorkerPolicy
+from shared.adapters.graph import GraphProvisioner
+from shared.adapters.idempotency import EVENTS_TABLE, TableEventIndex
+from shared.adapters.ledger import TableLedger
+from shared.adapters.pending import PENDING_TABLE, TablePendingIndex
+from shared.contract.names import TABLE_NAME
+from shared.core import pacing
+from shared.core.models import ProvisioningRequest
+from shared.core.pacing import RateLimit
+from shared.core.ports import WorkItem
+from shared.settings import Settings
+from shared.usecases import intake, sweeper
+from shared.usecases.rule_discovery import RuleDiscovery
+from shared.usecases.worker import Worker, WorkerPolicy
 
 pytestmark = [
     pytest.mark.integration,
@@ -150,9 +153,9 @@ class Bed:
     """Real storage adapters on Azurite, the emulator behind the real SDK, and a way to make workers."""
 
     settings: Settings
-    ledger: Ledger
-    pending: PendingIndex
-    events: EventIndex
+    ledger: TableLedger
+    pending: TablePendingIndex
+    events: TableEventIndex
     graph: GraphProvisioner
     emulator: RunningEmulator
     queue: RecordingQueue = field(default_factory=RecordingQueue)
@@ -161,7 +164,7 @@ class Bed:
     def worker(self, *, graph: Any = None, ledger: Any = None, claim_seconds: float = 300) -> Worker:
         provisioner = graph or self.graph
         return Worker(
-            ledger=cast(Ledger, ledger or self.ledger),
+            ledger=cast(TableLedger, ledger or self.ledger),
             queue=cast(Any, self.queue),
             graph=provisioner,
             rules=RuleDiscovery(provisioner),
@@ -183,7 +186,7 @@ class Bed:
             ProvisioningRequest.model_validate(body),
             source="http",
             settings=self.settings,
-            ledger=cast(Ledger, ledger or self.ledger),
+            ledger=cast(TableLedger, ledger or self.ledger),
             queue=cast(Any, self.queue),
             events=self.events,
             pending=self.pending,
@@ -235,9 +238,9 @@ async def bed(azurite: str, emulator: RunningEmulator) -> AsyncIterator[Bed]:
     async with tables[0], tables[1], tables[2], ManagedIdentityCredential() as credential:
         yield Bed(
             settings=settings,
-            ledger=Ledger(tables[0]),
-            pending=PendingIndex(tables[1]),
-            events=EventIndex(tables[2]),
+            ledger=TableLedger(tables[0]),
+            pending=TablePendingIndex(tables[1]),
+            events=TableEventIndex(tables[2]),
             graph=GraphProvisioner(settings, credential),
             emulator=emulator,
         )
@@ -277,7 +280,7 @@ async def test_the_sweeper_leaves_alone_a_call_a_worker_claimed_after_the_sweepe
     swept_read = Pause("sweeper has read the partition")
     sweep = await started(
         sweeper.sweep(
-            cast(Ledger, Paused(bed.ledger, "get_request", swept_read)),
+            cast(TableLedger, Paused(bed.ledger, "get_request", swept_read)),
             cast(Any, bed.queue),
             bed.pending,
             now=datetime.now(UTC),

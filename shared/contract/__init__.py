@@ -1,0 +1,1 @@
+"""What callers send and read (pure): parsing and validation, problems, CloudEvents, API models, OpenAPI, views."""

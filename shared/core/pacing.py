@@ -1,0 +1,150 @@
+"""Pacing decisions for the shared rate limiter (pure).
+
+Graph allows ``N`` provisionOnDemand calls per window (5 per 10 s, scope undocumented). Every instance of
+the app shares one budget through a limiter row in Table Storage; this module decides, from that row's
+state, when the next call may start. It hands out *reservations*: the earliest start time ``t`` such that no
+window (widened by a safety margin) holds more than ``N`` starts. A worker whose slot is far off re-enqueues
+its item to arrive just before ``t`` (a short lead), then sleeps the rest, so a backlog drains at the limit
+with no 429s and no worker ever sleeps for long.
+
+Why a margin: instances stamp starts with their own clocks and Graph counts arrivals; clock skew, network
+jitter and a start up to ``lateness`` after its reserved time all shift starts. Widening the window by
+``margin`` keeps any real ``window`` of starts at or under ``N``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+
+from shared.core.errors import SettingsError
+
+#: How late after its reserved time a call may still start on that reservation (at most).
+LATENESS_SECONDS = 0.25
+#: How far ahead slots are handed out; beyond, the caller is told to come back later without a slot.
+HORIZON_SECONDS = 15 * 60
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """At most ``calls`` provisionOnDemand calls may start in any ``window_seconds``."""
+
+    calls: int
+    window_seconds: float
+
+    @classmethod
+    def parse(cls, text: str) -> RateLimit:
+        """Parse ``5/10s`` or ``5/1500ms``."""
+        match = re.fullmatch(r"\s*(\d{1,6})\s*/\s*(\d+(?:\.\d+)?)\s*(ms|s|m)\s*", text)
+        if not match:
+            raise SettingsError(f"GRAPH_RATE_LIMIT must look like '5/10s', got {text!r}")
+        calls = int(match.group(1))
+        amount = float(match.group(2))
+        unit = match.group(3)
+        seconds = amount / 1000 if unit == "ms" else amount * 60 if unit == "m" else amount
+        if calls < 1 or seconds <= 0:
+            raise SettingsError(f"GRAPH_RATE_LIMIT must allow at least one call per positive window: {text!r}")
+        return cls(calls, seconds)
+
+
+def lateness_for(limit: RateLimit) -> float:
+    """How late a call may start on its reservation: 0.25 s, or 5 % of a short window."""
+    return min(LATENESS_SECONDS, 0.05 * limit.window_seconds)
+
+
+def margin_for(limit: RateLimit) -> float:
+    """Safety margin added to the window: 5 % of it (at least 0.1 s) for skew, plus the allowed lateness."""
+    return max(0.1, 0.05 * limit.window_seconds) + lateness_for(limit)
+
+
+@dataclass(frozen=True)
+class LimiterState:
+    """One limiter row: reserved start times (epoch seconds, sorted) and a throttle block."""
+
+    starts: tuple[float, ...] = ()
+    blocked_until: float = 0.0
+
+    def to_json(self) -> str:
+        """Compact JSON for the Table property."""
+        return json.dumps({"s": [round(t, 3) for t in self.starts], "b": round(self.blocked_until, 3)})
+
+    @classmethod
+    def from_json(cls, text: str | None) -> LimiterState:
+        """Parse what :meth:`to_json` wrote; an empty or unreadable row is an empty state."""
+        if not text:
+            return cls()
+        try:
+            data = json.loads(text)
+            return cls(tuple(sorted(float(t) for t in data.get("s", []))), float(data.get("b", 0.0)))
+        except (ValueError, TypeError, AttributeError):
+            return cls()
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """A slot at ``start`` (epoch seconds), or none (``start`` None) and a time to ask again."""
+
+    start: float | None
+    retry_at: float
+    state: LimiterState = field(default_factory=LimiterState)
+
+
+def reserve(state: LimiterState, now: float, limit: RateLimit, release: float | None = None) -> Reservation:
+    """The earliest start at or after ``now`` that keeps every widened window at or under the limit.
+
+    ``release`` gives back a slot that was reserved but never used (its holder arrived too late to start
+    on it): nobody started a call then, so it must not keep counting against the budget.
+    """
+    window = limit.window_seconds + margin_for(limit)
+    starts = sorted(t for t in state.starts if t > now - window)
+    if release is not None:
+        match = next((t for t in starts if abs(t - release) < 1e-3), None)
+        if match is not None and match < now:
+            starts.remove(match)
+    lower = max(now, state.blocked_until)
+    # The earliest feasible time is ``lower`` or the moment an existing start leaves the window.
+    candidates = sorted({lower, *(t + window for t in starts if t + window > lower)})
+    # the last start + window is always feasible, so the search ends
+    start = next(c for c in candidates if _feasible(starts, c, window, limit.calls))
+    kept = LimiterState(tuple(starts), state.blocked_until)
+    if start - now > HORIZON_SECONDS:
+        return Reservation(None, now + HORIZON_SECONDS / 2, kept)
+    return Reservation(start, start, LimiterState(tuple(sorted([*starts, start])), state.blocked_until))
+
+
+def _feasible(starts: list[float], candidate: float, window: float, calls: int) -> bool:
+    """True if adding ``candidate`` leaves every run of ``calls``+1 starts spanning at least ``window``."""
+    ordered = sorted([*starts, candidate])
+    index = ordered.index(candidate)
+    for lo in range(max(0, index - calls), index + 1):
+        hi = lo + calls
+        if hi < len(ordered) and ordered[hi] - ordered[lo] < window - 1e-6:
+            return False
+    return True
+
+
+def throttled(state: LimiterState, now: float, retry_after: float) -> LimiterState:
+    """Graph said 429: nobody starts a call before ``now + retry_after``."""
+    return LimiterState(state.starts, max(state.blocked_until, now + retry_after))
+
+
+def count_in_any_window(starts: list[float], window: float) -> int:
+    """The most starts any half-open window of length ``window`` holds (for tests and benchmarks)."""
+    ordered = sorted(starts)
+    best = 0
+    lo = 0
+    for hi, t in enumerate(ordered):
+        while t - ordered[lo] >= window:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
+
+
+def scope_key(scope: str, service_principal_id: str, job_id: str) -> str:
+    """The limiter row of a call: one for the tenant, or one per job (ids hashed: keys cannot hold every char)."""
+    if scope == "job":
+        digest = hashlib.sha256(f"{service_principal_id.lower()}/{job_id}".encode()).hexdigest()[:40]
+        return f"job-{digest}"
+    return "tenant"

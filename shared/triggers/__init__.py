@@ -1,0 +1,1 @@
+"""Triggers: HTTP, queue and timer bindings (parse, call one use case, render)."""

@@ -1,0 +1,1 @@
+"""Use cases: intake, worker, sweeper, retention, rule discovery (orchestration over adapters passed in)."""

@@ -1,0 +1,47 @@
+"""Retention: finished requests older than ``LEDGER_RETENTION_DAYS`` are deleted with their logs.
+
+A request counts from when it was created and when it last changed: both must be older than the
+retention, and a request still pending is never deleted (a notBefore months ahead must still run).
+
+Request ids sort by creation time (:mod:`shared.core.request_ids`), so the expired requests are one PartitionKey
+range: the timer reads only what it deletes, never the whole table. Work is bounded per run; what is left
+is taken by the next run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from shared import telemetry
+from shared.core.ports import EventIndex, Ledger, LogStore
+from shared.core.request_ids import id_floor
+
+log = telemetry.get_logger(__name__)
+
+MAX_REQUESTS_PER_RUN = 5000
+
+
+@dataclass(frozen=True)
+class Purged:
+    """What one retention run deleted."""
+
+    requests: int
+    rows: int
+    blobs: int
+
+
+async def purge(ledger: Ledger, logs: LogStore, events: EventIndex, *, now: datetime, retention_days: int) -> Purged:
+    """Delete every finished request created and last updated more than ``retention_days`` ago (bounded)."""
+    cutoff = now - timedelta(days=retention_days)
+    expired = await ledger.finished_request_ids_below(id_floor(cutoff), cutoff, MAX_REQUESTS_PER_RUN)
+    rows = blobs = 0
+    for request_id in expired:
+        request, _ = await ledger.get_request(request_id)
+        if request is not None and request.get("eventKey"):
+            await events.forget(str(request["eventKey"]))
+        blobs += await logs.delete_request(request_id)
+        rows += await ledger.delete_request(request_id)
+    if expired:
+        log.info("retention purged requests", extra={"requests": len(expired), "rows": rows, "blobs": blobs})
+    return Purged(len(expired), rows, blobs)

@@ -1,0 +1,137 @@
+"""In-memory implementations of the ports in ``shared.core.ports``, for unit tests of the use cases.
+
+Each class implements its whole Protocol (mypy checks it where a use case is built), so tests pass them
+without ``cast``. Tests subclass them to add hooks or to record what happened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from shared.contract.names import REQUEST_ROW
+from shared.core import aggregate
+from shared.core.errors import StaleWrite
+from shared.core.ports import WorkItem
+
+Row = dict[str, Any]
+
+
+class InMemoryLedger:
+    """Rows keyed by (PartitionKey, RowKey), with a version standing in for the ETag, as Table Storage does."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str], Row] = {}
+        self.version = 0
+
+    async def ping(self) -> None:
+        return None
+
+    async def create(self, request: Row, calls: list[Row], *, tolerate_existing: bool = False) -> None:
+        for row in (*calls, request):
+            key = (str(row["PartitionKey"]), str(row["RowKey"]))
+            if key in self.rows:
+                if tolerate_existing:
+                    continue
+                raise KeyError(f"{key} exists")
+            self.version += 1
+            self.rows[key] = {**{k: v for k, v in row.items() if v is not None}, "_v": self.version}
+
+    async def finished_request_ids_below(self, floor_id: str, finished_before: Any, limit: int) -> list[str]:
+        found = [
+            pk
+            for (pk, rk), row in sorted(self.rows.items())
+            if rk == REQUEST_ROW
+            and pk < floor_id
+            and row.get("status") != aggregate.PENDING
+            and row.get("updatedAt", finished_before) < finished_before
+        ]
+        return found[:limit]
+
+    async def delete_request(self, request_id: str) -> int:
+        keys = [key for key in self.rows if key[0] == request_id]
+        for key in keys:
+            del self.rows[key]
+        return len(keys)
+
+    async def get_request(self, request_id: str) -> tuple[Row | None, list[Row]]:
+        request = self.rows.get((request_id, REQUEST_ROW))
+        if request is None:
+            return None, []
+        calls = [dict(row) for (pk, rk), row in sorted(self.rows.items()) if pk == request_id and rk != REQUEST_ROW]
+        return dict(request), calls
+
+    async def get_call(self, request_id: str, call_id: str) -> Row | None:
+        row = self.rows.get((request_id, call_id))
+        return None if row is None else {**row, "_etag": str(row["_v"])}
+
+    async def update_call(self, call: Mapping[str, Any], changes: Mapping[str, Any]) -> Row:
+        key = (str(call["PartitionKey"]), str(call["RowKey"]))
+        if str(self.rows[key]["_v"]) != call["_etag"]:
+            raise StaleWrite("changed")
+        self.version += 1
+        row = {k: v for k, v in {**call, **changes}.items() if v is not None and k != "_etag"}
+        row["_v"] = self.version
+        self.rows[key] = row
+        return {**row, "_etag": str(row["_v"])}
+
+    async def refresh_request(self, request_id: str, now: Any) -> Row | None:
+        statuses = [str(r["status"]) for (pk, rk), r in self.rows.items() if pk == request_id and rk != REQUEST_ROW]
+        return {"status": aggregate.summarize(statuses).status}
+
+
+class InMemoryQueue:
+    """Records what was sent (work items with their delay, and raw texts)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[WorkItem, float]] = []
+        self.texts: list[str] = []
+
+    async def ping(self) -> None:
+        return None
+
+    async def send_text(self, text: str) -> None:
+        self.texts.append(text)
+
+    async def send(self, item: WorkItem, delay_seconds: float = 0) -> None:
+        self.sent.append((item, delay_seconds))
+
+
+class InMemoryPending:
+    """The in-flight index as a dict of request id → when it was added."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, datetime] = {}
+        self.removed: list[str] = []
+
+    async def add(self, request_id: str, now: datetime) -> None:
+        self.entries[request_id] = now
+
+    async def remove(self, request_id: str) -> None:
+        self.entries.pop(request_id, None)
+        self.removed.append(request_id)
+
+    async def list(self, limit: int) -> list[tuple[str, datetime]]:
+        return sorted(self.entries.items())[:limit]
+
+
+class InMemoryLogStore:
+    """Blobs as a dict of name → text, named as the blob adapter names them."""
+
+    def __init__(self) -> None:
+        self.blobs: dict[str, str] = {}
+
+    async def put(self, request_id: str, call_id: str, text: str) -> str:
+        name = f"{request_id}/{call_id}.json"
+        self.blobs[name] = text
+        return name
+
+    async def get(self, name: str) -> str | None:
+        return self.blobs.get(name)
+
+    async def delete_request(self, request_id: str) -> int:
+        names = [name for name in self.blobs if name.startswith(f"{request_id}/")]
+        for name in names:
+            del self.blobs[name]
+        return len(names)

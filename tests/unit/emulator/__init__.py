@@ -1,0 +1,1 @@
+"""Unit tests of the Graph and managed-identity emulator (emulator/)."""

@@ -217,12 +217,11 @@ def _expected_calls(items: int) -> int:
     return sum(3 if _body(i)["subjects"][0].get("links") else 1 for i in range(items))
 
 
-def _drain(stack: Stack, run: Run, submitter: threading.Thread, args: argparse.Namespace) -> None:
+def _drain(stack: Stack, run: Run, submitter: threading.Thread, expected: int, timeout: float, stall: float) -> None:
     """While and after submitting, wait until every call is terminal; kill and replace a worker on the way."""
-    expected, stall = _expected_calls(args.items), args.stall
     connection = stack.env["AzureWebJobsStorage"]
     began = run.began
-    deadline = time.monotonic() + args.drain_timeout
+    deadline = time.monotonic() + timeout
     last_progress, last_terminal = time.monotonic(), -1
     while time.monotonic() < deadline:
         with run.lock:
@@ -355,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
             submitter = threading.Thread(target=_submit, args=(stack, args.items, run), daemon=True)
             submitter.start()
             try:
-                _drain(stack, run, submitter, args)
+                _drain(stack, run, submitter, _expected_calls(args.items), args.drain_timeout, args.stall)
             finally:
                 stop.set()
                 injector.join()

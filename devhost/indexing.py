@@ -116,6 +116,33 @@ def _check_annotation(name: str, param: str, binding_type: str, annotation: Any)
         )
 
 
+def _bound_by_name(name: str, bindings: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The bindings a parameter receives, by parameter name (``$return`` is the function's result, not one)."""
+    bound: dict[str, dict[str, Any]] = {}
+    for b in bindings:
+        bname = str(b.get("name"))
+        if str(b.get("direction", "")).upper() == "INOUT":
+            raise IndexingError(f'cannot load the {name} function: "inout" bindings are not supported')
+        if bname == "$return":
+            if str(b.get("direction", "")).upper() != "OUT":
+                raise IndexingError(
+                    f'cannot load the {name} function: "$return" binding must have direction set to "out"'
+                )
+            continue
+        bound[bname] = b
+    return bound
+
+
+def _check_context(name: str, hints: dict[str, Any]) -> None:
+    """A ``context`` parameter the host fills in must be unannotated or an ``azure.functions.Context``."""
+    ctx_anno = hints.get("context")
+    if "context" in hints and (not isinstance(ctx_anno, type) or ctx_anno.__name__ != "Context"):
+        raise IndexingError(
+            f'cannot load the {name} function: the "context" parameter is expected to be of type '
+            f"azure.functions.Context, got {ctx_anno!r}"
+        )
+
+
 def _spec_for(function: Any, directory: str) -> FunctionSpec:
     name: str = function.get_function_name()
     func: Callable[..., Any] = function.get_user_function()
@@ -144,29 +171,11 @@ def _spec_for(function: Any, directory: str) -> FunctionSpec:
     except (TypeError, ValueError, NameError) as exc:
         raise IndexingError(f"cannot load the {name} function: {exc}") from exc
 
-    bound: dict[str, dict[str, Any]] = {}
-    for b in bindings:
-        bname = str(b.get("name"))
-        if str(b.get("direction", "")).upper() == "INOUT":
-            raise IndexingError(f'cannot load the {name} function: "inout" bindings are not supported')
-        if bname == "$return":
-            if str(b.get("direction", "")).upper() != "OUT":
-                raise IndexingError(
-                    f'cannot load the {name} function: "$return" binding must have direction set to "out"'
-                )
-            continue
-        bound[bname] = b
-
-    wants_context = False
-    if "context" in params and "context" not in bound:
-        wants_context = True
+    bound = _bound_by_name(name, bindings)
+    wants_context = "context" in params and "context" not in bound
+    if wants_context:
         params.pop("context")
-        ctx_anno = hints.get("context")
-        if "context" in hints and (not isinstance(ctx_anno, type) or ctx_anno.__name__ != "Context"):
-            raise IndexingError(
-                f'cannot load the {name} function: the "context" parameter is expected to be of type '
-                f"azure.functions.Context, got {ctx_anno!r}"
-            )
+        _check_context(name, hints)
     extra_py = set(params) - set(bound)
     if extra_py:
         raise IndexingError(

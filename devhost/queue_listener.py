@@ -21,16 +21,18 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.functions.queue import QueueMessage as FuncQueueMessage
-from azure.storage.queue import QueueMessage as SdkQueueMessage
 from azure.storage.queue.aio import QueueClient
 
 from devhost.indexing import FunctionSpec
 from devhost.invoke import Invoker
 from devhost.settings import QueueOptions
+
+if TYPE_CHECKING:
+    from azure.storage.queue import QueueMessage as SdkQueueMessage
 
 log = logging.getLogger("devhost.queue")
 
@@ -116,7 +118,8 @@ class _Lease:
 class QueueListener:
     """Polls one queue for one function until stopped."""
 
-    def __init__(
+    # The parts one queue trigger needs; one caller, from_spec, which reads them from the spec and settings.
+    def __init__(  # noqa: PLR0913
         self,
         spec: FunctionSpec,
         options: QueueOptions,
@@ -227,13 +230,10 @@ class QueueListener:
 
     async def _receive(self, count: int) -> list[SdkQueueMessage]:
         assert self._client is not None
-        result: list[SdkQueueMessage] = []
         pager = self._client.receive_messages(
             messages_per_page=count, max_messages=count, visibility_timeout=self.lease
         )
-        async for message in pager:
-            result.append(message)
-        return result
+        return [message async for message in pager]
 
     def _trigger_value(self, message: SdkQueueMessage, body: bytes) -> Any:
         annotation = self.spec.trigger_annotation

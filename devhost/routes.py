@@ -64,6 +64,18 @@ _SIMPLE: dict[str, Callable[[str], bool]] = {
 }
 
 
+# Constraints with numbers, by (name, how many numbers): min(3), range(1,9), length(2,4)…
+_WITH_NUMBERS: dict[tuple[str, int], Callable[[list[int]], Callable[[str], bool]]] = {
+    ("min", 1): lambda n: lambda v: _is_int(v, n[0], 2**63),
+    ("max", 1): lambda n: lambda v: _is_int(v, -(2**63), n[0]),
+    ("range", 2): lambda n: lambda v: _is_int(v, n[0], n[1]),
+    ("minlength", 1): lambda n: lambda v: len(v) >= n[0],
+    ("maxlength", 1): lambda n: lambda v: len(v) <= n[0],
+    ("length", 1): lambda n: lambda v: len(v) == n[0],
+    ("length", 2): lambda n: lambda v: n[0] <= len(v) <= n[1],
+}
+
+
 def _constraint(text: str) -> Callable[[str], bool]:
     """Build one ASP.NET route constraint checker (``int``, ``min(3)``, ``regex(^a+$)``…)."""
     match = re.fullmatch(r"(\w+)(?:\((.*)\))?", text, re.DOTALL)
@@ -81,21 +93,10 @@ def _constraint(text: str) -> Callable[[str], bool]:
         nums = [int(x) for x in arg.split(",")]
     except ValueError as exc:
         raise RouteError(f"bad route constraint {text!r}") from exc
-    if kind == "min" and len(nums) == 1:
-        return lambda v: _is_int(v, nums[0], 2**63)
-    if kind == "max" and len(nums) == 1:
-        return lambda v: _is_int(v, -(2**63), nums[0])
-    if kind == "range" and len(nums) == 2:
-        return lambda v: _is_int(v, nums[0], nums[1])
-    if kind == "minlength" and len(nums) == 1:
-        return lambda v: len(v) >= nums[0]
-    if kind == "maxlength" and len(nums) == 1:
-        return lambda v: len(v) <= nums[0]
-    if kind == "length" and len(nums) == 1:
-        return lambda v: len(v) == nums[0]
-    if kind == "length" and len(nums) == 2:
-        return lambda v: nums[0] <= len(v) <= nums[1]
-    raise RouteError(f"unknown route constraint {text!r}")
+    build = _WITH_NUMBERS.get((kind, len(nums)))
+    if build is None:
+        raise RouteError(f"unknown route constraint {text!r}")
+    return build(nums)
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,19 @@ class RouteTemplate:
         return values
 
 
+def _precedence(pieces: list[str], seg_params: list[_Param]) -> float:
+    """One segment's rank, lower tried first: literal 1, complex 2, constrained 3, plain 4, catch-all 5."""
+    if not seg_params:
+        return 1
+    if seg_params[0].catch_all:
+        return 5
+    if len(pieces) > 3 or pieces[0] or pieces[2]:
+        return 2  # complex segment, e.g. {a}.{b}
+    if seg_params[0].checks:
+        return 3
+    return 4
+
+
 def compile_route(template: str) -> RouteTemplate:
     """Compile a host route template into a regex over the path after the route prefix."""
     segments = [s for s in template.strip().strip("/").split("/")] if template.strip("/") else []
@@ -188,16 +202,7 @@ def compile_route(template: str) -> RouteTemplate:
             pattern += f"(?:{sep}{seg_regex})?"
         else:
             pattern += sep + seg_regex
-        if not seg_params:
-            precedence.append(1)
-        elif seg_params[0].catch_all:
-            precedence.append(5)
-        elif len(pieces) > 3 or pieces[0] or pieces[2]:
-            precedence.append(2)  # complex segment, e.g. {a}.{b}
-        elif seg_params[0].checks:
-            precedence.append(3)
-        else:
-            precedence.append(4)
+        precedence.append(_precedence(pieces, seg_params))
     return RouteTemplate(
         template=template,
         regex=re.compile(pattern, re.IGNORECASE | re.DOTALL),

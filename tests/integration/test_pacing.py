@@ -46,8 +46,9 @@ WARM_UP = 6
 CLOCK_SLACK_SECONDS = 0.02
 #: 429s tolerated in a 30-call burst. The limiter keeps *starts* within the limit; on a loaded machine a call
 #: can reach Graph late, among the next window's calls, and be refused (the app then waits Retry-After and
-#: tries again). A limiter that stopped limiting sends the whole burst at once: 25 or more 429s.
-MAX_THROTTLED = 10
+#: tries again). Measured on a loaded 2-core machine: 0 in 6 runs; 7 with the app's limit lifted to 1000/1s
+#: (paced only by the 429s themselves). Without pacing every call beyond 5 in a window draws one.
+MAX_THROTTLED = 3
 #: Queue lease in the crash test: how long after a killed worker's delivery the item is delivered again.
 LEASE_SECONDS = 30
 
@@ -89,11 +90,10 @@ def test_30_requests_due_at_once_reach_graph_paced_to_the_limit_across_3_workers
     machine, and no call may start before ``notBefore`` (less the worker's early tolerance). The limiter
     hands out start slots with at most ``LIMIT.calls`` in any window, and a call reaches Graph at or after
     its slot: so the k-th call to arrive (counting from 0) cannot arrive before ``k // 5`` windows after
-    that moment. That holds on any machine, however loaded; a limiter that stopped limiting breaks it on
-    any machine that can call faster than the limit (an idle one sends all 30 within a second or two, and
-    draws 25 or more 429s). How much *later* than its slot a call arrives depends on the machine, so
-    arrivals per sliding window are not required to be ideal here, nor is the drain rate: ``bench/pacing.py``
-    measures both.
+    that moment. That holds on any machine, however loaded; a limiter that stopped limiting breaks it (and
+    the 429 bound) on any machine that can call faster than the limit. How much *later* than its slot a call
+    arrives depends on the machine, so arrivals per sliding window are not required to be ideal here, nor
+    is the drain rate: ``bench/pacing.py`` measures both.
     """
     url = f"{paced.base_url}/api/provision"
     # Warm the workers first (the first Graph call in a process imports the SDK), so the burst shows pacing.

@@ -6,8 +6,9 @@ without ``cast``. Tests subclass them to add hooks or to record what happened.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from shared.contract.names import REQUEST_ROW
@@ -135,3 +136,21 @@ class InMemoryLogStore:
         for name in names:
             del self.blobs[name]
         return len(names)
+
+
+def queued_call_row(request_id: str, now: datetime, object_type_name: str = "User", **row: Any) -> dict[str, Any]:
+    """A call row as intake writes it: queued, due ``now``, created an hour before; ``row`` overrides fields."""
+    return {
+        "PartitionKey": request_id,
+        "RowKey": "call-0001",
+        "_v": 0,
+        "status": "queued",
+        "attempts": 0,
+        "subject": json.dumps({"objectId": "u1", "objectTypeName": object_type_name}),
+        "servicePrincipalId": "sp",
+        "jobId": "job",
+        "ruleId": "rule-1",
+        "nextAttemptAt": now,
+        "createdAt": now - timedelta(hours=1),
+        **row,
+    }

@@ -8,7 +8,6 @@ spending attempts; nothing leaves a call ``running`` without a reason.
 from __future__ import annotations
 
 import itertools
-import json
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from shared.core.rules import RuleInfo, TtlCache
 from shared.usecases.rule_discovery import RuleDiscovery
 from shared.usecases.worker import Worker, WorkerPolicy
 from tests.fixtures import seed_response
-from tests.unit.app.fakes import InMemoryLedger, InMemoryLogStore, InMemoryPending, InMemoryQueue
+from tests.unit.app.fakes import InMemoryLedger, InMemoryLogStore, InMemoryPending, InMemoryQueue, queued_call_row
 
 T0 = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
 RID = "r" * 32
@@ -154,20 +153,7 @@ class Harness:
 def harness(answer: Callable[[datetime], Answer], policy: retry.Policy = BUDGET, **row: Any) -> Harness:
     clock = Clock()
     ledger, queue, graph, limiter = FakeLedger(), FakeQueue(), FakeGraph(answer, clock), FakeLimiter(clock)
-    ledger.rows[(RID, "call-0001")] = {
-        "PartitionKey": RID,
-        "RowKey": "call-0001",
-        "_v": 0,
-        "status": "queued",
-        "attempts": 0,
-        "subject": json.dumps({"objectId": "u1", "objectTypeName": "User"}),
-        "servicePrincipalId": "sp",
-        "jobId": "job",
-        "ruleId": "rule-1",
-        "nextAttemptAt": T0,
-        "createdAt": T0 - timedelta(hours=1),
-        **row,
-    }
+    ledger.rows[(RID, "call-0001")] = queued_call_row(RID, T0, **row)
 
     async def no_sleep(_: float) -> None:
         return None

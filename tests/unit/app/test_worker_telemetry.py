@@ -19,7 +19,7 @@ from shared.core.rules import RuleInfo
 from shared.usecases.rule_discovery import RuleDiscovery
 from shared.usecases.worker import Worker
 from tests.fixtures import seed_response
-from tests.unit.app.fakes import InMemoryLedger, InMemoryLogStore, InMemoryPending, InMemoryQueue
+from tests.unit.app.fakes import InMemoryLedger, InMemoryLogStore, InMemoryPending, InMemoryQueue, queued_call_row
 
 NOW = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
 
@@ -66,19 +66,7 @@ FakePending = InMemoryPending
 
 def _worker(answers: list[GraphAnswer | GraphFailure]) -> tuple[Worker, FakeLedger, FakeQueue, FakePending]:
     ledger, queue, pending, graph = FakeLedger(), FakeQueue(), FakePending(), FakeGraph(answers)
-    ledger.rows[("r" * 32, "call-0001")] = {
-        "PartitionKey": "r" * 32,
-        "RowKey": "call-0001",
-        "_v": 0,
-        "status": "queued",
-        "attempts": 0,
-        "subject": json.dumps({"objectId": "u1", "objectTypeName": "user"}),
-        "servicePrincipalId": "sp",
-        "jobId": "job",
-        "ruleId": "rule-1",
-        "nextAttemptAt": NOW,
-        "createdAt": NOW - timedelta(hours=1),
-    }
+    ledger.rows[("r" * 32, "call-0001")] = queued_call_row("r" * 32, NOW, object_type_name="user")
 
     async def no_sleep(_: float) -> None:
         return None

@@ -102,6 +102,8 @@ class Stack:
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     emulator_args: list[str] = field(default_factory=list)
     azurite_location: Path | None = None
+    #: Azurite prints one access-log line per storage request to the stack's log (benches count them).
+    azurite_access_log: bool = False
     log: IO[str] = sys.stderr
     processes: list[subprocess.Popen[str]] = field(default_factory=list)
     base_url: str = ""
@@ -125,7 +127,7 @@ class Stack:
         blob, queue, table = free_port(), free_port(), free_port()
         args = [
             str(self.app_dir / "node_modules" / ".bin" / "azurite"),
-            "--silent", "--disableTelemetry", "--skipApiVersionCheck",
+            *(() if self.azurite_access_log else ("--silent",)), "--disableTelemetry", "--skipApiVersionCheck",
             "--blobHost", "127.0.0.1", "--queueHost", "127.0.0.1", "--tableHost", "127.0.0.1",
             "--blobPort", str(blob), "--queuePort", str(queue), "--tablePort", str(table),
             *(f"--{service}KeepAliveTimeout={AZURITE_KEEP_ALIVE_SECONDS}" for service in ("blob", "queue", "table")),

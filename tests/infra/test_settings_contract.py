@@ -21,7 +21,7 @@ from shared.adapters import log_store
 from shared.contract import names
 from shared.core.pacing import RateLimit
 from shared.settings import GRAPH_CLOUDS, KNOWN_SETTINGS, Settings
-from shared.triggers import http_api
+from shared.triggers import prefer
 from tests.paths import ROOT
 
 INFRA = ROOT / "infra"
@@ -244,7 +244,7 @@ def test_http_concurrency_suits_an_async_app_with_bounded_waits() -> None:
     scale = function_app()["properties"]["functionAppConfig"]["scaleAndConcurrency"]
     assert scale["triggers"]["http"]["perInstanceConcurrency"] == "httpPerInstanceConcurrency"
     default = template("main.bicep")["parameters"]["httpPerInstanceConcurrency"]["default"]
-    assert default >= 2 * http_api.MAX_CONCURRENT_WAITS, "waiting callers may take at most half the slots"
+    assert default >= 2 * prefer.MAX_CONCURRENT_WAITS, "waiting callers may take at most half the slots"
 
 
 def test_parameter_choices_match_what_the_app_accepts() -> None:

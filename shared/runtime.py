@@ -25,11 +25,14 @@ if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
 
     from shared.adapters.idempotency import TableEventIndex
+    from shared.adapters.lease import TableLease
     from shared.adapters.limiter import TableLimiter
     from shared.adapters.log_store import BlobLogStore
     from shared.adapters.pending import TablePendingIndex
+    from shared.adapters.waiting_room import TableWaitingRoom
     from shared.core.ports import HostProbe, Provisioner
     from shared.usecases.admin_keys import AdminKeyCheck
+    from shared.usecases.dispatcher import Dispatcher
     from shared.usecases.health import Health
     from shared.usecases.rejections import QueueRejections
     from shared.usecases.rule_discovery import RuleDiscovery
@@ -151,6 +154,28 @@ class Runtime:
         return TableLimiter(self._table(LIMITER_TABLE), self.settings.rate_limit)
 
     @cached_property
+    def waiting_room(self) -> TableWaitingRoom:
+        """Table ``ProvisioningBacklog``: calls waiting for a rate-limit slot, in fair order."""
+        from shared.adapters.waiting_room import BACKLOG_TABLE, TableWaitingRoom
+
+        return TableWaitingRoom(self._table(BACKLOG_TABLE))
+
+    @cached_property
+    def lease(self) -> TableLease:
+        """Short named leases (rows of ``ProvisioningLimiter``, partition ``lease``): one dispatcher per scope."""
+        from shared.adapters.lease import TableLease
+        from shared.adapters.limiter import LIMITER_TABLE
+
+        return TableLease(self._table(LIMITER_TABLE))
+
+    @cached_property
+    def dispatcher(self) -> Dispatcher:
+        """Hands free slots to the head of each scope's backlog."""
+        from shared.usecases.dispatcher import Dispatcher
+
+        return Dispatcher(self.ledger, self.work_queue, self.limiter, self.waiting_room, self.lease)
+
+    @cached_property
     def worker(self) -> Worker:
         """The work-item processor with this process's adapters."""
         from shared.core.retry import Policy
@@ -171,6 +196,7 @@ class Runtime:
             limiter=self.limiter,
             pending=self.pending,
             policy=policy,
+            backlog=self.dispatcher,
         )
 
     @cached_property

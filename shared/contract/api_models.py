@@ -36,6 +36,9 @@ class CallOutcome(_Doc):
     ruleSource: Literal["request", "target", "schema"] | None = None
     notBefore: str | None = None
     nextAttemptAt: str | None = None
+    waitingFor: Literal["slot"] | None = Field(
+        default=None, description="slot: waiting in the backlog for a rate-limit slot (fair order, see README)"
+    )
     result: str | None = None
     action: str | None = None
     errorCode: str | None = None
@@ -63,6 +66,7 @@ class RequestStatus(_Doc):
     servicePrincipalId: str | None = None
     jobId: str | None = None
     ruleId: str | None = None
+    priority: Literal["high", "normal", "low"] | None = None
     reason: str | None = None
     errors: list[dict[str, str]] | None = None
     normalisations: list[str] | None = None

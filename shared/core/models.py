@@ -12,6 +12,7 @@ from typing import Annotated
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
 
 from shared.core import ids
+from shared.core.vocabulary import Priority
 
 MAX_SUBJECTS = 100
 MAX_LINKED = 100
@@ -104,6 +105,10 @@ class ProvisioningRequest(_Strict):
     rule_id: RuleId | None = Field(default=None, alias="ruleId")
     subjects: list[Subject] = Field(min_length=1, max_length=MAX_SUBJECTS)
     not_before: AwareDatetime | None = Field(default=None, alias="notBefore")
+    priority: Priority | None = Field(
+        default=None,
+        description="Order against other requests waiting for the same rate limit: high, normal (default), low.",
+    )
 
     def not_before_or(self, now: datetime) -> datetime:
         """When the first call may start."""

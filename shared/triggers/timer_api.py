@@ -30,4 +30,13 @@ async def on_sweeper_timer(
     """Re-drive calls whose work message was lost; enqueue far-future calls that came within reach."""
     with telemetry.bound(invocationId=invocation_id):
         rt = runtime or get_runtime()
-        return await sweeper.sweep(rt.ledger, rt.work_queue, rt.pending, now=datetime.now(UTC))
+        return await sweeper.sweep(rt.ledger, rt.work_queue, rt.pending, now=datetime.now(UTC), room=rt.waiting_room)
+
+
+async def on_backlog_timer(
+    timer: func.TimerRequest, runtime: Runtime | None = None, *, invocation_id: str | None = None
+) -> int:
+    """Hand free rate-limit slots to the backlog of every scope (the workers do it too, after their calls)."""
+    with telemetry.bound(invocationId=invocation_id):
+        rt = runtime or get_runtime()
+        return await rt.dispatcher.pump_all()

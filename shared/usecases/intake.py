@@ -222,6 +222,7 @@ async def accept(
             "nextAttemptAt": start,
             "createdAt": now,
             "enqueued": None if on_queue else False,
+            "priority": request.priority,
         }
         for i, body in enumerate(bodies)
     ]
@@ -236,6 +237,7 @@ async def accept(
         "servicePrincipalId": target.service_principal_id,
         "jobId": target.job_id,
         "ruleId": rule_id,
+        "priority": request.priority,
         "createdAt": now,
         "updatedAt": now,
         "callCount": len(calls),

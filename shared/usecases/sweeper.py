@@ -5,6 +5,10 @@ ledger. A call is re-driven when its message should have arrived a grace period 
 touched it since: queued/scheduled/waiting past its due time, or running past its claim. Far-future
 calls (notBefore beyond the queue's 7-day delay) are enqueued here once they come within reach.
 Re-driving is always safe: a duplicate message finds the call finished or claimed and does nothing.
+
+A call parked in the backlog (``waitingFor: slot``) has no message on purpose and is not stranded: the
+dispatcher hands it a slot and a message. Only if its backlog entry is missing (it cannot be lost by the
+app's own steps, but storage can be restored or edited) is it parked again, at the same place.
 """
 
 from __future__ import annotations
@@ -17,7 +21,16 @@ from typing import Any
 from shared import telemetry
 from shared.core import aggregate
 from shared.core.errors import StaleWrite
-from shared.core.ports import MAX_VISIBILITY_DELAY_SECONDS, Ledger, PendingIndex, WorkItem, WorkQueue
+from shared.core.ports import (
+    MAX_VISIBILITY_DELAY_SECONDS,
+    Ledger,
+    Parked,
+    PendingIndex,
+    WaitingRoom,
+    WorkItem,
+    WorkQueue,
+)
+from shared.core.vocabulary import WaitingFor
 
 log = telemetry.get_logger(__name__)
 
@@ -35,6 +48,7 @@ class Swept:
     redriven: int
     enqueued_far_future: int
     finished_removed: int
+    reparked: int = 0
 
 
 def _dt(value: Any) -> datetime | None:
@@ -44,7 +58,7 @@ def _dt(value: Any) -> datetime | None:
 def needs_redrive(call: dict[str, Any], now: datetime, grace: timedelta) -> bool:
     """A call whose message should have come by now and that nobody has touched since (pure)."""
     status = str(call.get("status"))
-    if status in aggregate.TERMINAL_CALL_STATUSES or call.get("enqueued") is False:
+    if status in aggregate.TERMINAL_CALL_STATUSES or call.get("enqueued") is False or parked(call):
         return False
     last_redrive = _dt(call.get("redrivenAt"))
     if last_redrive is not None and last_redrive > now - grace:
@@ -54,6 +68,11 @@ def needs_redrive(call: dict[str, Any], now: datetime, grace: timedelta) -> bool
         return claimed_until is None or claimed_until < now - grace
     due = _dt(call.get("reservedAt")) or _dt(call.get("nextAttemptAt"))
     return due is None or due < now - grace
+
+
+def parked(call: dict[str, Any]) -> bool:
+    """The call waits in the backlog for a slot: the dispatcher, not a message, moves it on (pure)."""
+    return str(call.get("status")) == "waiting" and call.get("waitingFor") == WaitingFor.SLOT
 
 
 def due_for_enqueue(call: dict[str, Any], now: datetime) -> bool:
@@ -67,11 +86,18 @@ def due_for_enqueue(call: dict[str, Any], now: datetime) -> bool:
 
 
 async def sweep(
-    ledger: Ledger, queue: WorkQueue, pending: PendingIndex, *, now: datetime, grace_seconds: float = GRACE_SECONDS
+    ledger: Ledger,
+    queue: WorkQueue,
+    pending: PendingIndex,
+    *,
+    now: datetime,
+    grace_seconds: float = GRACE_SECONDS,
+    room: WaitingRoom | None = None,
 ) -> Swept:
     """One pass over the in-flight requests."""
     grace = timedelta(seconds=grace_seconds)
-    redriven = far = removed = 0
+    redriven = far = removed = reparked = 0
+    backlog_keys: dict[str, set[str]] = {}  # per scope, read once per sweep (one query, not one per call)
     entries = await pending.list(MAX_REQUESTS_PER_RUN)
     for request_id, added_at in entries:
         request, calls = await ledger.get_request(request_id)
@@ -96,6 +122,12 @@ async def sweep(
                 if marked is not None:
                     await queue.send(item, (marked["nextAttemptAt"] - now).total_seconds())
                     far += 1
+            elif room is not None and parked(call):
+                scope, key = str(call.get("backlogScope")), str(call.get("backlogKey"))
+                if scope not in backlog_keys:
+                    backlog_keys[scope] = await room.keys(scope)
+                if key not in backlog_keys[scope] and await _repark(ledger, room, item, scope, key):
+                    reparked += 1
             elif needs_redrive(call, now, grace):
                 marked = await _mark(ledger, item, lambda c: needs_redrive(c, now, grace), {"redrivenAt": now})
                 if marked is not None:
@@ -105,7 +137,21 @@ async def sweep(
                         "stranded call re-driven",
                         extra={"requestId": request_id, "callId": item.call_id, "status": marked.get("status")},
                     )
-    return Swept(len(entries), redriven, far, removed)
+    return Swept(len(entries), redriven, far, removed, reparked)
+
+
+async def _repark(ledger: Ledger, room: WaitingRoom, item: WorkItem, scope: str, key: str) -> bool:
+    """Put a parked call's lost entry back, if the call (read again) still waits there.
+
+    The entry goes back at the call's own place, so it keeps its turn; if the dispatcher hands the call a
+    slot in between, the entry is stale and the dispatcher drops it when it reaches it.
+    """
+    call = await ledger.get_call(item.request_id, item.call_id)
+    if call is None or not parked(call) or call.get("backlogKey") != key:
+        return False
+    await room.park(Parked(scope, key, item.request_id, item.call_id))
+    log.warning("parked call had lost its backlog entry; parked again", extra={"requestId": item.request_id})
+    return True
 
 
 async def _mark(

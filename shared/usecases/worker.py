@@ -20,7 +20,7 @@ from azure.core.exceptions import HttpResponseError, ServiceRequestError, Servic
 from shared import telemetry
 from shared.core import aggregate, graph_errors, outcome, retry, textsplit
 from shared.core.errors import StaleWrite
-from shared.core.pacing import lateness_for, scope_key
+from shared.core.pacing import LimiterState, lateness_for, scope_key
 from shared.core.ports import (
     GraphAnswer,
     GraphFailure,
@@ -34,6 +34,8 @@ from shared.core.ports import (
     WorkQueue,
 )
 from shared.core.rules import NoRule, TtlCache, normalise_types
+from shared.core.vocabulary import WorkerOutcome
+from shared.usecases.dispatcher import Dispatcher, is_parked
 from shared.usecases.rule_discovery import RuleDiscovery
 
 log = telemetry.get_logger(__name__)
@@ -86,6 +88,8 @@ class Worker:
     limiter: RateLimiter
     pending: PendingIndex
     policy: WorkerPolicy = field(default_factory=WorkerPolicy)
+    #: The backlog: calls that find no slot wait there (None: they come back later instead, as before).
+    backlog: Dispatcher | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     job_cache: TtlCache[tuple[str, str], JobStatus] | None = None
@@ -114,6 +118,10 @@ class Worker:
                 await self._refresh(item.request_id, now)
                 log.info("call already finished; duplicate work item ignored", extra={**ctx, "status": status})
                 return "duplicate"
+            if is_parked(call):
+                # it waits in the backlog, which hands it a slot and a work item: this one is a duplicate
+                log.info("call waits in the backlog for a slot; duplicate work item ignored", extra=ctx)
+                return WorkerOutcome.PARKED
             claimed_until = _as_dt(call.get("claimedUntil"))
             if status == "running" and claimed_until > now:
                 # Another worker holds it, or one died holding it: look again once the claim has run out.
@@ -289,6 +297,8 @@ class Worker:
             return await self._record_failure(item, call, ready.failure, attempts, ctx, ready.extra)
         assert ready.rule_id is not None
         result = await self._call_graph(ready.service_principal_id, ready.job_id, ready.rule_id, ready.subject)
+        if self.backlog is not None:
+            await self.backlog.pump_soon(ready.scope)  # the call freed a place: hand slots to the backlog
         if isinstance(result, GraphFailure):
             if result.http_status == 429:
                 # a bare 429 blocks the scope for our own backoff, grown by this call's 429s (not all its attempts)
@@ -456,7 +466,14 @@ class Worker:
             now = self.clock()
             if slot is None or now > slot + lateness:
                 missed = slot.timestamp() if slot is not None else None
-                reservation = await self.limiter.reserve(scope, release=missed)
+                if self.backlog is None:
+                    reservation = await self.limiter.reserve(scope, release=missed)
+                else:  # a call the backlog already handed a slot does not queue behind the backlog again
+                    behind = not call.get("backlogKey")
+                    reservation = await self.backlog.limiter.reserve(scope, release=missed, queue_behind=behind)
+                if reservation.start is None and self.backlog is not None:
+                    await self._park(item, call, previous_attempts, scope, reservation.state)
+                    return None
                 if reservation.start is None:
                     until = datetime.fromtimestamp(reservation.retry_at, UTC)
                     await self._defer(item, call, previous_attempts, until, {"reservedAt": None})
@@ -479,6 +496,22 @@ class Worker:
         await self._defer(item, call, previous_attempts, until, {"reservedAt": None})
         log.warning("rate limit: kept missing slots under load; deferred", extra=ctx)
         return None
+
+    async def _park(
+        self, item: WorkItem, call: dict[str, Any], previous_attempts: int, scope: str, state: LimiterState
+    ) -> None:
+        """No slot soon: the call waits in the backlog (entry first, then the row), and its message completes."""
+        assert self.backlog is not None
+        now = self.clock()
+        changes = {
+            **await self.backlog.park(scope, item, call, state),
+            "attempts": previous_attempts,
+            "nextAttemptAt": now,
+        }
+        if await self._save(call, changes, owner=previous_attempts + 1) is not None:
+            await self.backlog.parked(scope, state)
+        await self._refresh(item.request_id, now)
+        log.info("rate limit: no slot soon; waiting in the backlog", extra={"backlogKey": changes["backlogKey"]})
 
     async def _record_answer(
         self,

@@ -49,6 +49,7 @@ def test_routes_and_auth_levels() -> None:
         "provision_work": (None, None, WORK_QUEUE),
         "ledger_retention": (None, None, None),
         "sweeper": (None, None, None),
+        "backlog_dispatch": (None, None, None),
     }
 
 

@@ -1,0 +1,197 @@
+"""The dispatcher: hands free rate-limit slots to the head of a scope's backlog.
+
+A call that finds no slot within the limiter's short horizon is *parked* by the worker: an entry in the
+backlog (:class:`shared.core.ports.WaitingRoom`, ordered by :mod:`shared.core.backlog`) first, then its row
+marked ``waitingFor: slot``; its work message completes. It costs nothing while it waits, however long.
+
+:meth:`Dispatcher.pump` fills the limiter's free places from the head of the backlog: under a short lease
+(one dispatcher per scope at a time, across instances) it reads the head, checks each call still waits for
+a slot, reserves their slots in one limiter write, then for each call writes its slot on the row (ETag),
+enqueues its work item to arrive just before the slot, and only then deletes the entry. So an entry is
+never lost: a crash leaves an entry whose call either still waits (dispatched again next time) or holds a
+slot already (the entry is dropped as stale). Workers pump after their Graph call (at most twice a window
+per instance), and a timer pumps every scope as a safety net. Storage operations per call are a constant:
+no call is read or moved again while it waits, whatever the depth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from shared import telemetry
+from shared.core.backlog import Place, place_for
+from shared.core.errors import StaleWrite
+from shared.core.pacing import LimiterState
+from shared.core.ports import Lease, Ledger, Parked, SlotBank, WaitingRoom, WorkItem, WorkQueue
+from shared.core.vocabulary import CallStatus, WaitingFor
+
+log = telemetry.get_logger(__name__)
+
+#: How long one pump may hold a scope's lease (a pump takes well under a second; a dead one blocks this long).
+LEASE_SECONDS = 15.0
+#: Rounds of head-read, reserve and hand-out in one pump (each fills up to the limiter's free places).
+MAX_PASSES = 3
+#: A dispatched call's message arrives this long before its slot (the worker's own lead; queue delays are
+#: whole seconds and polling is not punctual), and the worker sleeps the rest.
+LEAD_SECONDS = 3.0
+#: Storage requests one pump makes at once (a window of slots is handed out in one go).
+CONCURRENCY = 16
+
+T = TypeVar("T")
+
+
+async def _bounded(jobs: list[Coroutine[Any, Any, T]]) -> list[T]:
+    """Run ``jobs`` concurrently, at most :data:`CONCURRENCY` at a time, results in order."""
+    semaphore = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(job: Coroutine[Any, Any, T]) -> T:
+        async with semaphore:
+            return await job
+
+    return list(await asyncio.gather(*(one(j) for j in jobs)))
+
+
+def _stale(call: dict[str, Any] | None) -> bool:
+    """An entry whose call will not become parked at it without writing the entry again (pure).
+
+    A ``running`` or ``queued`` call may be between its worker's two parking writes (entry first, then the
+    row): its entry must stay. Any other call that does not wait at this entry gets it written again if it
+    parks later.
+    """
+    return call is None or str(call.get("status")) not in (CallStatus.RUNNING, CallStatus.QUEUED, CallStatus.SCHEDULED)
+
+
+def is_parked(call: dict[str, Any], key: str | None = None) -> bool:
+    """The call waits in the backlog (at ``key``, when given) for a slot (pure)."""
+    return (
+        str(call.get("status")) == CallStatus.WAITING
+        and call.get("waitingFor") == WaitingFor.SLOT
+        and (key is None or call.get("backlogKey") == key)
+    )
+
+
+@dataclass
+class Dispatcher:
+    """Moves calls from the backlog into slots; one :meth:`pump` per scope at a time across instances."""
+
+    ledger: Ledger
+    queue: WorkQueue
+    limiter: SlotBank
+    room: WaitingRoom
+    lease: Lease
+    clock: Callable[[], float] = time.time
+    _last_pump: dict[str, float] = field(default_factory=dict)
+
+    async def park(self, scope: str, item: WorkItem, call: dict[str, Any], state: LimiterState) -> dict[str, Any]:
+        """Write a call's backlog entry; the changes that mark its row parked (the worker writes them, as its attempt).
+
+        A call parked before keeps its place. The entry is written before the row says ``waitingFor: slot``,
+        so a parked call always has its entry (the sweeper re-parks one whose entry was lost anyway).
+        """
+        key = call.get("backlogKey") or place_for(call.get("priority"), state.round, item.request_id, item.call_id).key
+        await self.room.park(Parked(scope, str(key), item.request_id, item.call_id))
+        return {
+            "status": CallStatus.WAITING,
+            "claimedUntil": None,
+            "reservedAt": None,
+            "waitingFor": WaitingFor.SLOT,
+            "backlogKey": str(key),
+            "backlogScope": scope,
+        }
+
+    async def parked(self, scope: str, state: LimiterState) -> None:
+        """A call is parked: newcomers must queue behind it (one limiter write, only when not yet so)."""
+        if not state.waiting:
+            await self.limiter.mark_waiting(scope)
+
+    async def pump_soon(self, scope: str) -> int:
+        """Pump unless this instance pumped the scope less than half a window ago (workers call this after a call).
+
+        Never raises: the caller's own work must go on, and the timer pumps too.
+        """
+        now = self.clock()
+        if now - self._last_pump.get(scope, float("-inf")) < self.limiter.limit.window_seconds / 2:
+            return 0
+        try:
+            return await self.pump(scope)
+        except Exception:
+            log.warning("could not hand slots to the backlog; the timer will", exc_info=True)
+            return 0
+
+    async def pump_all(self) -> int:
+        """Pump every scope that has a limiter row (the timer's safety net)."""
+        handed = 0
+        for scope in await self.limiter.scopes():
+            handed += await self.pump(scope)
+        return handed
+
+    async def pump(self, scope: str) -> int:
+        """Hand the free slots of ``scope`` to the head of its backlog; how many calls got one."""
+        self._last_pump[scope] = self.clock()
+        name = f"dispatch-{scope}"
+        token = await self.lease.acquire(name, LEASE_SECONDS)
+        if token is None:
+            return 0  # another instance is dispatching this scope right now
+        handed = 0
+        try:
+            for _ in range(MAX_PASSES):
+                given, more = await self._pass(scope)
+                handed += given
+                if not more:
+                    break
+        finally:
+            await self.lease.release(name, token)
+        if handed:
+            log.info("backlog: calls handed a slot", extra={"scope": scope, "calls": handed})
+        return handed
+
+    async def _pass(self, scope: str) -> tuple[int, bool]:
+        """One read of the head and hand-out; whether another pass may find more to do."""
+        state = await self.limiter.state(scope)
+        free = state.free(self.clock(), self.limiter.limit)
+        if free == 0:
+            return 0, False
+        entries = await self.room.head(scope, free)
+        calls = await _bounded([self.ledger.get_call(e.request_id, e.call_id) for e in entries])
+        ready: list[tuple[Parked, dict[str, Any]]] = []
+        stale: list[Parked] = []
+        for entry, call in zip(entries, calls, strict=True):
+            if call is not None and is_parked(call, entry.key):
+                ready.append((entry, call))
+            elif _stale(call):
+                stale.append(entry)  # the call was handed a slot, finished, or is gone
+            # else: a worker holds the call and may be parking it right now (entry written, row not yet): keep
+        await _bounded([self.room.remove(entry) for entry in stale])
+        emptied = len(entries) < free
+        if not ready:
+            if emptied and state.waiting:
+                await self.limiter.reserve_many(scope, 0, waiting=False)
+            return 0, bool(entries) and not emptied
+        round_ = max(Place.parse(entry.key).round for entry, _ in ready)
+        slots = await self.limiter.reserve_many(scope, len(ready), round_=round_, waiting=False if emptied else None)
+        results = await _bounded([self._hand(e, c, slot) for (e, c), slot in zip(ready, slots, strict=False)])
+        return sum(results), not emptied and len(slots) == len(ready)
+
+    async def _hand(self, entry: Parked, call: dict[str, Any], slot: float) -> bool:
+        """Give one parked call its slot: row first (ETag), then its work item, then the entry goes."""
+        at = datetime.fromtimestamp(slot, UTC)
+        try:
+            await self.ledger.update_call(call, {"waitingFor": None, "reservedAt": at, "nextAttemptAt": at})
+        except StaleWrite:
+            fresh = await self.ledger.get_call(entry.request_id, entry.call_id)
+            if fresh is None or not is_parked(fresh, entry.key):
+                await self.room.remove(entry)
+                return False  # taken over meanwhile (the sweeper, a duplicate message): its slot goes unused
+            try:
+                await self.ledger.update_call(fresh, {"waitingFor": None, "reservedAt": at, "nextAttemptAt": at})
+            except StaleWrite:
+                return False  # keeps its entry: the next pump looks again
+        delay = max(0.0, slot - self.clock() - LEAD_SECONDS)
+        await self.queue.send(WorkItem(entry.request_id, entry.call_id), float(int(delay)))
+        await self.room.remove(entry)
+        return True

@@ -33,6 +33,7 @@ from shared.contract.problems import PROBLEM_CONTENT_TYPE, FieldError, Problem
 from shared.core import ids
 from shared.core.errors import SettingsError
 from shared.core.models import ProvisioningRequest
+from shared.core.records import RequestRecord
 from shared.runtime import Runtime, get_runtime
 from shared.triggers import links
 from shared.usecases import intake
@@ -316,8 +317,8 @@ async def _status(
         blob_logs: dict[str, str | None] = {}
         if include_logs:
             for call in calls:
-                if call.get("provisioningLogBlob"):
-                    blob_logs[str(call["RowKey"])] = await rt.log_store.get(str(call["provisioningLogBlob"]))
+                if call.provisioning_log_blob:
+                    blob_logs[call.call_id] = await rt.log_store.get(call.provisioning_log_blob)
         body = views.request_view(request, calls, include_logs=include_logs, blob_logs=blob_logs)
         if not views.is_pending(request):
             return _json(200, body)
@@ -327,13 +328,10 @@ async def _status(
     return _json(202, body, {"Location": location, "Retry-After": str(POLL_SECONDS)})
 
 
-def _made_for(request: dict[str, Any], graph_path: tuple[str, str]) -> bool:
+def _made_for(request: RequestRecord, graph_path: tuple[str, str]) -> bool:
     """The request was made for the job the path names (ids compare case-insensitively, like Graph's)."""
     sp, job = graph_path
-    return (
-        str(request.get("servicePrincipalId") or "").lower() == sp.lower()
-        and str(request.get("jobId") or "").lower() == job.lower()
-    )
+    return (request.service_principal_id or "").lower() == sp.lower() and (request.job_id or "").lower() == job.lower()
 
 
 # --- Graph's own path ----------------------------------------------------------------------------------------------
@@ -445,8 +443,8 @@ async def _wait_for_graph_answer(rt: Runtime, request_id: str, wait: int) -> tup
         request, calls = await rt.ledger.get_request(request_id)
         if request is not None and not views.is_pending(request) and len(calls) == 1:
             blob = None
-            if calls[0].get("provisioningLogBlob"):
-                blob = await rt.log_store.get(str(calls[0]["provisioningLogBlob"]))
+            if calls[0].provisioning_log_blob:
+                blob = await rt.log_store.get(calls[0].provisioning_log_blob)
             return views.graph_answer(calls[0], rt.settings.graph_base_url, blob)
         if asyncio.get_running_loop().time() >= deadline:
             return None

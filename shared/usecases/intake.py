@@ -17,12 +17,13 @@ from pydantic import ValidationError
 
 from shared import telemetry
 from shared.contract import cloudevents, normalise
-from shared.contract.names import REQUEST_ROW
 from shared.contract.problems import FieldError, Problem, from_validation_error
 from shared.core import aggregate, fanout, request_ids
 from shared.core.idempotency import event_key, fingerprint
 from shared.core.models import ProvisioningRequest
 from shared.core.ports import MAX_VISIBILITY_DELAY_SECONDS, EventIndex, Ledger, PendingIndex, WorkItem, WorkQueue
+from shared.core.records import CallRecord, RequestRecord
+from shared.core.vocabulary import CallStatus, RequestStatus, RuleSource, Source
 from shared.settings import Settings, Target
 
 log = telemetry.get_logger(__name__)
@@ -36,7 +37,7 @@ class Accepted:
     """The request is recorded and its calls are queued (or it already was: ``duplicate``)."""
 
     request_id: str
-    status: str
+    status: RequestStatus
     calls: int
     duplicate: bool = False
 
@@ -165,7 +166,7 @@ async def accept(
     """
     target = resolve_target(request, settings)
     rule_id = request.rule_id or target.rule_id  # None: the worker discovers it from the job schema
-    rule_source = "request" if request.rule_id else "target" if target.rule_id else None
+    rule_source = RuleSource.REQUEST if request.rule_id else RuleSource.TARGET if target.rule_id else None
     start = request.not_before_or(now)
     delay = (start - now).total_seconds()
     if delay > MAX_NOT_BEFORE_DAYS * 86400:
@@ -199,58 +200,55 @@ async def accept(
                     "duplicate event answered with its request", extra={"requestId": known.request_id, "eventId": event}
                 )
                 telemetry.request_accepted(source, duplicate=True)
-                return Accepted(
-                    known.request_id, str(existing["status"]), int(existing.get("callCount") or 0), duplicate=True
-                )
+                return Accepted(known.request_id, existing.status, existing.call_count, duplicate=True)
             # The first intake of this event has not finished writing (it is concurrent, or it crashed):
             # finish it under the same request id; every write below tolerates rows that already exist.
             request_id = known.request_id
     bodies = fanout.plan_calls(request.subjects)
-    call_status = "scheduled" if delay > 0 else "queued"
-    calls: list[dict[str, Any]] = [
-        {
-            "PartitionKey": request_id,
-            "RowKey": fanout.call_id(i),
-            "subject": json.dumps(body, separators=(",", ":")),
-            "servicePrincipalId": target.service_principal_id,
-            "jobId": target.job_id,
-            "ruleId": rule_id,
-            "ruleSource": rule_source,
-            "status": call_status,
-            "attempts": 0,
-            "notBefore": start,
-            "nextAttemptAt": start,
-            "createdAt": now,
-            "enqueued": None if on_queue else False,
-        }
+    call_status = CallStatus.SCHEDULED if delay > 0 else CallStatus.QUEUED
+    calls = [
+        CallRecord(
+            request_id=request_id,
+            call_id=fanout.call_id(i),
+            subject=body,
+            service_principal_id=target.service_principal_id,
+            job_id=target.job_id,
+            rule_id=rule_id,
+            rule_source=rule_source,
+            status=call_status,
+            attempts=0,
+            not_before=start,
+            next_attempt_at=start,
+            created_at=now,
+            enqueued=None if on_queue else False,
+        )
         for i, body in enumerate(bodies)
     ]
     summary = aggregate.summarize([call_status] * len(calls))
-    row: dict[str, Any] = {
-        "PartitionKey": request_id,
-        "RowKey": REQUEST_ROW,
-        "requestId": request_id,
-        "eventId": request.event_id,
-        "source": source,
-        "target": target.name or None,
-        "servicePrincipalId": target.service_principal_id,
-        "jobId": target.job_id,
-        "ruleId": rule_id,
-        "createdAt": now,
-        "updatedAt": now,
-        "callCount": len(calls),
-        "eventKey": event_key(event) if event is not None else None,
-        "normalisations": json.dumps(list(normalisations)) if normalisations else None,
-        **summary.as_properties(),
-    }
+    row = RequestRecord(
+        request_id=request_id,
+        event_id=request.event_id,
+        source=Source(source),
+        target=target.name or None,
+        service_principal_id=target.service_principal_id,
+        job_id=target.job_id,
+        rule_id=rule_id,
+        created_at=now,
+        updated_at=now,
+        call_count=len(calls),
+        event_key=event_key(event) if event is not None else None,
+        normalisations=tuple(normalisations) or None,
+        status=summary.status,
+        counts=summary.counts,
+    )
     await pending.add(request_id, now)
     await ledger.create(row, calls, tolerate_existing=event is not None)
 
     semaphore = asyncio.Semaphore(_SEND_CONCURRENCY)
 
-    async def send(call: dict[str, Any]) -> None:
+    async def send(call: CallRecord) -> None:
         async with semaphore:
-            await queue.send(WorkItem(request_id, call["RowKey"]), delay)
+            await queue.send(WorkItem(request_id, call.call_id), delay)
 
     if on_queue:
         await asyncio.gather(*(send(c) for c in calls))

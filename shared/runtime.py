@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from shared.adapters.log_store import BlobLogStore
     from shared.adapters.pending import TablePendingIndex
     from shared.core.ports import Provisioner
+    from shared.usecases.intake import Intake
     from shared.usecases.rule_discovery import RuleDiscovery
     from shared.usecases.worker import Worker
 
@@ -168,6 +169,22 @@ class Runtime:
             pending=self.pending,
             policy=policy,
         )
+
+    @cached_property
+    def _intake(self) -> Intake:
+        from shared.usecases.intake import Intake
+
+        return Intake(
+            settings=self.settings,
+            ledger=self.ledger,
+            queue=self.work_queue,
+            events=self.events,
+            pending=self.pending,
+        )
+
+    def intake(self) -> Intake:
+        """The request intake with this process's adapters (built on first use, then reused)."""
+        return self._intake
 
     @cached_property
     def rule_discovery(self) -> RuleDiscovery:

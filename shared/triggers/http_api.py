@@ -34,6 +34,7 @@ from shared.core import ids
 from shared.core.errors import SettingsError
 from shared.core.models import ProvisioningRequest
 from shared.core.records import RequestRecord
+from shared.core.vocabulary import Source
 from shared.runtime import Runtime, get_runtime
 from shared.triggers import links
 from shared.usecases import intake
@@ -238,18 +239,8 @@ async def _accepted_response(
 async def _accept(
     rt: Runtime, request: ProvisioningRequest, *, source: str, notes: list[str], conflict: FieldError | None = None
 ) -> intake.Accepted:
-    return await intake.accept(
-        request,
-        source=source,
-        settings=rt.settings,
-        ledger=rt.ledger,
-        queue=rt.work_queue,
-        events=rt.events,
-        pending=rt.pending,
-        now=datetime.now(UTC),
-        normalisations=notes,
-        conflict_error=conflict,
-    )
+    command = intake.AcceptCommand(request, Source(source), datetime.now(UTC), notes, conflict)
+    return await rt.intake().accept(command)
 
 
 # --- POST and GET /api/provision -----------------------------------------------------------------------------------

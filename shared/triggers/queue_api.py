@@ -69,17 +69,7 @@ async def _on_request_message(msg: func.QueueMessage, rt: Runtime) -> None:
     body = msg.get_body()
     try:
         request, notes = parse_request_message(body)
-        accepted = await intake.accept(
-            request,
-            source="queue",
-            settings=rt.settings,
-            ledger=rt.ledger,
-            queue=rt.work_queue,
-            events=rt.events,
-            pending=rt.pending,
-            now=_now(),
-            normalisations=notes,
-        )
+        accepted = await rt.intake().accept(intake.AcceptCommand(request, Source.QUEUE, _now(), notes))
     except Problem as problem:
         await _reject(rt, msg, body, problem)
         return

@@ -144,68 +144,132 @@ def resolve_target(request: ProvisioningRequest, settings: Settings) -> Target:
     )
 
 
-async def accept(
-    request: ProvisioningRequest,
-    *,
-    source: str,
-    settings: Settings,
-    ledger: Ledger,
-    queue: WorkQueue,
-    events: EventIndex,
-    pending: PendingIndex,
-    now: datetime,
-    normalisations: Sequence[str] = (),
-    new_request_id: Callable[[datetime], str] = request_ids.new_request_id,
-    conflict_error: FieldError | None = None,
-) -> Accepted:
-    """Record the request and queue one work item per Graph call; a repeated ``eventId`` answers the first.
+@dataclass(frozen=True)
+class AcceptCommand:
+    """A validated request to accept, and how it came in.
 
-    The same ``eventId`` with a different body is a ``409`` that names only the caller's own field
-    (``conflict_error``, default ``/eventId``): the request the event made first may be someone else's, so its
-    id is never shown.
+    ``conflict_error`` names the caller's own field when its event id was already used with a different body
+    (default ``/eventId``): the request the event made first may be someone else's, so its id is never shown.
     """
-    target = resolve_target(request, settings)
+
+    request: ProvisioningRequest
+    source: Source
+    now: datetime
+    normalisations: Sequence[str] = ()
+    conflict_error: FieldError | None = None
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Where and when the request's calls go."""
+
+    target: Target
+    start: datetime
+    delay: float
+
+    @property
+    def on_queue(self) -> bool:
+        """Up to 7 days ahead the queue's visibility delay holds the item; further out the sweeper enqueues it."""
+        return self.delay <= MAX_VISIBILITY_DELAY_SECONDS
+
+
+@dataclass
+class Intake:
+    """Accepts requests: records them in the ledger and queues one work item per Graph call."""
+
+    settings: Settings
+    ledger: Ledger
+    queue: WorkQueue
+    events: EventIndex
+    pending: PendingIndex
+    new_request_id: Callable[[datetime], str] = request_ids.new_request_id
+
+    async def accept(self, command: AcceptCommand) -> Accepted:
+        """Record the request and queue its calls; a repeated ``eventId`` answers the request it made first.
+
+        Raises :class:`Problem` for an unknown target, a ``notBefore`` too far ahead, or an event id already
+        used with a different body (``409``).
+        """
+        plan = self._plan(command)
+        request_id = self.new_request_id(command.now)
+        if command.request.event_id is not None:
+            known = await self._known_event(command, plan, request_id)
+            if isinstance(known, Accepted):
+                return known
+            request_id = known
+        request, calls = _records(command, plan, request_id)
+        await self.pending.add(request_id, command.now)
+        await self.ledger.create(request, calls, tolerate_existing=command.request.event_id is not None)
+        if plan.on_queue:
+            await self._enqueue(calls, plan.delay)
+        log.info(
+            "request accepted",
+            extra={
+                "requestId": request_id,
+                "eventId": command.request.event_id,
+                "calls": len(calls),
+                "source": command.source,
+            },
+        )
+        telemetry.request_accepted(command.source, duplicate=False)
+        return Accepted(request_id, request.status, len(calls))
+
+    def _plan(self, command: AcceptCommand) -> _Plan:
+        target = resolve_target(command.request, self.settings)
+        start = command.request.not_before_or(command.now)
+        delay = (start - command.now).total_seconds()
+        if delay > MAX_NOT_BEFORE_DAYS * 86400:
+            raise Problem(
+                400,
+                "notBefore too far ahead",
+                f"notBefore may be at most {MAX_NOT_BEFORE_DAYS} days ahead.",
+                errors=(FieldError("/notBefore", f"must be at most {MAX_NOT_BEFORE_DAYS} days from now"),),
+            )
+        return _Plan(target, start, delay)
+
+    async def _known_event(self, command: AcceptCommand, plan: _Plan, request_id: str) -> Accepted | str:
+        """The answer for an event already seen, or the request id to write under (this one, or the first's)."""
+        request, event = command.request, str(command.request.event_id)
+        mark = fingerprint(request, f"{plan.target.service_principal_id}/{plan.target.job_id}".lower())
+        known = await self.events.claim(event, request_id, mark, command.now)
+        if known is None:
+            return request_id
+        if known.fingerprint != mark:
+            raise Problem(
+                409,
+                "eventId already used",
+                "This idempotency key was already used for a request with a different body. Send a new "
+                "key for a new request, or the same body to read the request it made.",
+                "event-conflict",
+                (command.conflict_error or FieldError("/eventId", "was already used with a different body"),),
+            )
+        existing, _ = await self.ledger.get_request(known.request_id)
+        if existing is not None:
+            log.info(
+                "duplicate event answered with its request", extra={"requestId": known.request_id, "eventId": event}
+            )
+            telemetry.request_accepted(command.source, duplicate=True)
+            return Accepted(known.request_id, existing.status, existing.call_count, duplicate=True)
+        # The first intake of this event has not finished writing (it is concurrent, or it crashed):
+        # finish it under the same request id; every write tolerates rows that already exist.
+        return known.request_id
+
+    async def _enqueue(self, calls: Sequence[CallRecord], delay: float) -> None:
+        semaphore = asyncio.Semaphore(_SEND_CONCURRENCY)
+
+        async def send(call: CallRecord) -> None:
+            async with semaphore:
+                await self.queue.send(WorkItem(call.request_id, call.call_id), delay)
+
+        await asyncio.gather(*(send(c) for c in calls))
+
+
+def _records(command: AcceptCommand, plan: _Plan, request_id: str) -> tuple[RequestRecord, list[CallRecord]]:
+    """The request and its calls as first written: one call per planned Graph call, all queued or scheduled."""
+    request, target, now = command.request, plan.target, command.now
     rule_id = request.rule_id or target.rule_id  # None: the worker discovers it from the job schema
     rule_source = RuleSource.REQUEST if request.rule_id else RuleSource.TARGET if target.rule_id else None
-    start = request.not_before_or(now)
-    delay = (start - now).total_seconds()
-    if delay > MAX_NOT_BEFORE_DAYS * 86400:
-        raise Problem(
-            400,
-            "notBefore too far ahead",
-            f"notBefore may be at most {MAX_NOT_BEFORE_DAYS} days ahead.",
-            errors=(FieldError("/notBefore", f"must be at most {MAX_NOT_BEFORE_DAYS} days from now"),),
-        )
-    # Up to 7 days ahead the queue's visibility delay holds the item; further out the sweeper enqueues it.
-    on_queue = delay <= MAX_VISIBILITY_DELAY_SECONDS
-
-    request_id = new_request_id(now)
-    event = request.event_id
-    if event is not None:
-        mark = fingerprint(request, f"{target.service_principal_id}/{target.job_id}".lower())
-        known = await events.claim(event, request_id, mark, now)
-        if known is not None:
-            if known.fingerprint != mark:
-                raise Problem(
-                    409,
-                    "eventId already used",
-                    "This idempotency key was already used for a request with a different body. Send a new "
-                    "key for a new request, or the same body to read the request it made.",
-                    "event-conflict",
-                    (conflict_error or FieldError("/eventId", "was already used with a different body"),),
-                )
-            existing, _ = await ledger.get_request(known.request_id)
-            if existing is not None:
-                log.info(
-                    "duplicate event answered with its request", extra={"requestId": known.request_id, "eventId": event}
-                )
-                telemetry.request_accepted(source, duplicate=True)
-                return Accepted(known.request_id, existing.status, existing.call_count, duplicate=True)
-            # The first intake of this event has not finished writing (it is concurrent, or it crashed):
-            # finish it under the same request id; every write below tolerates rows that already exist.
-            request_id = known.request_id
-    bodies = fanout.plan_calls(request.subjects)
-    call_status = CallStatus.SCHEDULED if delay > 0 else CallStatus.QUEUED
+    call_status = CallStatus.SCHEDULED if plan.delay > 0 else CallStatus.QUEUED
     calls = [
         CallRecord(
             request_id=request_id,
@@ -217,18 +281,18 @@ async def accept(
             rule_source=rule_source,
             status=call_status,
             attempts=0,
-            not_before=start,
-            next_attempt_at=start,
+            not_before=plan.start,
+            next_attempt_at=plan.start,
             created_at=now,
-            enqueued=None if on_queue else False,
+            enqueued=None if plan.on_queue else False,
         )
-        for i, body in enumerate(bodies)
+        for i, body in enumerate(fanout.plan_calls(request.subjects))
     ]
     summary = aggregate.summarize([call_status] * len(calls))
     row = RequestRecord(
         request_id=request_id,
         event_id=request.event_id,
-        source=Source(source),
+        source=command.source,
         target=target.name or None,
         service_principal_id=target.service_principal_id,
         job_id=target.job_id,
@@ -236,25 +300,9 @@ async def accept(
         created_at=now,
         updated_at=now,
         call_count=len(calls),
-        event_key=event_key(event) if event is not None else None,
-        normalisations=tuple(normalisations) or None,
+        event_key=event_key(request.event_id) if request.event_id is not None else None,
+        normalisations=tuple(command.normalisations) or None,
         status=summary.status,
         counts=summary.counts,
     )
-    await pending.add(request_id, now)
-    await ledger.create(row, calls, tolerate_existing=event is not None)
-
-    semaphore = asyncio.Semaphore(_SEND_CONCURRENCY)
-
-    async def send(call: CallRecord) -> None:
-        async with semaphore:
-            await queue.send(WorkItem(request_id, call.call_id), delay)
-
-    if on_queue:
-        await asyncio.gather(*(send(c) for c in calls))
-    log.info(
-        "request accepted",
-        extra={"requestId": request_id, "eventId": request.event_id, "calls": len(calls), "source": source},
-    )
-    telemetry.request_accepted(source, duplicate=False)
-    return Accepted(request_id, summary.status, len(calls))
+    return row, calls

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from shared import telemetry
 from shared.core.errors import StaleWrite
@@ -82,22 +82,32 @@ async def sweep(
             removed += 1
             continue
         for call in calls:
-            item = WorkItem(request_id, call.call_id)
-            if due_for_enqueue(call, now):
-                marked = await _mark(ledger, item, lambda c: due_for_enqueue(c, now), {"enqueued": True})
-                if marked is not None and marked.next_attempt_at is not None:
-                    await queue.send(item, (marked.next_attempt_at - now).total_seconds())
-                    far += 1
-            elif needs_redrive(call, now, grace):
-                marked = await _mark(ledger, item, lambda c: needs_redrive(c, now, grace), {"redriven_at": now})
-                if marked is not None:
-                    await queue.send(item, 0)
-                    redriven += 1
-                    log.warning(
-                        "stranded call re-driven",
-                        extra={"requestId": request_id, "callId": item.call_id, "status": marked.status},
-                    )
+            sent = await _sweep_call(ledger, queue, call, now, grace)
+            far += sent == "far"
+            redriven += sent == "redriven"
     return Swept(len(entries), redriven, far, removed)
+
+
+async def _sweep_call(
+    ledger: Ledger, queue: WorkQueue, call: CallRecord, now: datetime, grace: timedelta
+) -> Literal["far", "redriven"] | None:
+    """Enqueue a far-future call that came within reach, or re-drive a stranded one; what was done, if anything."""
+    item = WorkItem(call.request_id, call.call_id)
+    if due_for_enqueue(call, now):
+        marked = await _mark(ledger, item, lambda c: due_for_enqueue(c, now), {"enqueued": True})
+        if marked is not None and marked.next_attempt_at is not None:
+            await queue.send(item, (marked.next_attempt_at - now).total_seconds())
+            return "far"
+    elif needs_redrive(call, now, grace):
+        marked = await _mark(ledger, item, lambda c: needs_redrive(c, now, grace), {"redriven_at": now})
+        if marked is not None:
+            await queue.send(item, 0)
+            log.warning(
+                "stranded call re-driven",
+                extra={"requestId": call.request_id, "callId": item.call_id, "status": marked.status},
+            )
+            return "redriven"
+    return None
 
 
 async def _mark(

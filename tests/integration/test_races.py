@@ -36,6 +36,7 @@ from shared.core.models import ProvisioningRequest
 from shared.core.pacing import RateLimit
 from shared.core.ports import WorkItem
 from shared.core.records import CallRecord
+from shared.core.vocabulary import Source
 from shared.settings import Settings
 from shared.usecases import intake, sweeper
 from shared.usecases.rule_discovery import RuleDiscovery
@@ -183,16 +184,15 @@ class Bed:
         }
         if event_id is not None:
             body["eventId"] = event_id
-        return await intake.accept(
-            ProvisioningRequest.model_validate(body),
-            source="http",
+        use_case = intake.Intake(
             settings=self.settings,
             ledger=cast(TableLedger, ledger or self.ledger),
             queue=cast(Any, self.queue),
             events=self.events,
             pending=self.pending,
-            now=datetime.now(UTC) - timedelta(seconds=ago),
         )
+        now = datetime.now(UTC) - timedelta(seconds=ago)
+        return await use_case.accept(intake.AcceptCommand(ProvisioningRequest.model_validate(body), Source.HTTP, now))
 
     async def drain(self, worker: Worker) -> list[str]:
         """Deliver every message left (and every one they send), moving the clock past each delay."""

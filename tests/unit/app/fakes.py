@@ -16,7 +16,8 @@ from shared.adapters import ledger_codec as codec
 from shared.contract.names import REQUEST_ROW
 from shared.core import aggregate
 from shared.core.errors import StaleWrite
-from shared.core.ports import WorkItem
+from shared.core.idempotency import event_key
+from shared.core.ports import KnownEvent, WorkItem
 from shared.core.records import CallRecord, RequestRecord
 from shared.core.vocabulary import RequestStatus
 
@@ -105,6 +106,22 @@ class InMemoryLedger:
             "_v": self.version,
         }
         return codec.request_from_entity(self.rows[(request_id, REQUEST_ROW)], str(self.version))
+
+
+class InMemoryEventIndex:
+    """Event ids → the request each made first, as the Table index keeps them."""
+
+    def __init__(self) -> None:
+        self.known: dict[str, KnownEvent] = {}
+
+    async def claim(self, event_id: str, request_id: str, fingerprint: str, now: datetime) -> KnownEvent | None:
+        if event_id in self.known:
+            return self.known[event_id]
+        self.known[event_id] = KnownEvent(request_id, fingerprint)
+        return None
+
+    async def forget(self, key: str) -> None:
+        self.known = {e: k for e, k in self.known.items() if event_key(e) != key}
 
 
 class InMemoryQueue:

@@ -44,7 +44,8 @@ async def test_entra_without_a_principal_is_a_401_asking_for_a_bearer_token() ->
     body = refused(answer, 401)
     assert answer.headers["WWW-Authenticate"].startswith("Bearer")
     assert body["type"].endswith("/unauthenticated")
-    assert not rt.ledger.rows  # nothing was recorded
+    ledger: FakeLedger = rt.ledger  # type: ignore[assignment]
+    assert not ledger.rows  # nothing was recorded
 
 
 async def test_entra_with_malformed_principal_headers_is_a_401_not_a_500() -> None:

@@ -235,6 +235,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nThe app is running at {url}/api", flush=True)
         if stack.emulator_url:
             print(f"Graph emulator: {stack.emulator_url} (calls received: {stack.emulator_url}/_emulator/calls)")
+        if stack.env.get("DEVHOST_EASYAUTH_ISSUER"):
+            issuer = stack.env["DEVHOST_EASYAUTH_ISSUER"]
+            print(
+                f"Entra imitation (DEVHOST_EASYAUTH): issuer {issuer}, audience "
+                f"{stack.env['DEVHOST_EASYAUTH_AUDIENCES']}; see docs/auth.md for getting a token"
+            )
         print(
             "\nTry it:\n"
             f"  curl -si -X POST {url}/api/provision -H 'Content-Type: application/json' \\\n"

@@ -137,7 +137,12 @@ def forged_principal(*roles: str) -> dict[str, str]:
     claims = [{"typ": "http://schemas.microsoft.com/identity/claims/objectidentifier", "val": "forged"}]
     claims += [{"typ": "roles", "val": role} for role in roles]
     encoded = base64.b64encode(json.dumps({"auth_typ": "aad", "claims": claims}).encode()).decode()
-    return {"X-MS-CLIENT-PRINCIPAL": encoded, "X-MS-CLIENT-PRINCIPAL-ID": "forged", "X-MS-CLIENT-PRINCIPAL-IDP": "aad"}
+    return {
+        "X-MS-CLIENT-PRINCIPAL": encoded,
+        "X-MS-CLIENT-PRINCIPAL-ID": "forged",
+        "X-MS-CLIENT-PRINCIPAL-NAME": "forged@example",
+        "X-MS-CLIENT-PRINCIPAL-IDP": "aad",
+    }
 
 
 def test_a_forged_principal_header_never_counts(stack: Stack) -> None:
@@ -146,6 +151,11 @@ def test_a_forged_principal_header_never_counts(stack: Stack) -> None:
     # next to a real token without the role, the forged roles are dropped: the token's (none) are what count
     beside = submit(stack, {**bearer(token(stack, "no-role")), **forged_principal(OPERATE)})
     assert beside.status_code == 403
+    # next to a real Submit token, the forged name never becomes who asked: the headers are stripped, not merged
+    headers = bearer(token(stack, "logic-app"))
+    named = submit(stack, {**headers, **forged_principal(OPERATE)}, event=f"forged-{time.time_ns()}")
+    assert named.status_code == 202, named.text
+    assert wait_done(named.headers["Location"], headers)["requestedBy"] == caller_id(stack, "logic-app")
 
 
 def test_an_expired_or_wrongly_signed_token_is_a_401(stack: Stack) -> None:

@@ -128,3 +128,15 @@ async def test_the_openapi_document_needs_a_principal_under_entra(monkeypatch: p
     allowed = await http_api.openapi_document(get("http://h/api/openapi.json", platform_headers(SUBMIT)))
     assert allowed.status_code == 200
     monkeypatch.setattr(runtime_module, "_runtime", None)
+
+
+async def test_an_invalid_auth_mode_makes_health_503_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared import runtime as runtime_module
+
+    monkeypatch.setattr(runtime_module, "_runtime", None)
+    monkeypatch.setenv("AzureWebJobsStorage", "UseDevelopmentStorage=true")
+    monkeypatch.setenv("AUTH_MODE", "aad")
+    answer = await http_api.health(get("http://h/api/health"))
+    assert answer.status_code == 503
+    assert json.loads(answer.get_body())["invalidSetting"] == "AUTH_MODE"
+    monkeypatch.setattr(runtime_module, "_runtime", None)

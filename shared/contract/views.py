@@ -22,6 +22,7 @@ _REQUEST_FIELDS = (
     "ruleId",
     "status",
     "reason",
+    "requestedBy",
     "createdAt",
     "updatedAt",
 )

@@ -156,6 +156,7 @@ async def accept(
     normalisations: Sequence[str] = (),
     new_request_id: Callable[[datetime], str] = request_ids.new_request_id,
     conflict_error: FieldError | None = None,
+    requested_by: str | None = None,
 ) -> Accepted:
     """Record the request and queue one work item per Graph call; a repeated ``eventId`` answers the first.
 
@@ -241,6 +242,7 @@ async def accept(
         "callCount": len(calls),
         "eventKey": event_key(event) if event is not None else None,
         "normalisations": json.dumps(list(normalisations)) if normalisations else None,
+        "requestedBy": requested_by,
         **summary.as_properties(),
     }
     await pending.add(request_id, now)

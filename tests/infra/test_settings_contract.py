@@ -36,6 +36,8 @@ OPTIONAL_WITH_SAFE_DEFAULT: dict[str, str] = {
     "(default 60 s). A tuning knob with a safe default.",
     "GRAPH_RETRY_BUDGET_MINUTES": "How long a call keeps retrying through a Graph outage (default 60 min, at most "
     "240). A tuning knob with a safe default; the bench and tests shorten it.",
+    "AUTH_MODE": "keys (the default) keeps the function-key check the host always makes; entra adds the App "
+    "Service Authentication role check. The template sets entra when it configures authentication.",
 }
 
 #: App settings satisfied by another form of the same setting.

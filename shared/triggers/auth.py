@@ -40,31 +40,16 @@ def _problem(problem: Problem, headers: dict[str, str] | None = None) -> func.Ht
 
 
 def _unauthenticated(detail: str) -> func.HttpResponse:
-    problem = Problem(401, "Authentication required", detail, "unauthenticated")
-    return _problem(problem, {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    return _problem(Problem.unauthenticated(detail), {"WWW-Authenticate": 'Bearer error="invalid_token"'})
 
 
 def _forbidden(role: str) -> func.HttpResponse:
-    problem = Problem(
-        403,
-        "Role required",
-        f"This route needs the app role {role}, which the caller does not hold. Ask an administrator to assign "
-        "it to the calling identity (an app role assignment on the app's enterprise application).",
-        "forbidden",
-    )
-    return _problem(problem)
+    return _problem(Problem.forbidden(role))
 
 
 def _misconfigured(exc: SettingsError) -> func.HttpResponse:
     telemetry.report_invalid_setting(exc, during="a request")
-    problem = Problem(
-        500,
-        "Service misconfigured",
-        f"The app setting {exc.setting} is invalid, so no request can be accepted until an operator fixes it. "
-        "Retrying will not help.",
-        "misconfigured",
-    )
-    return _problem(problem)
+    return _problem(Problem.misconfigured(exc.setting))
 
 
 def authorize(req: func.HttpRequest, role: str, runtime: Runtime | None = None) -> Principal | func.HttpResponse | None:

@@ -106,12 +106,13 @@ var publicBase = empty(publicBaseUrl) ? 'https://${name}.${appServiceDomain}' : 
 // Tokens are validated against the tenant's v2.0 issuer (the registration created by app/entra-app.bicep asks
 // for v2 tokens); the login host follows the cloud (login.microsoftonline.us, .chinacloudapi.cn, ...).
 var openIdIssuer = '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
-var allowedAudiences = empty(authApplicationIdUri) ? [
+// v2 tokens carry the client id as audience, v1 tokens the Application ID URI: both are accepted. keys mode: none.
+var allowedAudiences = empty(authClientId) ? [] : (empty(authApplicationIdUri) ? [
   authClientId
 ] : [
   authClientId
   authApplicationIdUri
-]
+])
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   // checkov:skip=CKV_AZURE_225:Zone redundancy on Flex Consumption exists only in regions with availability zones and needs ZRS storage; off by default so the template deploys in every Flex region. Set properties.zoneRedundant where available.

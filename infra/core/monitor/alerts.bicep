@@ -8,7 +8,9 @@
 //   - poison messages: the Functions host's warning "Message has reached MaxDequeueCount of 5. Moving message to
 //     queue 'provisioning-work-poison'." and the app's own "queued request rejected and moved to the poison
 //     queue" (provisioning-requests-poison). Storage has no per-queue length metric, so the moves are counted.
-// Queries are on the workspace-based Application Insights resource (its classic table names). An action group
+// Queries are on the workspace-based Application Insights resource (its classic table names). They return rows
+// with their timestamp, not a summary: the alert service aggregates them itself (timeAggregation over the window,
+// of metricMeasureColumn, or Count of rows), and it needs the time column to do that. An action group
 // with one email receiver is created only when alertEmail is set; without it the alerts still fire and show in
 // the portal (Monitor > Alerts).
 param namePrefix string
@@ -68,7 +70,7 @@ resource failedCallsAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = 
     criteria: {
       allOf: [
         {
-          query: 'customMetrics | where name == "provisioning.graph.calls" | where tostring(customDimensions["status"]) == "failed" | summarize failedCalls = sum(valueSum)'
+          query: 'customMetrics | where name == "provisioning.graph.calls" | where tostring(customDimensions["status"]) == "failed" | extend failedCalls = valueSum'
           timeAggregation: 'Total'
           metricMeasureColumn: 'failedCalls'
           operator: 'GreaterThan'
@@ -105,7 +107,7 @@ resource throttlingAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
     criteria: {
       allOf: [
         {
-          query: 'customMetrics | where name == "provisioning.graph.throttles" | summarize throttles = sum(valueSum)'
+          query: 'customMetrics | where name == "provisioning.graph.throttles" | extend throttles = valueSum'
           timeAggregation: 'Total'
           metricMeasureColumn: 'throttles'
           operator: 'GreaterThan'
@@ -142,9 +144,8 @@ resource poisonMessagesAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01'
     criteria: {
       allOf: [
         {
-          query: 'traces | where (message startswith "Message has reached MaxDequeueCount" and message contains "provisioning-") or message == "queued request rejected and moved to the poison queue" | summarize poisoned = count()'
-          timeAggregation: 'Total'
-          metricMeasureColumn: 'poisoned'
+          query: 'traces | where (message startswith "Message has reached MaxDequeueCount" and message contains "provisioning-") or message == "queued request rejected and moved to the poison queue"'
+          timeAggregation: 'Count'
           operator: 'GreaterThan'
           threshold: 0
           failingPeriods: {

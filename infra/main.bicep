@@ -102,11 +102,11 @@ param ledgerRetentionDays int = 90
 ])
 param authMode string = 'entra'
 
-@description('Client id of an existing Entra app registration for the API (entra mode). Empty: the template creates one through the Microsoft Graph Bicep extension (public cloud; the deployer needs Application.ReadWrite.All).')
-param authClientId string = ''
+@description('Client id of an existing Entra app registration for the API (entra mode). Empty: the template creates one through the Microsoft Graph Bicep extension (public cloud; the deployer needs Application.ReadWrite.All). Not named AUTH_CLIENT_ID in azd: that is the output azd writes back, which would turn the template\'s own registration into an "existing" one on the next provision.')
+param existingAuthClientId string = ''
 
 @description('Application ID URI of that existing registration (accepted as token audience besides its client id). Ignored when the template creates the registration.')
-param authApplicationIdUri string = ''
+param existingAuthApplicationIdUri string = ''
 
 @description('Comma-separated object ids (a Logic App\'s managed identity, users, groups) granted Provisioning.Submit on the registration the template creates.')
 param authSubmitterPrincipalIds string = ''
@@ -163,9 +163,9 @@ var schedulesGiven = !empty(provisioningSchedules) ? provisioningSchedules : sch
 var schedulesJson = empty(schedulesGiven) ? '[]' : schedulesGiven
 
 // Entra: the template's own registration unless an existing one is named.
-var createEntraApp = (authMode == 'entra') && empty(authClientId)
-var authClientIdInUse = createEntraApp ? entraApp.outputs.clientId : authClientId
-var authApplicationIdUriInUse = createEntraApp ? entraApp.outputs.applicationIdUri : authApplicationIdUri
+var createEntraApp = (authMode == 'entra') && empty(existingAuthClientId)
+var authClientIdInUse = createEntraApp ? entraApp.outputs.clientId : existingAuthClientId
+var authApplicationIdUriInUse = createEntraApp ? entraApp.outputs.applicationIdUri : existingAuthApplicationIdUri
 var submitterPrincipalIds = empty(authSubmitterPrincipalIds) ? [] : split(replace(authSubmitterPrincipalIds, ' ', ''), ',')
 var operatorPrincipalIds = empty(authOperatorPrincipalIds) ? [] : split(replace(authOperatorPrincipalIds, ' ', ''), ',')
 

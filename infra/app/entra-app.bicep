@@ -2,7 +2,7 @@
 // grant in graph-permission.bicep): App Service Authentication on the function app validates tokens issued for
 // it, and its two app roles say who may do what. The app reads the caller's roles from the platform's
 // X-MS-CLIENT-PRINCIPAL header and enforces them per route (operator routes need Provisioning.Operate).
-// Used only when main.bicep's authMode is 'entra' and no existing registration (authClientId) is given.
+// Used only when main.bicep's authMode is 'entra' and no existing registration (existingAuthClientId) is given.
 // The deploying identity needs Application.ReadWrite.All (e.g. Application Administrator, or Application
 // Developer for its own apps) and, for the optional role assignments below, AppRoleAssignment.ReadWrite.All.
 extension microsoftGraphV1

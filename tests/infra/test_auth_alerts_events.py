@@ -87,16 +87,16 @@ def test_the_registration_is_created_unless_an_existing_one_is_named() -> None:
     assert create["type"] == "and"
     assert create["operands"]["operand_1"] == equals("authMode", "entra")
     assert create["operands"]["operand_2"] == {
-        "function": {"type": "empty", "parameters": {"item_to_test": "authClientId"}}
+        "function": {"type": "empty", "parameters": {"item_to_test": "existingAuthClientId"}}
     }
     module = main["modules"]["entraApp"]
     assert module["detail"]["path"] == "app/entra-app.bicep"
     assert module["config"]["condition"] == "createEntraApp"
     in_use = main["variables"]["authClientIdInUse"]["value"]["operator"]["operands"]
     assert in_use["condition"] == "createEntraApp"
-    assert in_use["false_value"] == "authClientId"
+    assert in_use["false_value"] == "existingAuthClientId"
     assert main["modules"]["api"]["config"]["params"]["authClientId"] == "authClientIdInUse"
-    assert main["parameters"]["authClientId"]["default"] == ""
+    assert main["parameters"]["existingAuthClientId"]["default"] == ""
 
 
 def test_the_registration_has_the_two_app_roles_for_apps_and_users() -> None:
@@ -320,7 +320,7 @@ def test_parameters_file_passes_the_new_parameters_through_azd() -> None:
     given = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
     for name in (
         "authMode",
-        "authClientId",
+        "existingAuthClientId",
         "authSubmitterPrincipalIds",
         "authOperatorPrincipalIds",
         "callbackAllowedHosts",
@@ -332,6 +332,25 @@ def test_parameters_file_passes_the_new_parameters_through_azd() -> None:
     ):
         assert name in given, f"main.parameters.json does not pass {name}"
     assert given["authMode"]["value"] == "${AUTH_MODE=entra}"
+
+
+def test_no_output_feeds_back_into_a_different_parameter() -> None:
+    """azd writes every output into the environment, and main.parameters.json reads the environment back.
+
+    An output named like an environment variable the parameters file reads must be exactly that parameter's
+    value, or the next ``azd provision`` deploys with something else (e.g. an AUTH_CLIENT_ID output read back
+    as "an existing registration" would stop the template managing its own).
+    """
+    given = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    reads = {}
+    for parameter, entry in given.items():
+        match = re.fullmatch(r"\$\{([A-Z0-9_]+)(?:=[^}]*)?\}", str(entry["value"]))
+        if match:
+            reads[match.group(1)] = parameter
+    outputs = template("main.bicep")["outputs"]
+    for name, output in outputs.items():
+        if name in reads:
+            assert output["value"] == reads[name], f"output {name} would be read back into {reads[name]}"
 
 
 def test_function_app_keeps_https_only_with_auth_in_front() -> None:

@@ -1,0 +1,203 @@
+"""What people read: rich tables and lines on stdout, errors on stderr. Scripts use ``--json`` instead."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+
+from rich.console import Console, Group, RenderableType
+from rich.markup import escape
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from cli.client import JsonObject
+from cli.importer import RowOutcome
+from cli.rows import RowError
+from shared.core.vocabulary import CallStatus, RequestStatus
+
+_STYLE = {
+    RequestStatus.SUCCEEDED: "green",
+    RequestStatus.FAILED: "red",
+    RequestStatus.REJECTED: "red",
+    RequestStatus.CANCELLED: "yellow",
+    RequestStatus.PENDING: "cyan",
+}
+_FINISHED = tuple(s for s in CallStatus if s.is_terminal)
+
+
+def dumps(value: object) -> str:
+    """The JSON that ``--json`` prints: indented, keys in the API's order, non-ASCII kept."""
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def text(value: object) -> str:
+    """A JSON value as a table cell ('' for missing)."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def styled_status(value: object) -> Text:
+    """A status word in its colour."""
+    word = text(value)
+    style = _STYLE.get(RequestStatus(word)) if word in RequestStatus.__members__.values() else None
+    return Text(word, style=style or "")
+
+
+def counts_of(body: Mapping[str, object]) -> dict[str, int]:
+    """``counts`` of a request or summary, only the numbers."""
+    counts = body.get("counts")
+    if not isinstance(counts, dict):
+        return {}
+    return {str(k): v for k, v in counts.items() if isinstance(v, int) and not isinstance(v, bool)}
+
+
+def counts_line(counts: Mapping[str, int]) -> str:
+    """``2 succeeded, 1 failed`` (statuses with a count only)."""
+    return ", ".join(f"{n} {status}" for status, n in counts.items() if n)
+
+
+def progress(body: Mapping[str, object]) -> tuple[int, int]:
+    """(finished calls, all calls) of a request."""
+    counts = counts_of(body)
+    total = sum(counts.values())
+    return sum(counts.get(s, 0) for s in _FINISHED), total
+
+
+def request_view(body: JsonObject) -> RenderableType:
+    """One request: a heading, a progress bar, counts by status and a table of its calls."""
+    done, total = progress(body)
+    head = Text.assemble(
+        ("request ", "bold"),
+        (text(body.get("requestId")), "bold"),
+        "  ",
+        styled_status(body.get("status")),
+        f"  target {text(body.get('target'))}  {done}/{total} calls finished",
+    )
+    bar = ProgressBar(total=max(total, 1), completed=done if total else 0, width=40)
+    counts = Table(box=None, show_header=True, pad_edge=False)
+    shown = {status: n for status, n in counts_of(body).items() if n}
+    for status in shown:
+        counts.add_column(status)
+    counts.add_row(*(str(n) for n in shown.values()))
+    parts: list[RenderableType] = [head, bar, counts]
+    calls = body.get("calls")
+    if isinstance(calls, list) and calls:
+        parts.append(calls_table(calls))
+    return Group(*parts)
+
+
+def calls_table(calls: Sequence[object]) -> Table:
+    """The calls of a request with Graph's outcome."""
+    table = Table(title="calls", title_justify="left")
+    for name in ("call", "subject", "status", "attempts", "result", "errorCode", "advice"):
+        table.add_column(name, overflow="fold")
+    for call in calls:
+        if not isinstance(call, dict):
+            continue
+        subject = call.get("subject")
+        who = ""
+        if isinstance(subject, dict):
+            who_id = subject.get("objectId") or subject.get("userPrincipalName")
+            who = f"{text(who_id)} ({text(subject.get('objectTypeName'))})"
+        table.add_row(
+            text(call.get("callId")),
+            who,
+            styled_status(call.get("status")),
+            text(call.get("attempts")),
+            text(call.get("result")),
+            text(call.get("errorCode")),
+            text(call.get("recommendedAction") or call.get("errorMessage")),
+        )
+    return table
+
+
+def summaries_table(rows: Sequence[object]) -> Table:
+    """``list``: one line per request, newest first."""
+    table = Table()
+    for name in ("requestId", "status", "target", "source", "eventId", "createdAt", "calls"):
+        table.add_column(name, overflow="fold")
+    for row in rows:
+        if isinstance(row, dict):
+            table.add_row(
+                text(row.get("requestId")),
+                styled_status(row.get("status")),
+                text(row.get("target")),
+                text(row.get("source")),
+                text(row.get("eventId")),
+                text(row.get("createdAt")),
+                f"{text(row.get('callCount'))}: {counts_line(counts_of(row))}",
+            )
+    return table
+
+
+def targets_table(rows: Sequence[object]) -> Table:
+    """``targets``: each target's job health, backlog and how long it takes to drain."""
+    table = Table()
+    for name in ("target", "job", "status", "quarantine", "queued", "scheduled", "waiting", "running", "drain"):
+        table.add_column(name, overflow="fold")
+    for row in rows:
+        if not isinstance(row, dict):
+            continue
+        job = _object(row.get("jobStatus"))
+        backlog = _object(row.get("backlog"))
+        drain = row.get("estimatedDrainSeconds")
+        table.add_row(
+            text(row.get("name")),
+            text(row.get("jobId")),
+            text(job.get("code")),
+            text(job.get("quarantine")),
+            *(text(backlog.get(k, 0)) for k in ("queued", "scheduled", "waiting", "running")),
+            f"{drain} s" if isinstance(drain, int | float) else text(drain),
+        )
+    return table
+
+
+def _object(value: object) -> dict[str, object]:
+    return value if isinstance(value, dict) else {}
+
+
+def poison_table(rows: Sequence[object]) -> Table:
+    """``poison``: each message with its queue and the ledger's reason."""
+    table = Table()
+    for name in ("queue", "messageId", "requestId", "insertedAt", "dequeueCount", "reason"):
+        table.add_column(name, overflow="fold")
+    for row in rows:
+        if isinstance(row, dict):
+            table.add_row(
+                *(text(row.get(k)) for k in ("queue", "messageId", "requestId", "insertedAt", "dequeueCount")),
+                text(row.get("reason")),
+            )
+    return table
+
+
+def import_summary(outcomes: Sequence[RowOutcome], local: Sequence[RowError]) -> Table | None:
+    """``import``: every refused row with its line, status and the offending column's detail."""
+    refused = [o for o in outcomes if not o.accepted]
+    if not refused and not local:
+        return None
+    table = Table(title="refused rows", title_justify="left")
+    for name in ("line", "eventId", "status", "field", "why"):
+        table.add_column(name, overflow="fold")
+    entries: list[tuple[int, str, str, str, str]] = [(e.line, "", "not sent", e.field or "", e.detail) for e in local]
+    for outcome in refused:
+        problem = outcome.problem
+        title = problem.title + (f": {problem.detail}" if problem and problem.detail else "") if problem else ""
+        fields = outcome.fields() or [("", title)]
+        entries.extend(
+            (outcome.row.line, outcome.row.event_id, str(outcome.status), where, detail or title)
+            for where, detail in fields
+        )
+    for line, event_id, status, where, why in sorted(entries, key=lambda e: e[0]):
+        table.add_row(str(line), event_id, status, where, escape(why))
+    return table
+
+
+def print_error(console: Console, message: str, lines: Sequence[str] = ()) -> None:
+    """An error for people on stderr: the message, then the problem's offending fields."""
+    console.print(Text("error: ", style="bold red") + Text(message))
+    for line in lines:
+        console.print(Text(line))

@@ -214,23 +214,18 @@ class ApiClient:
         """One exchange; the answer when its status is one of ``expect``, else a :class:`CliError`."""
         content = None if body is None else json.dumps(body, ensure_ascii=False).encode()
         headers = {"Content-Type": "application/json"} if content is not None else None
+        where = f"{method} {redact(str(self._http.base_url.join(url)))}"
         try:
             response = self._http.request(method, url, params=params, content=content, headers=headers)
         except httpx.TimeoutException as exc:
             raise CliError(
-                f"{method} {redact(url)}: no answer within {self.connection.timeout:g} s (--timeout)",
-                ExitCode.UNAVAILABLE,
+                f"{where}: no answer within {self.connection.timeout:g} s (--http-timeout)", ExitCode.UNAVAILABLE
             ) from exc
         except httpx.TransportError as exc:
-            raise CliError(
-                f"{method} {redact(url)}: cannot reach {redact(self.connection.base_url)} ({type(exc).__name__})",
-                ExitCode.UNAVAILABLE,
-            ) from exc
+            raise CliError(f"{where}: cannot reach the API ({type(exc).__name__})", ExitCode.UNAVAILABLE) from exc
         if response.status_code not in expect:
             if response.status_code < 400:
-                raise CliError(
-                    f"{method} {redact(url)}: unexpected answer {response.status_code}", ExitCode.UNAVAILABLE
-                )
+                raise CliError(f"{where}: unexpected answer {response.status_code}", ExitCode.UNAVAILABLE)
             raise _refusal(response)
         return Answer(
             status=response.status_code,

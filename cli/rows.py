@@ -178,7 +178,8 @@ def _csv_records(text: str) -> Iterator[tuple[int, dict[str, object] | RowError]
 
 
 def _jsonl_records(text: str) -> Iterator[tuple[int, dict[str, object] | RowError]]:
-    for number, raw in enumerate(text.removeprefix("\ufeff").splitlines(), start=1):
+    # Lines end at "\n" only (JSON Lines): str.splitlines would also split inside a string at U+2028 or U+0085.
+    for number, raw in enumerate(text.removeprefix("\ufeff").split("\n"), start=1):
         if not raw.strip():
             continue
         try:

@@ -157,7 +157,7 @@ def _body(response: httpx.Response) -> object:
 
 
 def _refusal(response: httpx.Response) -> CliError:
-    problem = ProblemDetails.from_json(_body(response), response.status_code)
+    problem = ProblemDetails.from_json(_body(response), response.status_code, response.reason_phrase)
     where = f"{response.request.method} {redact(str(response.request.url))}"
     if response.status_code in (401, 403):
         code = ExitCode.UNAUTHORISED

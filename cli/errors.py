@@ -49,10 +49,11 @@ class ProblemDetails:
     errors: tuple[FieldProblem, ...] = field(default_factory=tuple)
 
     @classmethod
-    def from_json(cls, body: object, status: int) -> ProblemDetails:
+    def from_json(cls, body: object, status: int, reason: str = "") -> ProblemDetails:
         """Read a problem body leniently: whatever is missing or of the wrong type is left empty."""
+        fallback = reason or f"HTTP {status}"
         if not isinstance(body, dict):
-            return cls(status=status, title=f"HTTP {status}")
+            return cls(status=status, title=fallback)
         errors = tuple(
             FieldProblem(
                 detail=str(entry.get("detail", "")),
@@ -65,7 +66,7 @@ class ProblemDetails:
         raw_status = body.get("status")
         return cls(
             status=raw_status if isinstance(raw_status, int) and not isinstance(raw_status, bool) else status,
-            title=str(body.get("title") or f"HTTP {status}"),
+            title=str(body.get("title") or fallback),
             detail=str(body.get("detail") or ""),
             type=str(body.get("type") or ""),
             errors=errors,

@@ -180,6 +180,12 @@ def test_transport_failures_and_refusals_have_their_exit_codes(failure: object, 
     assert done.err.startswith("error: GET http://127.0.0.1:7071/api/provision/")
 
 
+def test_an_answer_without_a_problem_body_is_named_by_its_reason() -> None:
+    done = run(["targets"], [httpx.Response(404)])
+    assert done.code == ExitCode.USAGE
+    assert "GET http://127.0.0.1:7071/api/targets: 404 Not Found" in done.err
+
+
 def test_a_request_id_is_checked_before_it_goes_into_a_path() -> None:
     done = run(["status", "../../admin/host/status"])
     assert done.code == ExitCode.USAGE

@@ -145,6 +145,8 @@ def _watch(state: State, client: ApiClient, request_id: str, interval: float, ti
         return code
     with Live(console=state.out, refresh_per_second=4, transient=False) as live:
         body, code = watcher.watch(request_id, _LiveDisplay(live))
+    if not state.out.is_terminal:
+        state.out.line()  # a terminal's cursor is already below the live display; a pipe's is not
     if code is ExitCode.PENDING:
         state.err.print(f"still pending after {timeout:g} s")
     return code

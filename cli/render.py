@@ -77,12 +77,9 @@ def request_view(body: JsonObject) -> RenderableType:
         styled_status(body.get("status")),
         f"  target {text(body.get('target'))}  {done}/{total} calls finished",
     )
-    bar = ProgressBar(total=max(total, 1), completed=done if total else 0, width=40)
-    counts = Table(box=None, show_header=True, pad_edge=False)
-    shown = {status: n for status, n in counts_of(body).items() if n}
-    for status in shown:
-        counts.add_column(status)
-    counts.add_row(*(str(n) for n in shown.values()))
+    bar = Table.grid(padding=(0, 1))
+    bar.add_row(ProgressBar(total=max(total, 1), completed=done if total else 0, width=40), f"{done}/{total}")
+    counts = Text("  ".join(f"{status} {n}" for status, n in counts_of(body).items() if n))
     parts: list[RenderableType] = [head, bar, counts]
     calls = body.get("calls")
     if isinstance(calls, list) and calls:
@@ -93,19 +90,19 @@ def request_view(body: JsonObject) -> RenderableType:
 def calls_table(calls: Sequence[object]) -> Table:
     """The calls of a request with Graph's outcome."""
     table = Table(title="calls", title_justify="left")
-    for name in ("call", "subject", "status", "attempts", "result", "errorCode", "advice"):
-        table.add_column(name, overflow="fold")
+    table.add_column("call", no_wrap=True)
+    table.add_column("subject", overflow="fold", min_width=12)
+    for name in ("type", "status", "attempts", "result", "errorCode"):
+        table.add_column(name, no_wrap=True)
+    table.add_column("advice", overflow="fold", min_width=16)
     for call in calls:
         if not isinstance(call, dict):
             continue
-        subject = call.get("subject")
-        who = ""
-        if isinstance(subject, dict):
-            who_id = subject.get("objectId") or subject.get("userPrincipalName")
-            who = f"{text(who_id)} ({text(subject.get('objectTypeName'))})"
+        subject = _object(call.get("subject"))
         table.add_row(
             text(call.get("callId")),
-            who,
+            text(subject.get("objectId") or subject.get("userPrincipalName")),
+            text(subject.get("objectTypeName")),
             styled_status(call.get("status")),
             text(call.get("attempts")),
             text(call.get("result")),

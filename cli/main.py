@@ -114,14 +114,6 @@ def cli(
     ctx.obj = State(Connection(base_url, key or None, entra_scope or None, http_timeout), as_json, deps)
 
 
-def _state() -> State:
-    return click.get_current_context().find_object(State) or _missing_state()
-
-
-def _missing_state() -> State:
-    raise CliError("internal: no state", ExitCode.USAGE)  # pragma: no cover - the group always sets it
-
-
 def _accepted(answer: Answer) -> JsonObject:
     body = dict(answer.json_object())
     if answer.location:
@@ -200,7 +192,9 @@ def _submit_body(
 @click.option("--event-id", help="Idempotency key: the same id and body answer the existing request.")
 @click.option("--not-before", help="Not before this time: RFC 3339, or a duration from now (2h, 1d).")
 @_watch_options
+@click.pass_obj
 def submit(
+    state: State,
     object_ids: tuple[str, ...],
     upns: tuple[str, ...],
     object_type: str,
@@ -208,10 +202,11 @@ def submit(
     target: str | None,
     event_id: str | None,
     not_before: str | None,
-    **watch: Any,
+    watch: bool,
+    interval: float,
+    timeout: float | None,
 ) -> None:
     """Submit a provisioning request (POST /api/provision)."""
-    state = _state()
     body = _submit_body(file, object_ids, upns, object_type)
     extra = {"target": target, "eventId": event_id}
     if not_before:
@@ -219,14 +214,15 @@ def submit(
     body.update({k: v for k, v in extra.items() if v})
     with state.client() as client:
         accepted = _accepted(client.submit(body))
-        if watch["watch"]:
-            _exit(_watch(state, client, str(accepted.get("requestId")), watch["interval"], watch["timeout"]))
+        if watch:
+            _exit(_watch(state, client, str(accepted.get("requestId")), interval, timeout))
             return
     state.emit(
         accepted,
         lambda: state.out.print(
-            f"accepted request [bold]{accepted.get('requestId')}[/] ({accepted.get('calls')} call(s)), "
-            f"status {accepted.get('status')}\nfollow it: provisioning status {accepted.get('requestId')} --watch"
+            f"accepted request {accepted.get('requestId')} ({accepted.get('calls')} call(s)), "
+            f"status {accepted.get('status')}\nfollow it: provisioning status {accepted.get('requestId')} --watch",
+            markup=False,
         ),
     )
 
@@ -234,9 +230,9 @@ def submit(
 @cli.command()
 @click.argument("request_id")
 @_watch_options
-def status(request_id: str, watch: bool, interval: float, timeout: float | None) -> None:
+@click.pass_obj
+def status(state: State, request_id: str, watch: bool, interval: float, timeout: float | None) -> None:
     """Show a request; --watch follows it live. Exits 1 when it failed, was rejected or cancelled."""
-    state = _state()
     with state.client() as client:
         if watch:
             _exit(_watch(state, client, request_id, interval, timeout))
@@ -256,9 +252,9 @@ def status(request_id: str, watch: bool, interval: float, timeout: float | None)
 @click.option("--until", help="Created before: RFC 3339, or a duration back from now.")
 @click.option("--top", type=click.IntRange(1, 200), help="Requests per page (the API's default is 50).")
 @click.option("--all", "every_page", is_flag=True, help="Follow nextLink to the last page.")
-def list_requests(every_page: bool, **options: str | int | None) -> None:
+@click.pass_obj
+def list_requests(state: State, /, every_page: bool, **options: str | int | None) -> None:
     """List requests, newest first (GET /api/provision)."""
-    state = _state()
     names = {"event_id": "eventId", "object_id": "objectId"}
     filters = {names.get(k, k): str(v) for k, v in options.items() if v is not None}
     for moment in ("since", "until"):
@@ -293,33 +289,34 @@ def _print_list(state: State, rows: list[object], more: bool) -> None:
 @cli.command()
 @click.argument("request_id")
 @_watch_options
-def retry(request_id: str, watch: bool, interval: float, timeout: float | None) -> None:
+@click.pass_obj
+def retry(state: State, request_id: str, watch: bool, interval: float, timeout: float | None) -> None:
     """New attempts for a request's failed calls (POST /api/provision/{id}/retry)."""
-    state = _state()
     with state.client() as client:
         accepted = _accepted(client.retry(request_id))
         if watch:
             _exit(_watch(state, client, request_id, interval, timeout))
             return
     state.emit(
-        accepted, lambda: state.out.print(f"retrying request [bold]{request_id}[/], status {accepted.get('status')}")
+        accepted,
+        lambda: state.out.print(f"retrying request {request_id}, status {accepted.get('status')}", markup=False),
     )
 
 
 @cli.command()
 @click.argument("request_id")
-def cancel(request_id: str) -> None:
+@click.pass_obj
+def cancel(state: State, request_id: str) -> None:
     """Cancel what has not started yet (POST /api/provision/{id}/cancel)."""
-    state = _state()
     with state.client() as client:
         body = client.cancel(request_id).json_object()
     state.emit(body, lambda: state.out.print(render.request_view(body)))
 
 
 @cli.command()
-def targets() -> None:
+@click.pass_obj
+def targets(state: State) -> None:
     """Each target's job status, backlog and drain estimate (GET /api/targets)."""
-    state = _state()
     with state.client() as client:
         body = client.targets().json_object()
     state.emit(body, lambda: state.out.print(render.targets_table(_values(body))))
@@ -329,9 +326,9 @@ def targets() -> None:
 @click.option("--requeue", is_flag=True, help="Move messages back to their queue (POST /api/poison/requeue).")
 @click.option("--queue", help="With --requeue: the poison queue to take them from.")
 @click.option("--id", "message_ids", multiple=True, help="With --requeue: only this message (repeatable).")
-def poison(requeue: bool, queue: str | None, message_ids: tuple[str, ...]) -> None:
+@click.pass_obj
+def poison(state: State, requeue: bool, queue: str | None, message_ids: tuple[str, ...]) -> None:
     """Poison messages with the ledger's reason (GET /api/poison), or --requeue them."""
-    state = _state()
     if not requeue:
         if queue or message_ids:
             raise CliError("--queue and --id go with --requeue", ExitCode.USAGE)
@@ -343,7 +340,10 @@ def poison(requeue: bool, queue: str | None, message_ids: tuple[str, ...]) -> No
         raise CliError("--requeue needs --queue", ExitCode.USAGE)
     with state.client() as client:
         body = client.requeue(queue, message_ids).json_object()
-    state.emit(body, lambda: state.out.print(f"requeued {render.text(body.get('requeued'))} message(s) from {queue}"))
+    state.emit(
+        body,
+        lambda: state.out.print(f"requeued {render.text(body.get('requeued'))} message(s) from {queue}", markup=False),
+    )
 
 
 @cli.command("import")
@@ -354,11 +354,18 @@ def poison(requeue: bool, queue: str | None, message_ids: tuple[str, ...]) -> No
 @click.option("--salt", default="", help="Mixed into derived event ids: a new salt sends the same rows again.")
 @click.option("--chunk-size", type=click.IntRange(1, MAX_CHUNK), default=MAX_CHUNK, show_default=True)
 @click.option("--dry-run", is_flag=True, help="Print the requests as JSON Lines; send nothing.")
+@click.pass_obj
 def import_file(
-    file: Path, target: str | None, object_type: str, fmt: str | None, salt: str, chunk_size: int, dry_run: bool
+    state: State,
+    file: Path,
+    target: str | None,
+    object_type: str,
+    fmt: str | None,
+    salt: str,
+    chunk_size: int,
+    dry_run: bool,
 ) -> None:
     """Submit every row of a CSV or JSON Lines file (POST /api/provision/batch); safe to run again."""
-    state = _state()
     try:
         with click.open_file(str(file), encoding="utf-8-sig") as handle:
             content = handle.read()

@@ -6,7 +6,6 @@ import json
 from collections.abc import Mapping, Sequence
 
 from rich.console import Console, Group, RenderableType
-from rich.markup import escape
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
@@ -38,6 +37,11 @@ def text(value: object) -> str:
     if isinstance(value, str):
         return value
     return json.dumps(value, ensure_ascii=False)
+
+
+def cell(value: object) -> Text:
+    """A JSON value as a table cell, shown as it is: never read as rich markup."""
+    return Text(text(value))
 
 
 def styled_status(value: object) -> Text:
@@ -100,14 +104,14 @@ def calls_table(calls: Sequence[object]) -> Table:
             continue
         subject = _object(call.get("subject"))
         table.add_row(
-            text(call.get("callId")),
-            text(subject.get("objectId") or subject.get("userPrincipalName")),
-            text(subject.get("objectTypeName")),
+            cell(call.get("callId")),
+            cell(subject.get("objectId") or subject.get("userPrincipalName")),
+            cell(subject.get("objectTypeName")),
             styled_status(call.get("status")),
-            text(call.get("attempts")),
-            text(call.get("result")),
-            text(call.get("errorCode")),
-            text(call.get("recommendedAction") or call.get("errorMessage")),
+            cell(call.get("attempts")),
+            cell(call.get("result")),
+            cell(call.get("errorCode")),
+            cell(call.get("recommendedAction") or call.get("errorMessage")),
         )
     return table
 
@@ -120,13 +124,13 @@ def summaries_table(rows: Sequence[object]) -> Table:
     for row in rows:
         if isinstance(row, dict):
             table.add_row(
-                text(row.get("requestId")),
+                cell(row.get("requestId")),
                 styled_status(row.get("status")),
-                text(row.get("target")),
-                text(row.get("source")),
-                text(row.get("eventId")),
-                text(row.get("createdAt")),
-                f"{text(row.get('callCount'))}: {counts_line(counts_of(row))}",
+                cell(row.get("target")),
+                cell(row.get("source")),
+                cell(row.get("eventId")),
+                cell(row.get("createdAt")),
+                cell(f"{text(row.get('callCount'))}: {counts_line(counts_of(row))}"),
             )
     return table
 
@@ -143,12 +147,12 @@ def targets_table(rows: Sequence[object]) -> Table:
         backlog = _object(row.get("backlog"))
         drain = row.get("estimatedDrainSeconds")
         table.add_row(
-            text(row.get("name")),
-            text(row.get("jobId")),
-            text(job.get("code")),
-            text(job.get("quarantine")),
-            *(text(backlog.get(k, 0)) for k in ("queued", "scheduled", "waiting", "running")),
-            f"{drain} s" if isinstance(drain, int | float) else text(drain),
+            cell(row.get("name")),
+            cell(row.get("jobId")),
+            cell(job.get("code")),
+            cell(job.get("quarantine")),
+            *(cell(backlog.get(k, 0)) for k in ("queued", "scheduled", "waiting", "running")),
+            cell(f"{drain} s" if isinstance(drain, int | float) else drain),
         )
     return table
 
@@ -165,8 +169,8 @@ def poison_table(rows: Sequence[object]) -> Table:
     for row in rows:
         if isinstance(row, dict):
             table.add_row(
-                *(text(row.get(k)) for k in ("queue", "messageId", "requestId", "insertedAt", "dequeueCount")),
-                text(row.get("reason")),
+                *(cell(row.get(k)) for k in ("queue", "messageId", "requestId", "insertedAt", "dequeueCount")),
+                cell(row.get("reason")),
             )
     return table
 
@@ -188,8 +192,8 @@ def import_summary(outcomes: Sequence[RowOutcome], local: Sequence[RowError]) ->
             (outcome.row.line, outcome.row.event_id, str(outcome.status), where, detail or title)
             for where, detail in fields
         )
-    for line, event_id, status, where, why in sorted(entries, key=lambda e: e[0]):
-        table.add_row(str(line), event_id, status, where, escape(why))
+    for entry in sorted(entries, key=lambda e: e[0]):
+        table.add_row(*(cell(part) for part in entry))
     return table
 
 

@@ -215,6 +215,12 @@ def test_status_exits_by_the_requests_outcome(status: str, code: int) -> None:
     assert "Fix matching" in done.out
 
 
+def test_what_the_api_says_is_shown_as_text_never_as_markup() -> None:
+    call = {**CALL, "recommendedAction": "Grant [bold]Directory.Read[/bold] to the app"}
+    done = run(["status", REQUEST_ID], [answer(200, request_body("failed", {"failed": 1}, [call]))])
+    assert "[bold]Directory.Read[/bold]" in done.out.replace("\n", "").replace("│", "").replace(" ", "")
+
+
 def test_status_json_is_the_apis_body() -> None:
     body = request_body("succeeded", {"succeeded": 1})
     done = run(["--json", "status", REQUEST_ID], [answer(200, body)])

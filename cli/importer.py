@@ -45,8 +45,8 @@ class RowOutcome:
 
     @property
     def accepted(self) -> bool:
-        """The app accepted the row (a new request, or the one its event id already has)."""
-        return self.status == 202 and self.request_id is not None
+        """The app accepted the row (a new request, or the one its event id already has): 202 with its id."""
+        return 200 <= self.status < 300 and self.request_id is not None
 
     def fields(self) -> list[tuple[str, str]]:
         """The offending columns (``objectId``, ``notBefore``…) or pointers, each with the app's detail."""

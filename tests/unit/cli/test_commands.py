@@ -148,6 +148,14 @@ def test_no_entra_token_exits_4_without_calling() -> None:
     assert "no Entra token" in done.err
 
 
+def test_the_default_credential_is_azure_identitys_chain() -> None:
+    from azure.identity import DefaultAzureCredential
+
+    from cli.client import default_credential
+
+    assert isinstance(default_credential(), DefaultAzureCredential)
+
+
 def test_an_entra_token_is_fetched_again_before_it_expires() -> None:
     now = [1_000.0]
     credential = FakeCredential(expires_on=1_000 + 3600)

@@ -114,8 +114,11 @@ def cli(
     ctx.obj = State(Connection(base_url, key or None, entra_scope or None, http_timeout), as_json, deps)
 
 
-def _accepted(answer: Answer) -> JsonObject:
-    body = dict(answer.json_object())
+def _accepted(answer: Answer, request_id: str | None = None) -> JsonObject:
+    """A 202's body (the contract does not fix one for retry) with the request id and its ``Location``."""
+    body: JsonObject = dict(answer.body) if isinstance(answer.body, dict) else {}
+    if request_id:
+        body.setdefault("requestId", request_id)
     if answer.location:
         body["location"] = answer.location
     return body
@@ -293,7 +296,7 @@ def _print_list(state: State, rows: list[object], more: bool) -> None:
 def retry(state: State, request_id: str, watch: bool, interval: float, timeout: float | None) -> None:
     """New attempts for a request's failed calls (POST /api/provision/{id}/retry)."""
     with state.client() as client:
-        accepted = _accepted(client.retry(request_id))
+        accepted = _accepted(client.retry(request_id), request_id)
         if watch:
             _exit(_watch(state, client, request_id, interval, timeout))
             return

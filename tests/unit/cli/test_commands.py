@@ -336,6 +336,13 @@ def test_retry_posts_to_the_retry_route() -> None:
     assert done.json()["location"].endswith(REQUEST_ID)
 
 
+def test_retry_answered_without_a_body_still_says_where_to_look() -> None:
+    location = f"{BASE}/api/provision/{REQUEST_ID}"
+    done = run(["--json", "retry", REQUEST_ID], [httpx.Response(202, headers={"Location": location})])
+    assert done.code == 0, done.err
+    assert done.json() == {"requestId": REQUEST_ID, "location": location}
+
+
 def test_retry_with_nothing_to_retry_shows_why_and_exits_2() -> None:
     refusal = problem(409, "Nothing to retry", detail="No call of this request failed.")
     done = run(["retry", REQUEST_ID], [answer(409, refusal)])

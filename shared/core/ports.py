@@ -174,6 +174,9 @@ class HostAnswer:
 
     status: int | None
     failure: str | None = None  # the error's type name when there was no answer (for logs; never a URL or key)
+    #: The answer asked for a bearer token (``WWW-Authenticate: Bearer``): App Service Authentication answered in
+    #: front of the host, so the status says nothing about the key.
+    bearer_challenge: bool = False
 
 
 class HostProbe(Protocol):

@@ -28,9 +28,13 @@ if TYPE_CHECKING:
     from shared.adapters.limiter import TableLimiter
     from shared.adapters.log_store import BlobLogStore
     from shared.adapters.pending import TablePendingIndex
-    from shared.core.ports import Provisioner
+    from shared.core.ports import HostProbe, Provisioner
+    from shared.usecases.admin_keys import AdminKeyCheck
+    from shared.usecases.health import Health
     from shared.usecases.intake import Intake
+    from shared.usecases.rejections import QueueRejections
     from shared.usecases.rule_discovery import RuleDiscovery
+    from shared.usecases.status import Status
     from shared.usecases.worker import Worker
 
 
@@ -192,6 +196,43 @@ class Runtime:
         from shared.usecases.rule_discovery import RuleDiscovery
 
         return RuleDiscovery(self.graph)
+
+    @cached_property
+    def host_probe(self) -> HostProbe:
+        """One bounded ``GET`` to another host (Graph's, or the Functions host's admin routes)."""
+        from shared.adapters.host_probe import HttpxHostProbe
+
+        return HttpxHostProbe()
+
+    @cached_property
+    def admin_keys(self) -> AdminKeyCheck:
+        """Which function keys are the master key (asked of the host once per key, remembered per process)."""
+        from shared.usecases.admin_keys import AdminKeyCheck
+
+        return AdminKeyCheck(self.host_probe)
+
+    @cached_property
+    def status(self) -> Status:
+        """Reads requests (and their large logs) into the views callers see; the ``Prefer: wait`` poll."""
+        from shared.usecases.status import Status
+
+        return Status(self.ledger, lambda: self.log_store, self.settings.graph_base_url)
+
+    @cached_property
+    def health(self) -> Health:
+        """The health probe. The storage adapters are reached only when it runs (see ``Health``)."""
+        from shared.usecases.health import Health
+
+        return Health(
+            [lambda: self.ledger.ping(), lambda: self.work_queue.ping()], self.host_probe, self.settings.graph_base_url
+        )
+
+    @cached_property
+    def queue_rejections(self) -> QueueRejections:
+        """Records a queued request that can never be valid, and poisons its message at once."""
+        from shared.usecases.rejections import QueueRejections
+
+        return QueueRejections(self.ledger, self.requests_poison_queue)
 
 
 _runtime: Runtime | None = None

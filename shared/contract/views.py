@@ -23,6 +23,7 @@ _REQUEST_FIELDS = (
     "rule_id",
     "status",
     "reason",
+    "requested_by",
     "created_at",
     "updated_at",
 )

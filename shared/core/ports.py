@@ -7,7 +7,7 @@ them in; tests pass fakes that implement the same Protocols.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -178,3 +178,24 @@ class LogStore(Protocol):
     async def get(self, name: str) -> str | None: ...
 
     async def delete_request(self, request_id: str) -> int: ...
+
+
+@dataclass(frozen=True)
+class HostAnswer:
+    """What one ``GET`` to another host got: its HTTP status, or None and why there was no answer."""
+
+    status: int | None
+    failure: str | None = None  # the error's type name when there was no answer (for logs; never a URL or key)
+    #: The answer asked for a bearer token (``WWW-Authenticate: Bearer``): App Service Authentication answered in
+    #: front of the host, so the status says nothing about the key.
+    bearer_challenge: bool = False
+
+
+class HostProbe(Protocol):
+    """Asks another host one question over HTTP (implemented by ``shared.adapters.host_probe``).
+
+    Used for the questions the app asks about the world rather than about its data: is Graph's host
+    reachable (health), does a key open the Functions host's admin routes (whether a key may travel in links).
+    """
+
+    async def get(self, url: str, headers: Mapping[str, str] | None = None) -> HostAnswer: ...

@@ -111,6 +111,8 @@ class RequestRecord:
     normalisations: tuple[str, ...] | None = None
     reason: str | None = None
     errors: tuple[Mapping[str, str], ...] | None = None
+    #: Who asked: the caller's name or object id under App Service Authentication (None with keys only).
+    requested_by: str | None = None
     queue_message_id: str | None = None
     poison_queue: str | None = None
     version: str | None = field(default=None, compare=False)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-
-import azure.functions as func
+from typing import TYPE_CHECKING
 
 from shared import telemetry
 from shared.runtime import Runtime, get_runtime
 from shared.usecases import retention, sweeper
+
+if TYPE_CHECKING:
+    import azure.functions as func
 
 
 async def on_retention_timer(

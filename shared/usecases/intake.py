@@ -57,9 +57,7 @@ def validate(
     try:
         return ProvisioningRequest.model_validate_json(json.dumps(data))
     except ValidationError as exc:
-        problem = from_validation_error(exc)
-        errors = tuple(FieldError(pointer(e.pointer), e.detail) for e in problem.errors)
-        raise Problem(problem.status, problem.title, problem.detail, problem.slug, errors) from exc
+        raise from_validation_error(exc).repointed(pointer) from exc
 
 
 def provision_request(
@@ -95,12 +93,11 @@ def resolve_target(request: ProvisioningRequest, settings: Settings) -> Target:
     if request.target is not None:
         target = settings.targets.get(request.target)
         if target is None:
-            raise Problem(
-                422,
+            raise Problem.unprocessable(
                 "Unknown target",
                 f"No target named {request.target!r} is configured.",
-                "unknown-target",
-                (FieldError("/target", "is not a configured target (PROVISIONING_TARGETS)"),),
+                FieldError("/target", "is not a configured target (PROVISIONING_TARGETS)"),
+                slug="unknown-target",
             )
         mismatched = [
             FieldError(pointer, f"does not match target {target.name!r}")
@@ -111,7 +108,7 @@ def resolve_target(request: ProvisioningRequest, settings: Settings) -> Target:
             if sent is not None and sent.lower() != configured.lower()
         ]
         if mismatched:
-            raise Problem(400, "Target and ids disagree", "Send a target name or matching ids.", errors=mismatched)
+            raise Problem.invalid("Target and ids disagree", "Send a target name or matching ids.", *mismatched)
         return target
     missing = [
         FieldError(pointer, "is required when no target is named")
@@ -119,11 +116,11 @@ def resolve_target(request: ProvisioningRequest, settings: Settings) -> Target:
         if value is None
     ]
     if missing:
-        raise Problem(
-            400,
+        raise Problem.invalid(
             "No target",
             "Name a configured target, or give servicePrincipalId and jobId.",
-            errors=[FieldError("/target", "is required unless both ids are given"), *missing],
+            FieldError("/target", "is required unless both ids are given"),
+            *missing,
         )
     assert request.service_principal_id is not None
     assert request.job_id is not None
@@ -132,15 +129,12 @@ def resolve_target(request: ProvisioningRequest, settings: Settings) -> Target:
         return configured
     if settings.allow_unlisted_targets:
         return Target("", request.service_principal_id, request.job_id, None)
-    raise Problem(
-        422,
+    raise Problem.unprocessable(
         "Unknown target",
         "These ids are not a configured target and ALLOW_UNLISTED_TARGETS is off.",
-        "unknown-target",
-        (
-            FieldError("/servicePrincipalId", "is not part of a configured target"),
-            FieldError("/jobId", "is not part of a configured target"),
-        ),
+        FieldError("/servicePrincipalId", "is not part of a configured target"),
+        FieldError("/jobId", "is not part of a configured target"),
+        slug="unknown-target",
     )
 
 
@@ -157,6 +151,7 @@ class AcceptCommand:
     now: datetime
     normalisations: Sequence[str] = ()
     conflict_error: FieldError | None = None
+    requested_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -219,11 +214,10 @@ class Intake:
         start = command.request.not_before_or(command.now)
         delay = (start - command.now).total_seconds()
         if delay > MAX_NOT_BEFORE_DAYS * 86400:
-            raise Problem(
-                400,
+            raise Problem.invalid(
                 "notBefore too far ahead",
                 f"notBefore may be at most {MAX_NOT_BEFORE_DAYS} days ahead.",
-                errors=(FieldError("/notBefore", f"must be at most {MAX_NOT_BEFORE_DAYS} days from now"),),
+                FieldError("/notBefore", f"must be at most {MAX_NOT_BEFORE_DAYS} days from now"),
             )
         return _Plan(target, start, delay)
 
@@ -235,13 +229,12 @@ class Intake:
         if known is None:
             return request_id
         if known.fingerprint != mark:
-            raise Problem(
-                409,
+            raise Problem.conflict(
                 "eventId already used",
                 "This idempotency key was already used for a request with a different body. Send a new "
                 "key for a new request, or the same body to read the request it made.",
+                command.conflict_error or FieldError("/eventId", "was already used with a different body"),
                 "event-conflict",
-                (command.conflict_error or FieldError("/eventId", "was already used with a different body"),),
             )
         existing, _ = await self.ledger.get_request(known.request_id)
         if existing is not None:
@@ -302,6 +295,7 @@ def _records(command: AcceptCommand, plan: _Plan, request_id: str) -> tuple[Requ
         call_count=len(calls),
         event_key=event_key(request.event_id) if request.event_id is not None else None,
         normalisations=tuple(command.normalisations) or None,
+        requested_by=command.requested_by,
         status=summary.status,
         counts=summary.counts,
     )

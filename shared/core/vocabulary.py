@@ -84,3 +84,11 @@ class WorkerOutcome(StrEnum):
     PACED = "paced"
     HELD = "held"
     SUPERSEDED = "superseded"
+
+
+class RuleSource(StrEnum):
+    """Where a call's ``ruleId`` came from (contract)."""
+
+    REQUEST = "request"
+    TARGET = "target"
+    SCHEMA = "schema"

@@ -32,6 +32,7 @@ from shared.contract.problems import FieldError, Problem
 from shared.core import ids
 from shared.core.errors import SettingsError
 from shared.core.models import ProvisioningRequest
+from shared.core.vocabulary import Source
 from shared.runtime import Runtime, get_runtime
 from shared.triggers import auth, links, prefer
 from shared.triggers.http_io import (
@@ -88,19 +89,10 @@ async def _accept(  # noqa: PLR0913
     conflict: FieldError | None = None,
     requested_by: str | None = None,
 ) -> intake.Accepted:
-    return await intake.accept(
-        request,
-        source=source,
-        settings=rt.settings,
-        ledger=rt.ledger,
-        queue=rt.work_queue,
-        events=rt.events,
-        pending=rt.pending,
-        now=datetime.now(UTC),
-        normalisations=notes,
-        conflict_error=conflict,
-        requested_by=requested_by,
+    command = intake.AcceptCommand(
+        request, Source(source), datetime.now(UTC), notes, conflict_error=conflict, requested_by=requested_by
     )
+    return await rt.intake().accept(command)
 
 
 # --- POST and GET /api/provision -----------------------------------------------------------------------------------

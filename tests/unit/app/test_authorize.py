@@ -13,6 +13,7 @@ import azure.functions as func
 import pytest
 
 from shared.contract.principal import OPERATE, SUBMIT, Principal
+from shared.core.records import RequestRecord
 from shared.triggers import auth, http_api
 from tests.unit.app.test_http_api import GRAPH_URL, JOB, SP, USER, FakeLedger, get, post, problem, runtime
 from tests.unit.app.test_principal import OID, platform_headers
@@ -21,7 +22,7 @@ BODY = {"target": "scim", "subjects": [USER]}
 URL = "http://h/api/provision"
 
 
-def ledger_row(rt: Any, request_id: str) -> dict[str, Any]:
+def ledger_row(rt: Any, request_id: str) -> RequestRecord:
     ledger: FakeLedger = rt.ledger
     return ledger.rows[request_id][0]
 
@@ -35,7 +36,7 @@ async def test_with_keys_principal_headers_are_never_read_so_a_forged_one_record
     rt = runtime()  # AUTH_MODE unset: keys
     answer = await http_api.provision(post(URL, BODY, platform_headers(OPERATE, name="forged@example")), rt)
     assert answer.status_code == 202
-    assert "requestedBy" not in {k for k, v in ledger_row(rt, json.loads(answer.get_body())["requestId"]).items() if v}
+    assert ledger_row(rt, json.loads(answer.get_body())["requestId"]).requested_by is None
 
 
 async def test_entra_without_a_principal_is_a_401_asking_for_a_bearer_token() -> None:
@@ -71,7 +72,7 @@ async def test_entra_with_the_role_records_who_asked_and_shows_it(role: str, nam
     answer = await http_api.provision(post(URL, BODY, headers), rt)
     assert answer.status_code == 202
     request_id = json.loads(answer.get_body())["requestId"]
-    assert ledger_row(rt, request_id)["requestedBy"] == recorded
+    assert ledger_row(rt, request_id).requested_by == recorded
     status = await http_api.provision(get(f"{URL}/{request_id}", headers, requestId=request_id), rt)
     assert json.loads(status.get_body())["requestedBy"] == recorded
     unauthenticated = await http_api.provision(get(f"{URL}/{request_id}", requestId=request_id), rt)
@@ -89,7 +90,7 @@ async def test_the_graph_compatible_route_checks_the_role_and_records_who_asked(
     )
     assert answer.status_code == 202
     request_id = json.loads(answer.get_body())["requestId"]
-    assert ledger_row(rt, request_id)["requestedBy"] == OID
+    assert ledger_row(rt, request_id).requested_by == OID
     status = get(f"{GRAPH_URL}/{request_id}", servicePrincipalId=SP, jobId=JOB, requestId=request_id)
     refused(await http_api.graph_compatible(status, rt), 401)
 

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from shared.usecases.admin_keys import AdminKeyCheck
     from shared.usecases.dispatcher import Dispatcher
     from shared.usecases.health import Health
+    from shared.usecases.intake import Intake
     from shared.usecases.rejections import QueueRejections
     from shared.usecases.rule_discovery import RuleDiscovery
     from shared.usecases.status import Status
@@ -198,6 +199,22 @@ class Runtime:
             policy=policy,
             backlog=self.dispatcher,
         )
+
+    @cached_property
+    def _intake(self) -> Intake:
+        from shared.usecases.intake import Intake
+
+        return Intake(
+            settings=self.settings,
+            ledger=self.ledger,
+            queue=self.work_queue,
+            events=self.events,
+            pending=self.pending,
+        )
+
+    def intake(self) -> Intake:
+        """The request intake with this process's adapters (built on first use, then reused)."""
+        return self._intake
 
     @cached_property
     def rule_discovery(self) -> RuleDiscovery:

@@ -31,7 +31,12 @@ KNOWN_SETTINGS = (
     "JOB_HOLD_SECONDS",
     "PUBLIC_BASE_URL",
     "GRAPH_RETRY_BUDGET_MINUTES",
+    "AUTH_MODE",
 )
+
+#: ``AUTH_MODE`` values: ``entra`` = every route but /api/health needs an App Service Authentication principal
+#: holding the route's app role (function keys still checked by the host); ``keys`` = function keys only.
+AUTH_MODES = ("entra", "keys")
 
 #: Hosts a ``PUBLIC_BASE_URL`` may name over plain http: only this machine (local runs, tests).
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -87,6 +92,7 @@ class Settings:
     job_hold_seconds: int = 60
     public_base_url: str | None = None
     retry_budget_minutes: int = 60
+    auth_mode: str = "keys"
 
     @classmethod
     def from_environ(cls, env: Mapping[str, str]) -> Settings:
@@ -108,6 +114,7 @@ class Settings:
             retry_budget_minutes=_positive_int(
                 env, "GRAPH_RETRY_BUDGET_MINUTES", default=60, maximum=MAX_RETRY_BUDGET_MINUTES
             ),
+            auth_mode=_choice(env, "AUTH_MODE", AUTH_MODES, default="keys"),
         )
 
     def target_for_ids(self, service_principal_id: str, job_id: str) -> Target | None:

@@ -29,4 +29,5 @@ class HttpxHostProbe:
                 response = await client.get(url, headers=dict(headers or {}))
         except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:  # ValueError: UnicodeError and kin
             return HostAnswer(None, type(exc).__name__)
-        return HostAnswer(response.status_code)
+        challenge = response.headers.get("www-authenticate", "").lower().startswith("bearer")
+        return HostAnswer(response.status_code, bearer_challenge=challenge)

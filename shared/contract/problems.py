@@ -140,6 +140,22 @@ class Problem(Exception):
         )
 
     @classmethod
+    def unauthenticated(cls, detail: str) -> Problem:
+        """``401`` type ``unauthenticated``: no caller identity, or one that could not be read."""
+        return cls(401, "Authentication required", detail, "unauthenticated")
+
+    @classmethod
+    def forbidden(cls, role: str) -> Problem:
+        """``403`` type ``forbidden``: the caller is known but lacks the route's app role (named)."""
+        return cls(
+            403,
+            "Role required",
+            f"This route needs the app role {role}, which the caller does not hold. Ask an administrator to assign "
+            "it to the calling identity (an app role assignment on the app's enterprise application).",
+            "forbidden",
+        )
+
+    @classmethod
     def unavailable(cls) -> Problem:
         """``503``: a dependency of ours did not answer (the response also sends ``Retry-After``)."""
         return cls(

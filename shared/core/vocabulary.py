@@ -99,3 +99,11 @@ class WorkerOutcome(StrEnum):
     PARKED = "parked"
     HELD = "held"
     SUPERSEDED = "superseded"
+
+
+class RuleSource(StrEnum):
+    """Where a call's ``ruleId`` came from (contract)."""
+
+    REQUEST = "request"
+    TARGET = "target"
+    SCHEMA = "schema"

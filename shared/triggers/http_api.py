@@ -32,8 +32,9 @@ from shared.contract.problems import FieldError, Problem
 from shared.core import ids
 from shared.core.errors import SettingsError
 from shared.core.models import ProvisioningRequest
+from shared.core.vocabulary import Source
 from shared.runtime import Runtime, get_runtime
-from shared.triggers import links, prefer
+from shared.triggers import auth, links, prefer
 from shared.triggers.http_io import (
     content_type,
     dependency_failure,
@@ -79,21 +80,19 @@ async def _accepted_response(
     )
 
 
-async def _accept(
-    rt: Runtime, request: ProvisioningRequest, *, source: str, notes: list[str], conflict: FieldError | None = None
+async def _accept(  # noqa: PLR0913
+    rt: Runtime,
+    request: ProvisioningRequest,
+    *,
+    source: str,
+    notes: list[str],
+    conflict: FieldError | None = None,
+    requested_by: str | None = None,
 ) -> intake.Accepted:
-    return await intake.accept(
-        request,
-        source=source,
-        settings=rt.settings,
-        ledger=rt.ledger,
-        queue=rt.work_queue,
-        events=rt.events,
-        pending=rt.pending,
-        now=datetime.now(UTC),
-        normalisations=notes,
-        conflict_error=conflict,
+    command = intake.AcceptCommand(
+        request, Source(source), datetime.now(UTC), notes, conflict_error=conflict, requested_by=requested_by
     )
+    return await rt.intake().accept(command)
 
 
 # --- POST and GET /api/provision -----------------------------------------------------------------------------------
@@ -121,11 +120,13 @@ async def post_provision(
 
 
 async def _post_provision(req: func.HttpRequest, runtime: Runtime | None) -> func.HttpResponse:
+    if isinstance(caller := auth.authorize(req, auth.SUBMIT, runtime), func.HttpResponse):
+        return caller
     try:
         data = read_json_body(req)
         request, notes = intake.provision_request(content_type(req), req.headers, data)
         rt = runtime or get_runtime()
-        accepted = await _accept(rt, request, source="http", notes=notes)
+        accepted = await _accept(rt, request, source="http", notes=notes, requested_by=auth.requested_by(caller))
         return await _accepted_response(req, rt, accepted)
     except Problem as problem:
         return problem_response(problem, instance=urlsplit(req.url).path)
@@ -146,6 +147,8 @@ def _unknown_request() -> func.HttpResponse:
 
 
 async def _status(req: func.HttpRequest, runtime: Runtime | None, job: JobPath | None) -> func.HttpResponse:
+    if isinstance(caller := auth.authorize(req, auth.SUBMIT, runtime), func.HttpResponse):
+        return caller
     request_id = req.route_params.get("requestId", "")
     if not ids.is_request_id(request_id):
         return _unknown_request()
@@ -205,7 +208,9 @@ async def post_graph_compatible(
 ) -> func.HttpResponse:
     """Graph's own provisionOnDemand, paced and recorded; with ``Prefer: wait=N`` a Graph-shaped answer."""
     with telemetry.bound(invocationId=invocation_id):
-        return await _post_graph_compatible(req, runtime)
+        if isinstance(caller := auth.authorize(req, auth.SUBMIT, runtime), func.HttpResponse):
+            return caller
+        return await _post_graph_compatible(req, runtime, caller)
 
 
 def _idempotency_key(req: func.HttpRequest) -> str | None:
@@ -222,7 +227,9 @@ def _idempotency_key(req: func.HttpRequest) -> str | None:
     return value
 
 
-async def _post_graph_compatible(req: func.HttpRequest, runtime: Runtime | None) -> func.HttpResponse:
+async def _post_graph_compatible(
+    req: func.HttpRequest, runtime: Runtime | None, caller: auth.Principal | None
+) -> func.HttpResponse:
     path = _graph_path(req)
     if isinstance(path, func.HttpResponse):
         return path
@@ -239,7 +246,14 @@ async def _post_graph_compatible(req: func.HttpRequest, runtime: Runtime | None)
             request = request.model_copy(update={"event_id": f"{IDEMPOTENCY_HEADER}:{key}"})
             conflict = FieldError("", "was already used with a different body", IDEMPOTENCY_HEADER)
         rt = runtime or get_runtime()
-        accepted = await _accept(rt, request, source="graph-compatible", notes=notes, conflict=conflict)
+        accepted = await _accept(
+            rt,
+            request,
+            source="graph-compatible",
+            notes=notes,
+            conflict=conflict,
+            requested_by=auth.requested_by(caller),
+        )
         if key is not None:
             echo[IDEMPOTENCY_HEADER] = key
         answer: tuple[int, Any] | None = None
@@ -291,4 +305,6 @@ async def openapi_document(req: func.HttpRequest, *, invocation_id: str | None =
     """``GET /api/openapi.json``: the OpenAPI 3.1 document, generated from the models."""
     from shared.contract import openapi
 
+    if isinstance(caller := auth.authorize(req, auth.SUBMIT), func.HttpResponse):
+        return caller
     return json_response(200, openapi.document())

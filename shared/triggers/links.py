@@ -59,4 +59,5 @@ async def travelling_key(
     key = query_key(params, headers)
     if key is None:
         return None
-    return key if await admin_keys.may_travel(base, key) else None
+    authorization = headers.get("authorization") or None
+    return key if await admin_keys.may_travel(base, key, authorization) else None

@@ -17,6 +17,7 @@ from shared import telemetry
 from shared.contract.problems import Problem
 from shared.core.models import ProvisioningRequest
 from shared.core.ports import WorkItem
+from shared.core.vocabulary import Source
 from shared.runtime import Runtime, get_runtime
 from shared.usecases import intake
 
@@ -61,17 +62,7 @@ async def _on_request_message(msg: func.QueueMessage, rt: Runtime) -> None:
     body = msg.get_body()
     try:
         request, notes = parse_request_message(body)
-        accepted = await intake.accept(
-            request,
-            source="queue",
-            settings=rt.settings,
-            ledger=rt.ledger,
-            queue=rt.work_queue,
-            events=rt.events,
-            pending=rt.pending,
-            now=_now(),
-            normalisations=notes,
-        )
+        accepted = await rt.intake().accept(intake.AcceptCommand(request, Source.QUEUE, _now(), notes))
     except Problem as problem:
         await rt.queue_rejections.reject(msg.id or "", body, problem, _now())
         return

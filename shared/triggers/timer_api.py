@@ -30,7 +30,8 @@ async def on_sweeper_timer(
     """Re-drive calls whose work message was lost; enqueue far-future calls that came within reach."""
     with telemetry.bound(invocationId=invocation_id):
         rt = runtime or get_runtime()
-        return await sweeper.sweep(rt.ledger, rt.work_queue, rt.pending, now=datetime.now(UTC), room=rt.waiting_room)
+        sweep = sweeper.Sweeper(rt.ledger, rt.work_queue, rt.pending, rt.waiting_room)
+        return await sweep.sweep(now=datetime.now(UTC))
 
 
 async def on_backlog_timer(

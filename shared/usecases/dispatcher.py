@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -28,6 +28,7 @@ from shared.core.backlog import Place, place_for
 from shared.core.errors import StaleWrite
 from shared.core.pacing import LimiterState
 from shared.core.ports import Lease, Ledger, Parked, SlotBank, WaitingRoom, WorkItem, WorkQueue
+from shared.core.records import CallRecord
 from shared.core.vocabulary import CallStatus, WaitingFor
 
 log = telemetry.get_logger(__name__)
@@ -56,22 +57,22 @@ async def _bounded(jobs: list[Coroutine[Any, Any, T]]) -> list[T]:
     return list(await asyncio.gather(*(one(j) for j in jobs)))
 
 
-def _stale(call: dict[str, Any] | None) -> bool:
+def _stale(call: CallRecord | None) -> bool:
     """An entry whose call will not become parked at it without writing the entry again (pure).
 
     A ``running`` or ``queued`` call may be between its worker's two parking writes (entry first, then the
     row): its entry must stay. Any other call that does not wait at this entry gets it written again if it
     parks later.
     """
-    return call is None or str(call.get("status")) not in (CallStatus.RUNNING, CallStatus.QUEUED, CallStatus.SCHEDULED)
+    return call is None or call.status not in (CallStatus.RUNNING, CallStatus.QUEUED, CallStatus.SCHEDULED)
 
 
-def is_parked(call: dict[str, Any], key: str | None = None) -> bool:
+def is_parked(call: CallRecord, key: str | None = None) -> bool:
     """The call waits in the backlog (at ``key``, when given) for a slot (pure)."""
     return (
-        str(call.get("status")) == CallStatus.WAITING
-        and call.get("waitingFor") == WaitingFor.SLOT
-        and (key is None or call.get("backlogKey") == key)
+        call.status is CallStatus.WAITING
+        and call.waiting_for is WaitingFor.SLOT
+        and (key is None or call.backlog_key == key)
     )
 
 
@@ -87,21 +88,21 @@ class Dispatcher:
     clock: Callable[[], float] = time.time
     _last_pump: dict[str, float] = field(default_factory=dict)
 
-    async def park(self, scope: str, item: WorkItem, call: dict[str, Any], state: LimiterState) -> dict[str, Any]:
+    async def park(self, scope: str, call: CallRecord, state: LimiterState) -> dict[str, Any]:
         """Write a call's backlog entry; the changes that mark its row parked (the worker writes them, as its attempt).
 
         A call parked before keeps its place. The entry is written before the row says ``waitingFor: slot``,
         so a parked call always has its entry (the sweeper re-parks one whose entry was lost anyway).
         """
-        key = call.get("backlogKey") or place_for(call.get("priority"), state.round, item.request_id, item.call_id).key
-        await self.room.park(Parked(scope, str(key), item.request_id, item.call_id))
+        key = call.backlog_key or place_for(call.priority, state.round, call.request_id, call.call_id).key
+        await self.room.park(Parked(scope, key, call.request_id, call.call_id))
         return {
             "status": CallStatus.WAITING,
-            "claimedUntil": None,
-            "reservedAt": None,
-            "waitingFor": WaitingFor.SLOT,
-            "backlogKey": str(key),
-            "backlogScope": scope,
+            "claimed_until": None,
+            "reserved_at": None,
+            "waiting_for": WaitingFor.SLOT,
+            "backlog_key": key,
+            "backlog_scope": scope,
         }
 
     async def parked(self, scope: str, state: LimiterState) -> None:
@@ -158,7 +159,7 @@ class Dispatcher:
             return 0, False
         entries = await self.room.head(scope, free)
         calls = await _bounded([self.ledger.get_call(e.request_id, e.call_id) for e in entries])
-        ready: list[tuple[Parked, dict[str, Any]]] = []
+        ready: list[tuple[Parked, CallRecord]] = []
         stale: list[Parked] = []
         for entry, call in zip(entries, calls, strict=True):
             if call is not None and is_parked(call, entry.key):
@@ -177,18 +178,19 @@ class Dispatcher:
         results = await _bounded([self._hand(e, c, slot) for (e, c), slot in zip(ready, slots, strict=False)])
         return sum(results), not emptied and len(slots) == len(ready)
 
-    async def _hand(self, entry: Parked, call: dict[str, Any], slot: float) -> bool:
-        """Give one parked call its slot: row first (ETag), then its work item, then the entry goes."""
+    async def _hand(self, entry: Parked, call: CallRecord, slot: float) -> bool:
+        """Give one parked call its slot: row first (version), then its work item, then the entry goes."""
         at = datetime.fromtimestamp(slot, UTC)
         try:
-            await self.ledger.update_call(call, {"waitingFor": None, "reservedAt": at, "nextAttemptAt": at})
+            await self.ledger.update_call(replace(call, waiting_for=None, reserved_at=at, next_attempt_at=at))
         except StaleWrite:
             fresh = await self.ledger.get_call(entry.request_id, entry.call_id)
             if fresh is None or not is_parked(fresh, entry.key):
-                await self.room.remove(entry)
-                return False  # taken over meanwhile (the sweeper, a duplicate message): its slot goes unused
+                if _stale(fresh):
+                    await self.room.remove(entry)
+                return False  # taken over meanwhile: its slot goes unused
             try:
-                await self.ledger.update_call(fresh, {"waitingFor": None, "reservedAt": at, "nextAttemptAt": at})
+                await self.ledger.update_call(replace(fresh, waiting_for=None, reserved_at=at, next_attempt_at=at))
             except StaleWrite:
                 return False  # keeps its entry: the next pump looks again
         delay = max(0.0, slot - self.clock() - LEAD_SECONDS)

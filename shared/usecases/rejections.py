@@ -8,10 +8,11 @@ import json
 from datetime import datetime
 
 from shared import telemetry
-from shared.contract.names import REQUEST_ROW, REQUESTS_POISON_QUEUE
+from shared.contract.names import REQUESTS_POISON_QUEUE
 from shared.contract.problems import Problem
-from shared.core import aggregate, ids
+from shared.core import ids
 from shared.core.ports import Ledger, WorkQueue
+from shared.core.records import RequestRecord
 from shared.core.request_ids import stable_request_id
 from shared.core.vocabulary import RequestStatus, Source
 
@@ -29,23 +30,20 @@ class QueueRejections:
         """Record why the message can never be valid, then move it to the poison queue; the request id recorded."""
         request_id = stable_request_id(now, f"queue-message:{message_id}:{body!r}")
         event_id = _event_id_of(body)
-        row = {
-            "PartitionKey": request_id,
-            "RowKey": REQUEST_ROW,
-            "requestId": request_id,
-            "eventId": event_id,
-            "source": Source.QUEUE,
-            "status": RequestStatus.REJECTED,
-            "reason": f"{problem.title}: {problem.detail}",
-            "errors": json.dumps([{"pointer": e.pointer, "detail": e.detail} for e in problem.errors]),
-            "queueMessageId": message_id,
-            "poisonQueue": REQUESTS_POISON_QUEUE,
-            "callCount": 0,
-            **{f"{name}Count": 0 for name in aggregate.CALL_STATUSES},
-            "target": _target_of(body),
-            "createdAt": now,
-            "updatedAt": now,
-        }
+        row = RequestRecord(
+            request_id=request_id,
+            event_id=event_id,
+            source=Source.QUEUE,
+            status=RequestStatus.REJECTED,
+            reason=f"{problem.title}: {problem.detail}",
+            errors=tuple({"pointer": e.pointer, "detail": e.detail} for e in problem.errors),
+            queue_message_id=message_id,
+            poison_queue=REQUESTS_POISON_QUEUE,
+            call_count=0,
+            target=_target_of(body),
+            created_at=now,
+            updated_at=now,
+        )
         await self._ledger.create(row, [], tolerate_existing=True)
         await self._poison_queue.send_text(body.decode("utf-8", errors="replace"))
         log.warning(

@@ -38,8 +38,8 @@ async def purge(ledger: Ledger, logs: LogStore, events: EventIndex, *, now: date
     rows = blobs = 0
     for request_id in expired:
         request, _ = await ledger.get_request(request_id)
-        if request is not None and request.get("eventKey"):
-            await events.forget(str(request["eventKey"]))
+        if request is not None and request.event_key:
+            await events.forget(request.event_key)
         blobs += await logs.delete_request(request_id)
         rows += await ledger.delete_request(request_id)
     if expired:

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.contract import views
-from shared.core.ports import Ledger, LogStore, Row
+from shared.core.ports import Ledger, LogStore
+from shared.core.records import RequestRecord
 
 #: How often the ``Prefer: wait`` poll reads the ledger.
 WAIT_POLL_SECONDS = 0.25
@@ -56,8 +57,8 @@ class Status:
         blob_logs: dict[str, str | None] = {}
         if include_logs:
             for call in calls:
-                if call.get("provisioningLogBlob"):
-                    blob_logs[str(call["RowKey"])] = await self._logs().get(str(call["provisioningLogBlob"]))
+                if call.provisioning_log_blob:
+                    blob_logs[call.call_id] = await self._logs().get(call.provisioning_log_blob)
         body = views.request_view(request, calls, include_logs=include_logs, blob_logs=blob_logs)
         return StatusRead(body, views.is_pending(request))
 
@@ -68,18 +69,17 @@ class Status:
             request, calls = await self._ledger.get_request(request_id)
             if request is not None and not views.is_pending(request) and len(calls) == 1:
                 blob = None
-                if calls[0].get("provisioningLogBlob"):
-                    blob = await self._logs().get(str(calls[0]["provisioningLogBlob"]))
+                if calls[0].provisioning_log_blob:
+                    blob = await self._logs().get(calls[0].provisioning_log_blob)
                 return views.graph_answer(calls[0], self._graph_base_url, blob)
             if asyncio.get_running_loop().time() >= deadline:
                 return None
             await asyncio.sleep(self.poll_seconds)
 
 
-def _made_for(request: Row, job: JobPath) -> bool:
+def _made_for(request: RequestRecord, job: JobPath) -> bool:
     """The request was made for the job the path names (ids compare case-insensitively, like Graph's)."""
     sp, job_id = job
-    return (
-        str(request.get("servicePrincipalId") or "").lower() == sp.lower()
-        and str(request.get("jobId") or "").lower() == job_id.lower()
-    )
+    return (request.service_principal_id or "").lower() == sp.lower() and (
+        request.job_id or ""
+    ).lower() == job_id.lower()

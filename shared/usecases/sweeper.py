@@ -13,13 +13,12 @@ app's own steps, but storage can be restored or edited) is it parked again, at t
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from shared import telemetry
-from shared.core import aggregate
 from shared.core.errors import StaleWrite
 from shared.core.ports import (
     MAX_VISIBILITY_DELAY_SECONDS,
@@ -30,7 +29,8 @@ from shared.core.ports import (
     WorkItem,
     WorkQueue,
 )
-from shared.core.vocabulary import WaitingFor
+from shared.core.records import CallRecord
+from shared.core.vocabulary import CallStatus, RequestStatus, WaitingFor
 
 log = telemetry.get_logger(__name__)
 
@@ -51,123 +51,138 @@ class Swept:
     reparked: int = 0
 
 
-def _dt(value: Any) -> datetime | None:
-    return value if isinstance(value, datetime) else None
-
-
-def needs_redrive(call: dict[str, Any], now: datetime, grace: timedelta) -> bool:
+def needs_redrive(call: CallRecord, now: datetime, grace: timedelta) -> bool:
     """A call whose message should have come by now and that nobody has touched since (pure)."""
-    status = str(call.get("status"))
-    if status in aggregate.TERMINAL_CALL_STATUSES or call.get("enqueued") is False or parked(call):
+    if call.status.is_terminal or call.enqueued is False or parked(call):
         return False
-    last_redrive = _dt(call.get("redrivenAt"))
-    if last_redrive is not None and last_redrive > now - grace:
+    if call.redriven_at is not None and call.redriven_at > now - grace:
         return False
-    if status == "running":
-        claimed_until = _dt(call.get("claimedUntil"))
-        return claimed_until is None or claimed_until < now - grace
-    due = _dt(call.get("reservedAt")) or _dt(call.get("nextAttemptAt"))
+    if call.status is CallStatus.RUNNING:
+        return call.claimed_until is None or call.claimed_until < now - grace
+    due = call.reserved_at or call.next_attempt_at
     return due is None or due < now - grace
 
 
-def parked(call: dict[str, Any]) -> bool:
+def parked(call: CallRecord) -> bool:
     """The call waits in the backlog for a slot: the dispatcher, not a message, moves it on (pure)."""
-    return str(call.get("status")) == "waiting" and call.get("waitingFor") == WaitingFor.SLOT
+    return call.status is CallStatus.WAITING and call.waiting_for is WaitingFor.SLOT
 
 
-def due_for_enqueue(call: dict[str, Any], now: datetime) -> bool:
+def due_for_enqueue(call: CallRecord, now: datetime) -> bool:
     """A far-future call that has come within the queue's maximum delay (pure)."""
-    due = _dt(call.get("nextAttemptAt"))
+    due = call.next_attempt_at
     return (
-        call.get("enqueued") is False
+        call.enqueued is False
         and due is not None
         and (due - now).total_seconds() < (MAX_VISIBILITY_DELAY_SECONDS - 3600)
     )
 
 
 async def sweep(
-    ledger: Ledger,
-    queue: WorkQueue,
-    pending: PendingIndex,
-    *,
-    now: datetime,
-    grace_seconds: float = GRACE_SECONDS,
-    room: WaitingRoom | None = None,
+    ledger: Ledger, queue: WorkQueue, pending: PendingIndex, *, now: datetime, grace_seconds: float = GRACE_SECONDS
 ) -> Swept:
-    """One pass over the in-flight requests."""
-    grace = timedelta(seconds=grace_seconds)
-    redriven = far = removed = reparked = 0
-    backlog_keys: dict[str, set[str]] = {}  # per scope, read once per sweep (one query, not one per call)
-    entries = await pending.list(MAX_REQUESTS_PER_RUN)
-    for request_id, added_at in entries:
-        request, calls = await ledger.get_request(request_id)
-        if request is None:
-            if added_at < now - timedelta(seconds=ORPHAN_SECONDS):
+    """One pass over the in-flight requests (without a backlog to check: see :class:`Sweeper`)."""
+    return await Sweeper(ledger, queue, pending).sweep(now=now, grace_seconds=grace_seconds)
+
+
+@dataclass
+class Sweeper:
+    """The sweep, with the backlog whose lost entries it puts back (None: parked calls are only left alone)."""
+
+    ledger: Ledger
+    queue: WorkQueue
+    pending: PendingIndex
+    room: WaitingRoom | None = None
+    _keys: dict[str, set[str]] = field(default_factory=dict)
+
+    async def sweep(self, *, now: datetime, grace_seconds: float = GRACE_SECONDS) -> Swept:
+        """One pass over the in-flight requests."""
+        ledger, pending = self.ledger, self.pending
+        grace = timedelta(seconds=grace_seconds)
+        redriven = far = removed = reparked = 0
+        self._keys = {}  # the backlog's keys per scope, read once per sweep (one query, not one per call)
+        entries = await pending.list(MAX_REQUESTS_PER_RUN)
+        for request_id, added_at in entries:
+            request, calls = await ledger.get_request(request_id)
+            if request is None:
+                if added_at < now - timedelta(seconds=ORPHAN_SECONDS):
+                    await pending.remove(request_id)
+                    removed += 1
+                continue
+            if request.status is RequestStatus.PENDING and all(c.status.is_terminal for c in calls):
+                # every call is done but the request row was not updated (its worker died in between)
+                request = await ledger.refresh_request(request_id, now) or request
+            if request.status.is_terminal:
                 await pending.remove(request_id)
                 removed += 1
-            continue
-        if request.get("status") == aggregate.PENDING and all(
-            str(c.get("status")) in aggregate.TERMINAL_CALL_STATUSES for c in calls
-        ):
-            # every call is done but the request row was not updated (its worker died in between)
-            request = await ledger.refresh_request(request_id, now) or request
-        if request.get("status") != aggregate.PENDING:
-            await pending.remove(request_id)
-            removed += 1
-            continue
-        for call in calls:
-            item = WorkItem(request_id, str(call["RowKey"]))
-            if due_for_enqueue(call, now):
-                marked = await _mark(ledger, item, lambda c: due_for_enqueue(c, now), {"enqueued": True})
-                if marked is not None:
-                    await queue.send(item, (marked["nextAttemptAt"] - now).total_seconds())
-                    far += 1
-            elif room is not None and parked(call):
-                scope, key = str(call.get("backlogScope")), str(call.get("backlogKey"))
-                if scope not in backlog_keys:
-                    backlog_keys[scope] = await room.keys(scope)
-                if key not in backlog_keys[scope] and await _repark(ledger, room, item, scope, key):
-                    reparked += 1
-            elif needs_redrive(call, now, grace):
-                marked = await _mark(ledger, item, lambda c: needs_redrive(c, now, grace), {"redrivenAt": now})
-                if marked is not None:
-                    await queue.send(item, 0)
-                    redriven += 1
-                    log.warning(
-                        "stranded call re-driven",
-                        extra={"requestId": request_id, "callId": item.call_id, "status": marked.get("status")},
-                    )
-    return Swept(len(entries), redriven, far, removed, reparked)
+                continue
+            for call in calls:
+                sent = await self._sweep_call(call, now, grace)
+                far += sent == "far"
+                redriven += sent == "redriven"
+                reparked += sent == "reparked"
+        return Swept(len(entries), redriven, far, removed, reparked)
 
+    async def _sweep_call(
+        self, call: CallRecord, now: datetime, grace: timedelta
+    ) -> Literal["far", "redriven", "reparked"] | None:
+        """Enqueue a far-future call that came within reach, re-drive a stranded one, or re-park a parked one
+        whose backlog entry is gone; what was done, if anything."""
+        ledger, queue = self.ledger, self.queue
+        item = WorkItem(call.request_id, call.call_id)
+        if due_for_enqueue(call, now):
+            marked = await _mark(ledger, item, lambda c: due_for_enqueue(c, now), {"enqueued": True})
+            if marked is not None and marked.next_attempt_at is not None:
+                await queue.send(item, (marked.next_attempt_at - now).total_seconds())
+                return "far"
+        elif parked(call):
+            return "reparked" if await self._repark(call) else None
+        elif needs_redrive(call, now, grace):
+            marked = await _mark(ledger, item, lambda c: needs_redrive(c, now, grace), {"redriven_at": now})
+            if marked is not None:
+                await queue.send(item, 0)
+                log.warning(
+                    "stranded call re-driven",
+                    extra={"requestId": call.request_id, "callId": item.call_id, "status": marked.status},
+                )
+                return "redriven"
+        return None
 
-async def _repark(ledger: Ledger, room: WaitingRoom, item: WorkItem, scope: str, key: str) -> bool:
-    """Put a parked call's lost entry back, if the call (read again) still waits there.
+    async def _repark(self, seen: CallRecord) -> bool:
+        """Put a parked call's lost entry back, if the call (read again) still waits there.
 
-    The entry goes back at the call's own place, so it keeps its turn; if the dispatcher hands the call a
-    slot in between, the entry is stale and the dispatcher drops it when it reaches it.
-    """
-    call = await ledger.get_call(item.request_id, item.call_id)
-    if call is None or not parked(call) or call.get("backlogKey") != key:
-        return False
-    await room.park(Parked(scope, key, item.request_id, item.call_id))
-    log.warning("parked call had lost its backlog entry; parked again", extra={"requestId": item.request_id})
-    return True
+        The entry goes back at the call's own place, so it keeps its turn; if the dispatcher hands the call a
+        slot in between, the entry is stale and the dispatcher drops it when it reaches it.
+        """
+        scope, key = seen.backlog_scope, seen.backlog_key
+        if self.room is None or scope is None or key is None:
+            return False
+        if scope not in self._keys:
+            self._keys[scope] = await self.room.keys(scope)
+        if key in self._keys[scope]:
+            return False
+        call = await self.ledger.get_call(seen.request_id, seen.call_id)
+        if call is None or not parked(call) or call.backlog_key != key:
+            return False
+        await self.room.park(Parked(scope, key, call.request_id, call.call_id))
+        log.warning("parked call had lost its backlog entry; parked again", extra={"requestId": call.request_id})
+        return True
 
 
 async def _mark(
-    ledger: Ledger, item: WorkItem, still: Callable[[dict[str, Any]], bool], changes: dict[str, Any]
-) -> dict[str, Any] | None:
-    """Record what the sweeper is about to do on the call; the row as written, or None to leave the call alone.
+    ledger: Ledger, item: WorkItem, still: Callable[[CallRecord], bool], changes: Mapping[str, Any]
+) -> CallRecord | None:
+    """Record what the sweeper is about to do on the call; the call as written, or None to leave it alone.
 
     The partition query the decision was made on may be stale by now (a worker may have claimed or finished
-    the call since), so the call is read again, the condition checked on that fresh row, and the write made
-    conditional on the fresh row's ETag: a worker's claim or answer in between makes the write fail, and the
-    call is left to the worker. The sweeper never writes over a row it did not judge.
+    the call since), so the call is read again, the condition checked on that fresh record, and the write made
+    conditional on its version: a worker's claim or answer in between makes the write fail, and the call is
+    left to the worker. The sweeper never writes over a call it did not judge.
     """
     call = await ledger.get_call(item.request_id, item.call_id)
     if call is None or not still(call):
         return None
     try:
-        return await ledger.update_call(call, changes)
+        return await ledger.update_call(replace(call, **changes))
     except StaleWrite:
         return None

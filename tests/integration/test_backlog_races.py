@@ -106,7 +106,7 @@ async def test_a_parked_call_is_dispatched_once_and_its_entry_goes(backlog: Back
     call = await backlog.bed.ledger.get_call(request_id, item.call_id)
     assert call is not None
     assert is_parked(call)
-    assert await backlog.keys() == {call["backlogKey"]}
+    assert await backlog.keys() == {call.backlog_key}
     assert backlog.bed.queue.sent == [], "a parked call has no message: it does not circle"
 
     assert await backlog.dispatcher().pump(SCOPE) == 1
@@ -149,21 +149,14 @@ async def test_an_entry_the_sweeper_puts_back_after_the_dispatch_is_dropped_not_
     request_id, item = await backlog.parked_call()
     call = await backlog.bed.ledger.get_call(request_id, item.call_id)
     assert call is not None
-    key = str(call["backlogKey"])
+    key = str(call.backlog_key)
     entries = await backlog.room.head(SCOPE, 10)
     await backlog.room.remove(entries[0])  # lost: a restore, a hand edit
 
     decided = Pause("sweeper re-read the parked call")
-    sweep = await started(
-        sweeper.sweep(
-            cast(TableLedger, Paused(backlog.bed.ledger, "get_call", decided)),
-            cast(Any, backlog.bed.queue),
-            backlog.bed.pending,
-            now=datetime.now(UTC),
-            room=backlog.room,
-        ),
-        decided,
-    )
+    paused = cast(TableLedger, Paused(backlog.bed.ledger, "get_call", decided))
+    sweeping = sweeper.Sweeper(paused, cast(Any, backlog.bed.queue), backlog.bed.pending, backlog.room)
+    sweep = await started(sweeping.sweep(now=datetime.now(UTC)), decided)
     # meanwhile the entry is back (the sweeper of another instance, say) and the call is dispatched and runs
     await backlog.room.park(entries[0])
     assert await backlog.dispatcher().pump(SCOPE) == 1

@@ -11,7 +11,6 @@ from __future__ import annotations
 import heapq
 import json
 from collections import Counter
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,10 +18,12 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from shared.adapters import ledger_codec as codec
 from shared.core import pacing
 from shared.core.backlog import Place, call_index, place_for
 from shared.core.pacing import LimiterState, RateLimit, ahead_for, count_in_any_window, margin_for, reserve
 from shared.core.ports import GraphAnswer, JobStatus, Parked, WorkItem
+from shared.core.records import CallRecord, RequestRecord
 from shared.core.rules import RuleInfo
 from shared.core.vocabulary import Priority
 from shared.usecases import sweeper
@@ -137,17 +138,21 @@ class CountingLedger(InMemoryLedger):
         super().__init__()
         self.ops: Counter[str] = Counter()
 
-    async def get_call(self, request_id: str, call_id: str) -> dict[str, Any] | None:
+    async def get_call(self, request_id: str, call_id: str) -> CallRecord | None:
         self.ops["ledger.get_call"] += 1
         return await super().get_call(request_id, call_id)
 
-    async def update_call(self, call: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    async def update_call(self, call: CallRecord) -> CallRecord:
         self.ops["ledger.update_call"] += 1
-        return await super().update_call(call, changes)
+        return await super().update_call(call)
 
-    async def refresh_request(self, request_id: str, now: Any) -> dict[str, Any] | None:
+    async def refresh_request(self, request_id: str, now: datetime) -> RequestRecord | None:
         self.ops["ledger.refresh"] += 1
         return await super().refresh_request(request_id, now)
+
+    def record(self, request_id: str, call_id: str) -> CallRecord:
+        row = self.rows[(request_id, call_id)]
+        return codec.call_from_entity(row, str(row["_v"]))
 
 
 @dataclass
@@ -316,11 +321,11 @@ async def test_a_duplicate_message_leaves_a_parked_call_to_the_backlog() -> None
     s = sim()
     s.submit("1" * 32, 30)
     [key] = await s.park_some(1)
-    parked = s.ledger.rows[("1" * 32, Place.parse(key).call_id)]
-    assert is_parked(parked)
-    version = parked["_v"]
-    assert await s.worker.process(WorkItem("1" * 32, str(parked["RowKey"]))) == "parked"
-    assert s.ledger.rows[("1" * 32, str(parked["RowKey"]))]["_v"] == version
+    call_id = Place.parse(key).call_id
+    assert is_parked(s.ledger.record("1" * 32, call_id))
+    version = s.ledger.rows[("1" * 32, call_id)]["_v"]
+    assert await s.worker.process(WorkItem("1" * 32, call_id)) == "parked"
+    assert s.ledger.rows[("1" * 32, call_id)]["_v"] == version, "a parked call is left alone"
 
 
 async def test_a_stale_entry_is_dropped_and_a_lost_one_is_parked_again_by_the_sweeper() -> None:
@@ -332,11 +337,13 @@ async def test_a_stale_entry_is_dropped_and_a_lost_one_is_parked_again_by_the_sw
     pending = InMemoryPending()
     pending.entries["1" * 32] = T0
     s.ledger.rows[("1" * 32, "request")] = {"PartitionKey": "1" * 32, "RowKey": "request", "status": "pending", "_v": 0}
-    swept = await sweeper.sweep(s.ledger, s.queue, pending, now=s.clock() + timedelta(hours=1), room=s.room)
+    sweep = sweeper.Sweeper(s.ledger, s.queue, pending, s.room)
+    swept = await sweep.sweep(now=s.clock() + timedelta(hours=1))
     assert swept.reparked == 1, "a lost entry comes back"
-    parked_rows = [r for r in s.ledger.rows.values() if is_parked(r)]
-    assert len(parked_rows) == 2
-    assert not any(r.get("redrivenAt") for r in parked_rows), "a parked call is not stranded: no message for it"
+    calls = [s.ledger.record(pk, rk) for (pk, rk) in s.ledger.rows if rk != "request"]
+    parked_calls = [c for c in calls if is_parked(c)]
+    assert len(parked_calls) == 2
+    assert not any(c.redriven_at for c in parked_calls), "a parked call is not stranded: no message for it"
     assert ("tenant", lost.key) in s.room.entries
     # an entry whose call no longer waits (finished meanwhile) is dropped by the dispatcher, not dispatched
     row = s.ledger.rows[("1" * 32, lost.call_id)]

@@ -63,6 +63,12 @@ def test_call_ids() -> None:
         (["rejected"], "failed"),
         (["succeeded", "rejected"], "failed"),
         ([], "pending"),
+        (["succeeded", "cancelled"], "cancelled"),
+        (["cancelled", "cancelled"], "cancelled"),
+        (["cancelled", "failed"], "failed"),
+        (["cancelled", "rejected"], "failed"),
+        (["cancelled", "queued"], "pending"),
+        (["skipped", "succeeded", "succeeded"], "succeeded"),
     ],
 )
 def test_request_status_from_calls(statuses: list[str], expected: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 
 from shared.adapters.host_probe import HttpxHostProbe
 from shared.core.ports import KnownEvent, WorkItem
+from shared.core.records import CallRecord, RequestRecord
 from shared.runtime import Runtime
 from shared.settings import Settings
 from shared.triggers import http_api, prefer
@@ -29,14 +31,16 @@ GRAPH_URL = f"https://func.example.net/api/servicePrincipals/{SP}/synchronizatio
 
 class FakeLedger:
     def __init__(self) -> None:
-        self.rows: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+        self.rows: dict[str, tuple[RequestRecord, list[CallRecord]]] = {}
         self.reads = 0
         self.read_twice = asyncio.Event()
 
-    async def create(self, request: dict[str, Any], calls: list[dict[str, Any]], *, tolerate_existing: bool) -> None:
-        self.rows.setdefault(request["PartitionKey"], (dict(request), [dict(c) for c in calls]))
+    async def create(
+        self, request: RequestRecord, calls: Sequence[CallRecord], *, tolerate_existing: bool = False
+    ) -> None:
+        self.rows.setdefault(request.request_id, (request, list(calls)))
 
-    async def get_request(self, request_id: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    async def get_request(self, request_id: str) -> tuple[RequestRecord | None, list[CallRecord]]:
         self.reads += 1
         if self.reads >= 2:
             self.read_twice.set()

@@ -41,12 +41,15 @@ async def _ledger_with(request_status: str, **call: Any) -> InMemoryLedger:
     request = {
         "PartitionKey": RID,
         "RowKey": "request",
+        "_v": 1,
         "status": request_status,
         "servicePrincipalId": SP,
         "jobId": JOB,
+        "callCount": 1,
         "succeededCount": 1 if request_status == "succeeded" else 0,
     }
-    await ledger.create(request, [queued_call_row(RID, NOW, servicePrincipalId=SP, jobId=JOB, **call)])
+    ledger.rows[(RID, "request")] = request
+    ledger.rows[(RID, "call-0001")] = queued_call_row(RID, NOW, servicePrincipalId=SP, jobId=JOB, **call)
     return ledger
 
 
@@ -112,9 +115,8 @@ async def test_a_rejected_message_is_recorded_with_its_reasons_and_poisoned() ->
     )
     request_id = await QueueRejections(ledger, poison).reject("msg-1", body, problem, NOW)
 
-    request, calls = await ledger.get_request(request_id)
-    assert request is not None
-    assert calls == []
+    assert (await ledger.get_request(request_id))[1] == []
+    request = ledger.rows[(request_id, "request")]  # as the ledger's contract names the properties
     assert request["status"] == "rejected"
     assert request["source"] == "queue"
     assert request["eventId"] == "evt-1"
@@ -136,3 +138,49 @@ async def test_a_key_travels_unless_it_opens_admin_routes_or_the_host_does_not_s
     probe.answers[f"{base}/admin/host/status"] = 200
     assert not await keys.may_travel(base, "master")
     assert not await AdminKeyCheck(ScriptedProbe({})).may_travel(base, "fn-key")  # no answer: stays out
+
+
+class ChallengingProbe:
+    """App Service Authentication in front of the host: 401 with a Bearer challenge unless a token comes along."""
+
+    def __init__(self) -> None:
+        self.headers: list[dict[str, str]] = []
+
+    async def get(self, url: str, headers: Mapping[str, str] | None = None) -> HostAnswer:
+        self.headers.append(dict(headers or {}))
+        if "authorization" not in (headers or {}):
+            return HostAnswer(401, bearer_challenge=True)
+        return HostAnswer(200 if (headers or {}).get("x-functions-key") == "master" else 401)
+
+
+async def test_an_easy_auth_401_says_nothing_about_the_key_so_it_stays_out() -> None:
+    """Without this, App Service Authentication's 401 would read as "not the master key" and the master key
+    would travel in every Location link of an AUTH_MODE=entra deployment."""
+    probe = ChallengingProbe()
+    assert not await AdminKeyCheck(probe).may_travel("https://app.example", "master")
+    assert not await AdminKeyCheck(probe).may_travel("https://app.example", "fn-key")
+
+
+async def test_the_callers_token_goes_along_so_the_host_itself_answers() -> None:
+    probe = ChallengingProbe()
+    keys = AdminKeyCheck(probe)
+    assert await keys.may_travel("https://app.example", "fn-key", "Bearer abc")
+    assert not await keys.may_travel("https://app.example", "master", "Bearer abc")
+    assert probe.headers[0] == {"x-functions-key": "fn-key", "authorization": "Bearer abc"}
+
+
+async def test_the_probe_adapter_reports_a_bearer_challenge() -> None:
+    import httpx
+
+    from shared.adapters.host_probe import HttpxHostProbe
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.headers.get("authorization"):
+            return httpx.Response(401)
+        return httpx.Response(401, headers={"WWW-Authenticate": 'Bearer realm="app.example"'})
+
+    probe = HttpxHostProbe(transport=httpx.MockTransport(handler))
+    assert (await probe.get("https://app.example/admin/host/status")).bearer_challenge
+    assert not (
+        await probe.get("https://app.example/admin/host/status", {"authorization": "Bearer x"})
+    ).bearer_challenge

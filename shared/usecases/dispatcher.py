@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from shared import telemetry
 from shared.core.backlog import Place, place_for
 from shared.core.errors import StaleWrite
-from shared.core.pacing import LimiterState
+from shared.core.pacing import LimiterState, scope_key
 from shared.core.ports import Lease, Ledger, Parked, SlotBank, WaitingRoom, WorkItem, WorkQueue
 from shared.core.records import CallRecord
 from shared.core.vocabulary import CallStatus, WaitingFor
@@ -104,6 +104,35 @@ class Dispatcher:
             "backlog_key": key,
             "backlog_scope": scope,
         }
+
+    async def park_fresh(self, call: CallRecord, rate_scope: str, now: datetime) -> bool:
+        """Park a call never attempted yet, before any claim, when calls already wait for its scope's slots.
+
+        A flood of new calls (a big request, a burst of them) is parked at two writes each (the entry, then
+        the row, conditional on the version read) and one read of the limiter row, instead of a claim, two
+        refreshes of the request and a second write: so the flood drains from the queue fast and the messages
+        the dispatcher times for their slots are not stuck behind it. The request's counts are refreshed by the
+        call's next transition. True when the call was parked; False to go on as usual (not fresh, no backlog
+        yet, or the row changed meanwhile: the claim then re-reads it).
+        """
+        fresh = call.status in (CallStatus.QUEUED, CallStatus.SCHEDULED) and not call.attempts
+        if not fresh or call.backlog_key is not None or call.reserved_at is not None:
+            return False
+        scope = scope_key(rate_scope, str(call.service_principal_id), str(call.job_id))
+        state = await self.limiter.state(scope)
+        if not state.waiting and state.free(self.clock(), self.limiter.limit) > 0:
+            return False
+        changes = await self.park(scope, call, state)
+        try:
+            await self.ledger.update_call(replace(call, **changes, next_attempt_at=now))
+        except StaleWrite:
+            return False
+        await self.parked(scope, state)
+        log.info(
+            "rate limit: calls wait for this scope; waiting in the backlog",
+            extra={"backlogKey": changes["backlog_key"]},
+        )
+        return True
 
     async def parked(self, scope: str, state: LimiterState) -> None:
         """A call is parked: newcomers must queue behind it (one limiter write, only when not yet so)."""

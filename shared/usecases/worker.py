@@ -138,24 +138,9 @@ class Worker:
                 log.error("work item points to no call row; dropped")
                 return WorkerOutcome.MISSING
             now = self.clock()
-            settled = await self._settled(call, now)
+            settled = await self._settled(call, now) or await self._not_now(item, call, now)
             if settled is not None:
                 return settled
-            claimed_until = call.claimed_until or _NEVER
-            if call.status is CallStatus.RUNNING and claimed_until > now:
-                # Another worker holds it, or one died holding it: look again once the claim has run out.
-                await self.queue.send(item, (claimed_until - now).total_seconds() + 1)
-                log.info("call is claimed by another worker; looking again after the claim")
-                return WorkerOutcome.CLAIMED
-            due = call.next_attempt_at or _NEVER
-            if call.reserved_at is not None and call.status is CallStatus.WAITING:
-                due = call.reserved_at - timedelta(seconds=LEAD_SECONDS + 1)
-            waits = call.status in (CallStatus.SCHEDULED, CallStatus.WAITING)
-            if waits and (due - now).total_seconds() > EARLY_TOLERANCE_SECONDS:
-                await self.queue.send(item, (due - now).total_seconds())
-                log.info("work item arrived early; put back until due", extra={"due": due.isoformat()})
-                return WorkerOutcome.EARLY
-
             previous_attempts = call.attempts
             if previous_attempts >= self.policy.retry_policy.max_attempts:
                 return await self._exhausted(item, call, previous_attempts)
@@ -183,6 +168,27 @@ class Worker:
         if is_parked(call):
             # it waits in the backlog, which hands it a slot and a work item: this one is a duplicate
             log.info("call waits in the backlog for a slot; duplicate work item ignored")
+            return WorkerOutcome.PARKED
+        return None
+
+    async def _not_now(self, item: WorkItem, call: CallRecord, now: datetime) -> WorkerOutcome | None:
+        """Why the call is not attempted now, if so: claimed by another worker, not yet due, or it joins the
+        calls already waiting for its scope's slots (parked before any claim)."""
+        claimed_until = call.claimed_until or _NEVER
+        if call.status is CallStatus.RUNNING and claimed_until > now:
+            # Another worker holds it, or one died holding it: look again once the claim has run out.
+            await self.queue.send(item, (claimed_until - now).total_seconds() + 1)
+            log.info("call is claimed by another worker; looking again after the claim")
+            return WorkerOutcome.CLAIMED
+        due = call.next_attempt_at or _NEVER
+        if call.reserved_at is not None and call.status is CallStatus.WAITING:
+            due = call.reserved_at - timedelta(seconds=LEAD_SECONDS + 1)
+        waits = call.status in (CallStatus.SCHEDULED, CallStatus.WAITING)
+        if waits and (due - now).total_seconds() > EARLY_TOLERANCE_SECONDS:
+            await self.queue.send(item, (due - now).total_seconds())
+            log.info("work item arrived early; put back until due", extra={"due": due.isoformat()})
+            return WorkerOutcome.EARLY
+        if self.backlog is not None and await self.backlog.park_fresh(call, self.policy.rate_scope, now):
             return WorkerOutcome.PARKED
         return None
 

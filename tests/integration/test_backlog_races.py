@@ -79,7 +79,7 @@ class Backlog:
         await self.limiter.mark_waiting(SCOPE)  # calls wait: a newcomer queues behind them
         accepted = await self.bed.submit()
         item, _ = self.bed.queue.sent.pop(0)
-        assert await self.worker(room=room).process(item) == "paced"
+        assert await self.worker(room=room).process(item) == "parked"  # before any claim: calls wait already
         return accepted.request_id, item
 
     async def keys(self) -> set[str]:
@@ -116,7 +116,7 @@ async def test_a_parked_call_is_dispatched_once_and_its_entry_goes(backlog: Back
 
 
 async def test_a_dispatcher_between_the_parking_writes_leaves_the_entry(backlog: Backlog) -> None:
-    """The worker has written the entry but not yet the row (the call is still ``running``, claimed): a pump
+    """The worker has written the entry but not yet the row (the call is still ``queued``): a pump
     that reads the entry now must keep it, or the call would wait with no entry until the sweeper came."""
     written = Pause("worker wrote the backlog entry, not yet the row")
     room = Paused(backlog.room, "park", written)

@@ -106,12 +106,15 @@ class TableLimiter:
         return await self._update(key, decide, pacing.Reservation(None, self._clock() + 1.0))
 
     async def reserve_many(
-        self, key: str, count: int, *, round_: int | None = None, waiting: bool | None = None
+        self, key: str, count: int, *, round_: int | None = None, waiting: bool | None = None, ahead: float = 0.0
     ) -> list[float]:
-        """Up to ``count`` slots in one write, for the backlog's dispatcher; moves the round, sets ``waiting``."""
+        """Up to ``count`` slots in one write, for the backlog's dispatcher, none sooner than ``ahead`` seconds
+        from now; moves the round on, sets ``waiting``."""
 
         def decide(state: pacing.LimiterState, now: float) -> tuple[pacing.LimiterState | None, list[float]]:
-            slots, new = pacing.reserve_many(state, now, self._limit, count, round_)
+            slots, new = pacing.reserve_many(state, now, self._limit, count, now + ahead)
+            if round_ is not None:
+                new = pacing.advance_round(new, round_)
             if waiting is not None:
                 new = pacing.mark_waiting(new, waiting)
             return (new if new != state else None), slots

@@ -150,7 +150,9 @@ def reserve(
     on it): nobody started a call then, so it must not keep counting against the budget.
 
     No slot (``start`` None) when the row already holds :func:`ahead_for` future starts, or when calls wait
-    in the backlog and ``queue_behind`` (everyone but the dispatcher): a newcomer waits behind them.
+    in the backlog and ``queue_behind`` (everyone but the dispatcher): a newcomer waits behind them. A caller
+    giving a missed slot back (``release``) replaces it and is not held to the bound: the row grows by at most
+    one start per call in flight.
     """
     window = limit.window_seconds + margin_for(limit)
     starts = sorted(t for t in state.starts if t > now - window)
@@ -159,7 +161,7 @@ def reserve(
         if match is not None and match < now:
             starts.remove(match)
     kept = LimiterState(tuple(starts), state.blocked_until, state.round, state.waiting)
-    if (queue_behind and state.waiting) or kept.free(now, limit) == 0:
+    if (queue_behind and state.waiting) or (release is None and kept.free(now, limit) == 0):
         return Reservation(None, _next_free(kept, now, window), kept)
     lower = max(now, state.blocked_until)
     # The earliest feasible time is ``lower`` or the moment an existing start leaves the window.
@@ -179,22 +181,28 @@ def _next_free(state: LimiterState, now: float, window: float) -> float:
 
 
 def reserve_many(
-    state: LimiterState, now: float, limit: RateLimit, count: int, round_: int | None = None
+    state: LimiterState, now: float, limit: RateLimit, count: int, earliest: float | None = None
 ) -> tuple[list[float], LimiterState]:
     """Up to ``count`` slots for the dispatcher (it goes first: the backlog is who newcomers queue behind).
 
-    ``round_`` moves the scope's fairness round on (never back). Fewer slots than asked when the row fills.
+    Fewer slots than asked when the row fills. ``earliest``: no slot before then (a dispatched call's message
+    must reach a worker first); it holds back only these slots, not the row's throttle block.
     """
     slots: list[float] = []
+    blocked = state.blocked_until
     for _ in range(count):
-        reservation = reserve(state, now, limit, queue_behind=False)
-        state = reservation.state
+        ask = replace(state, blocked_until=max(blocked, earliest or now))
+        reservation = reserve(ask, now, limit, queue_behind=False)
+        state = replace(reservation.state, blocked_until=blocked)
         if reservation.start is None:
             break
         slots.append(reservation.start)
-    if round_ is not None and round_ > state.round:
-        state = replace(state, round=round_)
     return slots, state
+
+
+def advance_round(state: LimiterState, round_: int) -> LimiterState:
+    """The scope's fairness round moved on to ``round_`` (never back)."""
+    return replace(state, round=round_) if round_ > state.round else state
 
 
 def mark_waiting(state: LimiterState, waiting: bool) -> LimiterState:

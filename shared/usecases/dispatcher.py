@@ -40,6 +40,8 @@ MAX_PASSES = 3
 #: A dispatched call's message arrives this long before its slot (the worker's own lead; queue delays are
 #: whole seconds and polling is not punctual), and the worker sleeps the rest.
 LEAD_SECONDS = 3.0
+#: A slot handed out of the backlog lies at least this far ahead (see :meth:`Dispatcher._ahead`).
+DISPATCH_AHEAD_SECONDS = 2.0
 #: Storage requests one pump makes at once (a window of slots is handed out in one go).
 CONCURRENCY = 16
 
@@ -203,9 +205,16 @@ class Dispatcher:
                 await self.limiter.reserve_many(scope, 0, waiting=False)
             return 0, bool(entries) and not emptied
         round_ = max(Place.parse(entry.key).round for entry, _ in ready)
-        slots = await self.limiter.reserve_many(scope, len(ready), round_=round_, waiting=False if emptied else None)
+        slots = await self.limiter.reserve_many(
+            scope, len(ready), round_=round_, waiting=False if emptied else None, ahead=self._ahead()
+        )
         results = await _bounded([self._hand(e, c, slot) for (e, c), slot in zip(ready, slots, strict=False)])
         return sum(results), not emptied and len(slots) == len(ready)
+
+    def _ahead(self) -> float:
+        """How far ahead a dispatched slot must lie: a message takes this long to reach a worker and be claimed
+        (queue polling backs off to 2 s when idle; then a read and a claim). Half a window for short ones."""
+        return min(DISPATCH_AHEAD_SECONDS, self.limiter.limit.window_seconds / 2)
 
     async def _hand(self, entry: Parked, call: CallRecord, slot: float) -> bool:
         """Give one parked call its slot: row first (version), then its work item, then the entry goes."""

@@ -92,11 +92,12 @@ class InMemorySlotBank:
         return self.states.get(key, LimiterState())
 
     async def reserve_many(
-        self, key: str, count: int, *, round_: int | None = None, waiting: bool | None = None
+        self, key: str, count: int, *, round_: int | None = None, waiting: bool | None = None, ahead: float = 0.0
     ) -> list[float]:
-        slots, state = pacing.reserve_many(
-            self.states.get(key, LimiterState()), self.clock(), self.limit, count, round_
-        )
+        now = self.clock()
+        slots, state = pacing.reserve_many(self.states.get(key, LimiterState()), now, self.limit, count, now + ahead)
+        if round_ is not None:
+            state = pacing.advance_round(state, round_)
         if waiting is not None:
             state = pacing.mark_waiting(state, waiting)
         self.states[key] = state

@@ -15,6 +15,7 @@ import azure.functions as func
 
 from shared import telemetry
 from shared.contract.names import REQUESTS_QUEUE, WORK_QUEUE
+from shared.contract.outcome_events import CALLBACKS_QUEUE
 from shared.triggers import http_api, queue_api, timer_api
 
 telemetry.on_app_load(os.environ)
@@ -65,6 +66,13 @@ async def provision_work(msg: func.QueueMessage, context: func.Context) -> None:
 async def provision_requests_queue(msg: func.QueueMessage, context: func.Context) -> None:
     """Requests from provisioning-requests: accepted like HTTP, or rejected and poisoned at once."""
     await queue_api.on_request_message(msg, invocation_id=context.invocation_id)
+
+
+@app.function_name("provision_callbacks")
+@app.queue_trigger(arg_name="msg", queue_name=CALLBACKS_QUEUE, connection="AzureWebJobsStorage")
+async def provision_callbacks(msg: func.QueueMessage, context: func.Context) -> None:
+    """One callback attempt: POST the finished request's status body to its callbackUrl (retried with backoff)."""
+    await queue_api.on_callback_message(msg, invocation_id=context.invocation_id)
 
 
 @app.function_name("ledger_retention")

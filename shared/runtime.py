@@ -23,12 +23,14 @@ from shared.settings import Settings
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
     from azure.data.tables.aio import TableClient
+    from azure.storage.queue.aio import QueueClient
 
     from shared.adapters.idempotency import TableEventIndex
     from shared.adapters.limiter import TableLimiter
     from shared.adapters.log_store import BlobLogStore
     from shared.adapters.pending import TablePendingIndex
     from shared.core.ports import Provisioner
+    from shared.usecases.outcomes import Outcomes
     from shared.usecases.rule_discovery import RuleDiscovery
     from shared.usecases.worker import Worker
 
@@ -64,6 +66,9 @@ class Runtime:
 
     def queue(self, name: str) -> StorageQueue:
         """A queue on the app's storage account, base64 like the Functions trigger expects."""
+        return StorageQueue(self._queue_client(name))
+
+    def _queue_client(self, name: str) -> QueueClient:
         from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
         from azure.storage.queue.aio import QueueClient
 
@@ -83,7 +88,7 @@ class Runtime:
                 message_encode_policy=encode,
                 message_decode_policy=decode,
             )
-        return StorageQueue(client)
+        return client
 
     @cached_property
     def requests_poison_queue(self) -> StorageQueue:
@@ -167,6 +172,32 @@ class Runtime:
             limiter=self.limiter,
             pending=self.pending,
             policy=policy,
+            on_finished=self.outcomes.settle,
+        )
+
+    @cached_property
+    def outcomes(self) -> Outcomes:
+        """Outcome events (``provisioning-outcomes``, Event Grid when configured) and callbacks."""
+        from shared.adapters.callback_http import HttpCallbackClient
+        from shared.adapters.message_queue import TextQueue
+        from shared.adapters.request_marks import TableRequestMarks
+        from shared.contract.outcome_events import CALLBACKS_QUEUE, OUTCOMES_QUEUE
+        from shared.usecases.outcomes import Outcomes
+
+        event_grid = None
+        if self.settings.eventgrid_topic_endpoint:
+            from shared.adapters.event_grid import EventGridPublisher
+
+            credential = self._managed_identity(self.settings.azure_client_id)
+            event_grid = EventGridPublisher(self.settings.eventgrid_topic_endpoint, credential)
+        return Outcomes(
+            ledger=self.ledger,
+            marks=TableRequestMarks(self._table(TABLE_NAME)),
+            outcomes_queue=TextQueue(self._queue_client(OUTCOMES_QUEUE), keep=True),
+            callbacks_queue=TextQueue(self._queue_client(CALLBACKS_QUEUE)),
+            callbacks=HttpCallbackClient(self.settings.callback_policy),
+            event_grid=event_grid,
+            public_base_url=self.settings.public_base_url,
         )
 
     @cached_property

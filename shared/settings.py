@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from shared.core import ids
+from shared.core.callbacks import CallbackPolicy
 from shared.core.errors import SettingsError
 from shared.core.pacing import RateLimit
 
@@ -31,6 +32,8 @@ KNOWN_SETTINGS = (
     "JOB_HOLD_SECONDS",
     "PUBLIC_BASE_URL",
     "GRAPH_RETRY_BUDGET_MINUTES",
+    "CALLBACK_ALLOWED_HOSTS",
+    "EVENTGRID_TOPIC_ENDPOINT",
 )
 
 #: Hosts a ``PUBLIC_BASE_URL`` may name over plain http: only this machine (local runs, tests).
@@ -87,6 +90,8 @@ class Settings:
     job_hold_seconds: int = 60
     public_base_url: str | None = None
     retry_budget_minutes: int = 60
+    callback_policy: CallbackPolicy = CallbackPolicy()  # noqa: RUF009 (frozen)
+    eventgrid_topic_endpoint: str | None = None
 
     @classmethod
     def from_environ(cls, env: Mapping[str, str]) -> Settings:
@@ -108,6 +113,8 @@ class Settings:
             retry_budget_minutes=_positive_int(
                 env, "GRAPH_RETRY_BUDGET_MINUTES", default=60, maximum=MAX_RETRY_BUDGET_MINUTES
             ),
+            callback_policy=CallbackPolicy.parse(env.get("CALLBACK_ALLOWED_HOSTS")),
+            eventgrid_topic_endpoint=eventgrid_endpoint(env.get("EVENTGRID_TOPIC_ENDPOINT", "")),
         )
 
     def target_for_ids(self, service_principal_id: str, job_id: str) -> Target | None:
@@ -182,6 +189,22 @@ def public_base_url(text: str) -> str | None:
     if "?" in raw or "#" in raw or "@" in parts.netloc:
         raise SettingsError(f"{problem}, without a query, fragment or credentials")
     return raw.rstrip("/")
+
+
+def eventgrid_endpoint(text: str) -> str | None:
+    """``EVENTGRID_TOPIC_ENDPOINT``: the topic's https endpoint (plain http only for this machine); None when unset."""
+    raw = text.strip()
+    if not raw:
+        return None
+    parts = urlsplit(raw)
+    host = (parts.hostname or "").lower()
+    if not host or parts.scheme not in ("https", "http") or (parts.scheme == "http" and host not in LOCAL_HOSTS):
+        raise SettingsError(
+            "EVENTGRID_TOPIC_ENDPOINT must be an https URL such as https://topic.westeurope-1.eventgrid.azure.net/api/events"
+        )
+    if parts.query or parts.fragment or "@" in parts.netloc:
+        raise SettingsError("EVENTGRID_TOPIC_ENDPOINT must not carry a query, fragment or credentials")
+    return raw
 
 
 def _graph_base_url(env: Mapping[str, str]) -> str:

@@ -104,6 +104,10 @@ class ProvisioningRequest(_Strict):
     rule_id: RuleId | None = Field(default=None, alias="ruleId")
     subjects: list[Subject] = Field(min_length=1, max_length=MAX_SUBJECTS)
     not_before: AwareDatetime | None = Field(default=None, alias="notBefore")
+    #: Where to POST the status body once the request is finished (its host is allow-listed at intake).
+    callback_url: Annotated[str, StringConstraints(min_length=1, max_length=2048)] | None = Field(
+        default=None, alias="callbackUrl"
+    )
 
     def not_before_or(self, now: datetime) -> datetime:
         """When the first call may start."""

@@ -166,3 +166,55 @@ class LogStore(Protocol):
     async def get(self, name: str) -> str | None: ...
 
     async def delete_request(self, request_id: str) -> int: ...
+
+
+# --- Outcomes: events and callbacks when a request finishes ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MarkedRow:
+    """A request row as read, with the ETag a conditional write needs."""
+
+    row: Row
+    etag: str
+
+
+class RequestMarks(Protocol):
+    """The outbox and callback bookkeeping on a request row (``notifiedFor``, ``callback*``), ETag-conditional.
+
+    Implemented by ``shared.adapters.request_marks``; it only ever merges its own properties into the row.
+    """
+
+    async def read(self, request_id: str) -> MarkedRow | None: ...
+
+    async def mark(self, marked: MarkedRow, changes: Mapping[str, Any]) -> MarkedRow:
+        """Merge ``changes`` (None removes) if the row is unchanged since read; raises StaleWrite otherwise."""
+        ...
+
+
+class MessageQueue(Protocol):
+    """A Storage queue that takes text messages, optionally delayed (base64 on the wire)."""
+
+    async def send_text(self, text: str, delay_seconds: float = 0) -> None: ...
+
+
+class EventPublisher(Protocol):
+    """Where outcome events go besides the queue (Event Grid, when configured)."""
+
+    async def publish(self, event: Mapping[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True)
+class CallbackResult:
+    """One callback attempt: delivered (2xx), or why not; ``permanent`` when retrying cannot help."""
+
+    delivered: bool
+    http_status: int | None = None
+    error: str | None = None
+    permanent: bool = False
+
+
+class CallbackClient(Protocol):
+    """POSTs a callback to an allow-listed URL (implemented by ``shared.adapters.callback_http``)."""
+
+    async def post(self, url: str, body: bytes) -> CallbackResult: ...

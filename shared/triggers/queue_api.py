@@ -22,6 +22,7 @@ from shared.core.ports import WorkItem
 from shared.core.request_ids import stable_request_id
 from shared.runtime import Runtime, get_runtime
 from shared.usecases import intake
+from shared.usecases.outcomes import CallbackMessage
 
 log = telemetry.get_logger(__name__)
 
@@ -38,6 +39,16 @@ async def on_work_message(
         item = WorkItem.from_json(msg.get_body())
         rt = runtime or get_runtime()
         await rt.worker.process(item)
+
+
+async def on_callback_message(
+    msg: func.QueueMessage, runtime: Runtime | None = None, *, invocation_id: str | None = None
+) -> None:
+    """One callback attempt from ``provisioning-callbacks`` (the next one, if needed, is queued delayed)."""
+    with telemetry.bound(invocationId=invocation_id, messageId=msg.id):
+        message = CallbackMessage.from_json(msg.get_body())
+        rt = runtime or get_runtime()
+        await rt.outcomes.deliver_callback(message)
 
 
 def parse_request_message(body: bytes) -> tuple[ProvisioningRequest, list[str]]:
@@ -108,6 +119,7 @@ async def _reject(rt: Runtime, msg: func.QueueMessage, body: bytes, problem: Pro
         "updatedAt": now,
     }
     await rt.ledger.create(row, [], tolerate_existing=True)
+    await rt.outcomes.request_finished(request_id)  # before poisoning: a failure here retries the message
     await rt.requests_poison_queue.send_text(body.decode("utf-8", errors="replace"))
     log.warning(
         "queued request rejected and moved to the poison queue",

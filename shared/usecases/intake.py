@@ -143,6 +143,20 @@ def resolve_target(request: ProvisioningRequest, settings: Settings) -> Target:
     )
 
 
+def check_callback(request: ProvisioningRequest, settings: Settings) -> None:
+    """A 400 Problem naming ``/callbackUrl`` when its URL may not be called back (CALLBACK_ALLOWED_HOSTS)."""
+    if request.callback_url is not None:
+        reason = settings.callback_policy.url_problem(request.callback_url)
+        if reason is not None:
+            raise Problem(
+                400,
+                "Callback not allowed",
+                f"callbackUrl {reason}.",
+                "callback-not-allowed",
+                (FieldError("/callbackUrl", reason),),
+            )
+
+
 async def accept(
     request: ProvisioningRequest,
     *,
@@ -164,6 +178,7 @@ async def accept(
     id is never shown.
     """
     target = resolve_target(request, settings)
+    check_callback(request, settings)
     rule_id = request.rule_id or target.rule_id  # None: the worker discovers it from the job schema
     rule_source = "request" if request.rule_id else "target" if target.rule_id else None
     start = request.not_before_or(now)
@@ -241,6 +256,7 @@ async def accept(
         "callCount": len(calls),
         "eventKey": event_key(event) if event is not None else None,
         "normalisations": json.dumps(list(normalisations)) if normalisations else None,
+        "callbackUrl": request.callback_url,
         **summary.as_properties(),
     }
     await pending.add(request_id, now)

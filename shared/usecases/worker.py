@@ -89,6 +89,9 @@ class Worker:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     job_cache: TtlCache[tuple[str, str], JobStatus] | None = None
+    #: Announces a finished request (events, callback); True once announced. Until then the request stays
+    #: in the sweeper's index, so a crash before the announcement is finished by the next sweep.
+    on_finished: Callable[[str], Awaitable[bool]] | None = None
 
     def __post_init__(self) -> None:
         if self.job_cache is None:
@@ -154,9 +157,10 @@ class Worker:
         return "claimed"
 
     async def _refresh(self, request_id: str, now: datetime) -> None:
-        """Update the request's status; once it is final, it leaves the sweeper's index."""
+        """Update the request's status; once it is final (and announced), it leaves the sweeper's index."""
         request = await self.ledger.refresh_request(request_id, now)
-        if request is not None and request.get("status") != aggregate.PENDING:
+        finished = request is not None and request.get("status") != aggregate.PENDING
+        if finished and (self.on_finished is None or await self.on_finished(request_id)):
             await self.pending.remove(request_id)
 
     async def _save(self, call: dict[str, Any], changes: dict[str, Any], *, owner: int | None) -> dict[str, Any] | None:

@@ -47,6 +47,7 @@ def test_routes_and_auth_levels() -> None:
         "openapi": ("openapi.json", "FUNCTION", None),
         "provision_requests_queue": (None, None, "provisioning-requests"),
         "provision_work": (None, None, WORK_QUEUE),
+        "provision_callbacks": (None, None, "provisioning-callbacks"),
         "ledger_retention": (None, None, None),
         "sweeper": (None, None, None),
     }

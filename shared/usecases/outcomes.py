@@ -1,0 +1,264 @@
+"""Outcomes: when a request reaches a terminal status, announce it once, and call its callback back.
+
+Exactly one announcement per terminal transition, even under retries and crashes, with an outbox on the
+request row. Whoever sees the request terminal (the worker that finished its last call, a duplicate work
+item, the sweeper, the queue intake that rejected it) calls :meth:`Outcomes.request_finished`:
+
+1. the row's ``notifiedFor`` already names this transition (``status@finishedAt``): done, nothing sent;
+2. otherwise the caller claims the transition on the row (ETag-conditional, so one of two racing callers
+   wins; the claim runs out, so a claimer that died is taken over);
+3. it sends the CloudEvent to ``provisioning-outcomes`` (and Event Grid), queues the first callback attempt,
+   and only then marks ``notifiedFor``.
+
+The request stays in the sweeper's in-flight index until step 3 is marked, so a crash anywhere before it
+is finished by the next sweep; a crash between sending and marking re-sends the same event (same ``id``:
+consumers drop it). Callbacks are one queue message per attempt, delayed by visibility (never a sleeping
+worker), retried with backoff for 24 hours, each attempt claimed and recorded on the row.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from shared import telemetry
+from shared.contract import outcome_events, views
+from shared.core import aggregate, callbacks
+from shared.core.callbacks import CallbackStatus
+from shared.core.errors import StaleWrite
+from shared.core.ports import (
+    CallbackClient,
+    EventPublisher,
+    Ledger,
+    MarkedRow,
+    MessageQueue,
+    RequestMarks,
+)
+
+log = telemetry.get_logger(__name__)
+
+CLAIM_SECONDS = 60.0
+CALLBACK_CLAIM_SECONDS = 120.0
+MAX_MARK_TRIES = 6
+
+
+def _dt(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    return None
+
+
+def _transition(row: Mapping[str, Any]) -> tuple[str, datetime] | None:
+    """The terminal status and when it was reached, or None while the request is pending."""
+    status = str(row.get("status") or "")
+    finished_at = _dt(row.get("updatedAt"))
+    if not status or status == aggregate.PENDING or finished_at is None:
+        return None
+    return status, finished_at
+
+
+@dataclass(frozen=True)
+class CallbackMessage:
+    """One callback attempt on ``provisioning-callbacks``: which request, for which transition."""
+
+    request_id: str
+    transition: str
+
+    def to_json(self) -> str:
+        """The message body."""
+        return json.dumps({"requestId": self.request_id, "transition": self.transition}, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, body: bytes | str) -> CallbackMessage:
+        """Parse a message body; ValueError when it is not one of ours."""
+        data = json.loads(body)
+        if not isinstance(data, dict):
+            raise ValueError("callback message must be a JSON object")
+        request_id, transition = data.get("requestId"), data.get("transition")
+        if not isinstance(request_id, str) or not isinstance(transition, str) or len(transition) > 100:
+            raise ValueError("callback message has no requestId and transition")
+        return cls(request_id, transition)
+
+
+@dataclass
+class Outcomes:
+    """The adapters outcome announcements and callbacks need."""
+
+    ledger: Ledger
+    marks: RequestMarks
+    outcomes_queue: MessageQueue
+    callbacks_queue: MessageQueue
+    callbacks: CallbackClient
+    event_grid: EventPublisher | None = None
+    public_base_url: str | None = None
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    async def _status_body(self, request_id: str) -> dict[str, Any] | None:
+        request, calls = await self.ledger.get_request(request_id)
+        if request is None:
+            return None
+        return views.request_view(request, calls, include_logs=False)
+
+    async def _merge(self, request_id: str, marked: MarkedRow, changes: Mapping[str, Any]) -> MarkedRow | None:
+        """Write marks, re-reading when only someone else's property changed in between (bounded)."""
+        for _ in range(MAX_MARK_TRIES):
+            try:
+                return await self.marks.mark(marked, changes)
+            except StaleWrite:
+                fresh = await self.marks.read(request_id)
+                if fresh is None:
+                    return None
+                marked = fresh
+        raise StaleWrite(f"{request_id}: request row kept changing")
+
+    async def settle(self, request_id: str) -> bool:
+        """:meth:`request_finished` for the worker and the sweeper: a failure is logged, not raised.
+
+        Event Grid or the outcomes queue being down must not fail the Graph call that just finished; the
+        request stays in the in-flight index (False) and the next sweep announces it.
+        """
+        try:
+            return await self.request_finished(request_id)
+        except Exception as exc:  # any dependency failure: retried by the sweeper
+            log.warning(
+                "request outcome not announced yet; the sweeper retries",
+                extra={"requestId": request_id, "error": type(exc).__name__},
+            )
+            return False
+
+    async def request_finished(self, request_id: str) -> bool:
+        """Announce the request's terminal transition unless announced already; True once it is announced.
+
+        False while the request is pending, gone, or another caller holds the claim (the caller keeps the
+        request in the in-flight index, so the sweeper asks again).
+        """
+        for _ in range(MAX_MARK_TRIES):
+            marked = await self.marks.read(request_id)
+            if marked is None:
+                return False
+            row = marked.row
+            transition = _transition(row)
+            if transition is None:
+                return False
+            status, finished_at = transition
+            key = outcome_events.transition_key(status, finished_at)
+            if row.get("notifiedFor") == key:
+                return True
+            now = self.clock()
+            claimed_until = _dt(row.get("notifyClaimedUntil"))
+            if row.get("notifyClaimFor") == key and claimed_until is not None and claimed_until > now:
+                return False
+            try:
+                marked = await self.marks.mark(
+                    marked,
+                    {"notifyClaimFor": key, "notifyClaimedUntil": now + timedelta(seconds=CLAIM_SECONDS)},
+                )
+            except StaleWrite:
+                continue
+            await self._announce(request_id, marked, status, finished_at, key)
+            return True
+        return False
+
+    async def _announce(self, request_id: str, marked: MarkedRow, status: str, finished_at: datetime, key: str) -> None:
+        body = await self._status_body(request_id)
+        if body is None:
+            return
+        event = outcome_events.finished_event(
+            request_id, status, finished_at, body, public_base_url=self.public_base_url
+        )
+        await self.outcomes_queue.send_text(json.dumps(event, separators=(",", ":")))
+        if self.event_grid is not None:
+            await self.event_grid.publish(event)
+        changes: dict[str, Any] = {
+            "notifiedFor": key,
+            "notifiedAt": self.clock(),
+            "notifyClaimFor": None,
+            "notifyClaimedUntil": None,
+        }
+        if marked.row.get("callbackUrl") and marked.row.get("callbackFor") != key:
+            # queued before the mark: a crash in between queues a second message, which finds the attempt
+            # claimed or done and does nothing
+            await self.callbacks_queue.send_text(CallbackMessage(request_id, key).to_json())
+            changes |= {
+                "callbackFor": key,
+                "callbackStatus": CallbackStatus.PENDING,
+                "callbackAttempts": 0,
+                "callbackLastError": None,
+            }
+        await self._merge(request_id, marked, changes)
+        log.info("request outcome announced", extra={"requestId": request_id, "status": status, "eventId": event["id"]})
+
+    async def deliver_callback(self, message: CallbackMessage) -> str:
+        """One callback attempt for ``message``; returns what happened (for logs and tests)."""
+        for _ in range(MAX_MARK_TRIES):
+            marked = await self.marks.read(message.request_id)
+            if marked is None:
+                return "missing"
+            row = marked.row
+            url = row.get("callbackUrl")
+            transition = _transition(row)
+            if not url or transition is None:
+                return "none"
+            key = outcome_events.transition_key(*transition)
+            if key != message.transition:
+                return "stale"  # the request changed since; its new transition queues its own callback
+            same = row.get("callbackFor") == key
+            state = row.get("callbackStatus") if same else None
+            if state in (CallbackStatus.DELIVERED, CallbackStatus.FAILED):
+                return "done"
+            now = self.clock()
+            claimed_until = _dt(row.get("callbackClaimedUntil"))
+            if state == CallbackStatus.SENDING and claimed_until is not None and claimed_until > now:
+                return "busy"  # another attempt is in flight; if its worker dies, its message comes back
+            attempts = int(row.get("callbackAttempts") or 0) if same else 0
+            try:
+                marked = await self.marks.mark(
+                    marked,
+                    {
+                        "callbackFor": key,
+                        "callbackStatus": CallbackStatus.SENDING,
+                        "callbackAttempts": attempts + 1,
+                        "callbackClaimedUntil": now + timedelta(seconds=CALLBACK_CLAIM_SECONDS),
+                    },
+                )
+            except StaleWrite:
+                continue
+            return await self._attempt(message, marked, str(url), attempts + 1, transition[1])
+        return "busy"
+
+    async def _attempt(
+        self, message: CallbackMessage, marked: MarkedRow, url: str, attempts: int, finished_at: datetime
+    ) -> str:
+        body = await self._status_body(message.request_id)
+        if body is None:
+            return "missing"
+        result = await self.callbacks.post(url, json.dumps(body, separators=(",", ":")).encode("utf-8"))
+        now = self.clock()
+        changes: dict[str, Any] = {"callbackClaimedUntil": None, "callbackHttpStatus": result.http_status}
+        ctx = {"requestId": message.request_id, "attempts": attempts, "httpStatus": result.http_status}
+        if result.delivered:
+            changes |= {"callbackStatus": CallbackStatus.DELIVERED, "callbackDeliveredAt": now, "callbackNextAt": None}
+            outcome = "delivered"
+            log.info("callback delivered", extra=ctx)
+        else:
+            delay = callbacks.retry_delay(attempts)
+            deadline = finished_at + timedelta(seconds=callbacks.WINDOW_SECONDS)
+            if result.permanent or now + timedelta(seconds=delay) > deadline:
+                changes |= {"callbackStatus": CallbackStatus.FAILED, "callbackNextAt": None}
+                outcome = "failed"
+            else:
+                await self.callbacks_queue.send_text(message.to_json(), delay)
+                changes |= {"callbackStatus": CallbackStatus.RETRYING, "callbackNextAt": now + timedelta(seconds=delay)}
+                outcome = "retrying"
+            changes["callbackLastError"] = (result.error or "failed")[:1000]
+            log.warning("callback not delivered", extra={**ctx, "outcome": outcome, "error": result.error})
+        await self._merge(message.request_id, marked, changes)
+        return outcome

@@ -16,7 +16,7 @@ import azure.functions as func
 from shared import telemetry
 from shared.contract.names import REQUESTS_QUEUE, WORK_QUEUE
 from shared.contract.outcome_events import CALLBACKS_QUEUE
-from shared.triggers import http_api, queue_api, timer_api
+from shared.triggers import batch_api, http_api, queue_api, timer_api
 
 telemetry.on_app_load(os.environ)
 
@@ -28,6 +28,13 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 async def provision(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     """POST /api/provision: accept a request, 202 with where to poll. GET /api/provision/{requestId}: its outcome."""
     return await http_api.provision(req, invocation_id=context.invocation_id)
+
+
+@app.function_name("provision_batch")
+@app.route(route="provision/batch", methods=["POST"])
+async def provision_batch(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    """POST /api/provision/batch: up to 1,000 requests, each accepted or refused on its own (the literal route wins)."""
+    return await batch_api.provision_batch(req, invocation_id=context.invocation_id)
 
 
 @app.function_name("provision_graph_compatible")

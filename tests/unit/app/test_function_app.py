@@ -39,6 +39,7 @@ def test_routes_and_auth_levels() -> None:
     assert routes == {
         "provision": ("provision/{requestId?}", "FUNCTION", None),
         "health": ("health", "ANONYMOUS", None),
+        "provision_batch": ("provision/batch", "FUNCTION", None),
         "provision_graph_compatible": (
             "servicePrincipals/{servicePrincipalId}/synchronization/jobs/{jobId}/provisionOnDemand/{requestId?}",
             "FUNCTION",

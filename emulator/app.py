@@ -13,6 +13,7 @@ from aiohttp import web
 from emulator.calls import CallLog
 from emulator.config import EmulatorConfig
 from emulator.control import add_control_routes
+from emulator.directory_routes import add_directory_routes
 from emulator.faults import FaultQueue
 from emulator.graph_routes import add_graph_routes
 from emulator.identity import TokenIssuer
@@ -47,5 +48,6 @@ def create_app(config: EmulatorConfig | None = None) -> web.Application:
     # Registration order matters: each version's catch-all 400 comes after that version's operations.
     add_token_route(app.router)
     add_control_routes(app.router)
+    add_directory_routes(app)
     add_graph_routes(app.router)
     return app

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
     from azure.storage.queue.aio import QueueClient
 
+    from shared.adapters.graph_directory import GraphDirectory
     from shared.adapters.idempotency import TableEventIndex
     from shared.adapters.limiter import TableLimiter
     from shared.adapters.log_store import BlobLogStore
@@ -173,7 +174,18 @@ class Runtime:
             pending=self.pending,
             policy=policy,
             on_finished=self.outcomes.settle,
+            directory=self.directory,
         )
+
+    @cached_property
+    def directory(self) -> GraphDirectory:
+        """Users by UPN and group members, with the provisioning adapter's GraphServiceClient."""
+        from shared.adapters.graph import GraphProvisioner
+        from shared.adapters.graph_directory import GraphDirectory
+
+        graph = self.graph
+        assert isinstance(graph, GraphProvisioner)
+        return GraphDirectory(graph._graph_client, self.settings.graph_base_url)
 
     @cached_property
     def outcomes(self) -> Outcomes:

@@ -218,3 +218,26 @@ class CallbackClient(Protocol):
     """POSTs a callback to an allow-listed URL (implemented by ``shared.adapters.callback_http``)."""
 
     async def post(self, url: str, body: bytes) -> CallbackResult: ...
+
+
+# --- The directory: users by name, group members ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Member:
+    """A group member as Graph lists it: its id and its type (``User``, ``Group``, ``Device``…)."""
+
+    object_id: str
+    object_type_name: str
+
+
+class Directory(Protocol):
+    """Directory reads through Graph (implemented by ``shared.adapters.graph_directory``); never raise."""
+
+    async def user_id(self, user_principal_name: str) -> str | GraphFailure | None:
+        """The object id of the user with this UPN; None when there is none (Graph's 404)."""
+        ...
+
+    async def group_members(self, group_id: str) -> list[Member] | GraphFailure | None:
+        """Every direct member of the group, all pages read; None when there is no such group."""
+        ...

@@ -22,6 +22,7 @@ from shared.core import aggregate, graph_errors, outcome, retry, textsplit
 from shared.core.errors import StaleWrite
 from shared.core.pacing import lateness_for, scope_key
 from shared.core.ports import (
+    Directory,
     GraphAnswer,
     GraphFailure,
     JobStatus,
@@ -34,6 +35,7 @@ from shared.core.ports import (
     WorkQueue,
 )
 from shared.core.rules import NoRule, TtlCache, normalise_types
+from shared.usecases import subjects
 from shared.usecases.rule_discovery import RuleDiscovery
 
 log = telemetry.get_logger(__name__)
@@ -92,6 +94,8 @@ class Worker:
     #: Announces a finished request (events, callback); True once announced. Until then the request stays
     #: in the sweeper's index, so a crash before the announcement is finished by the next sweep.
     on_finished: Callable[[str], Awaitable[bool]] | None = None
+    #: Resolves subjects named by userPrincipalName (shared.usecases.subjects).
+    directory: Directory | None = None
 
     def __post_init__(self) -> None:
         if self.job_cache is None:
@@ -308,6 +312,14 @@ class Worker:
         subject = json.loads(str(call["subject"]))
         sp, job = str(call["servicePrincipalId"]), str(call["jobId"])
         extra: dict[str, Any] = {}
+        if subjects.needs_resolving(subject):
+            resolved = await subjects.resolve(self.directory, subject)
+            if isinstance(resolved, GraphFailure):
+                return _Ready(
+                    sp, job, None, subject, extra, scope_key(self.policy.rate_scope, sp, job), failure=resolved
+                )
+            subject, names = resolved
+            extra.update(names)
 
         held = await self._job_hold(sp, job)
         if held is not None:

@@ -89,6 +89,13 @@ async def ledger_retention(timer: func.TimerRequest, context: func.Context) -> N
     await timer_api.on_retention_timer(timer, invocation_id=context.invocation_id)
 
 
+@app.function_name("provision_schedules")
+@app.timer_trigger(arg_name="timer", schedule="0 * * * * *", use_monitor=False)
+async def provision_schedules(timer: func.TimerRequest, context: func.Context) -> None:
+    """Every minute: submit each due occurrence of PROVISIONING_SCHEDULES once (eventId schedule:{name}:{time})."""
+    await timer_api.on_schedules_timer(timer, invocation_id=context.invocation_id)
+
+
 @app.function_name("sweeper")
 @app.timer_trigger(arg_name="timer", schedule="0 */5 * * * *", use_monitor=True)
 async def sweeper(timer: func.TimerRequest, context: func.Context) -> None:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from shared.core.ports import Provisioner
     from shared.usecases.outcomes import Outcomes
     from shared.usecases.rule_discovery import RuleDiscovery
+    from shared.usecases.schedules import ScheduleRunner
     from shared.usecases.worker import Worker
 
 
@@ -176,6 +177,29 @@ class Runtime:
             on_finished=self.outcomes.settle,
             directory=self.directory,
         )
+
+    @cached_property
+    def schedule_runner(self) -> ScheduleRunner:
+        """PROVISIONING_SCHEDULES: each due occurrence submitted once through intake (source ``schedule``)."""
+        from datetime import UTC, datetime
+
+        from shared.core.models import ProvisioningRequest
+        from shared.usecases import intake
+        from shared.usecases.schedules import ScheduleRunner
+
+        async def submit(request: ProvisioningRequest) -> intake.Accepted:
+            return await intake.accept(
+                request,
+                source="schedule",
+                settings=self.settings,
+                ledger=self.ledger,
+                queue=self.work_queue,
+                events=self.events,
+                pending=self.pending,
+                now=datetime.now(UTC),
+            )
+
+        return ScheduleRunner(self.settings.schedules, submit, self.directory)
 
     @cached_property
     def directory(self) -> GraphDirectory:

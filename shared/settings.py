@@ -16,6 +16,7 @@ from shared.core import ids
 from shared.core.callbacks import CallbackPolicy
 from shared.core.errors import SettingsError
 from shared.core.pacing import RateLimit
+from shared.core.schedules import Schedule, parse_schedules
 
 #: Every setting the app reads (the infra test checks the template sets what is required).
 KNOWN_SETTINGS = (
@@ -34,6 +35,7 @@ KNOWN_SETTINGS = (
     "GRAPH_RETRY_BUDGET_MINUTES",
     "CALLBACK_ALLOWED_HOSTS",
     "EVENTGRID_TOPIC_ENDPOINT",
+    "PROVISIONING_SCHEDULES",
 )
 
 #: Hosts a ``PUBLIC_BASE_URL`` may name over plain http: only this machine (local runs, tests).
@@ -92,17 +94,19 @@ class Settings:
     retry_budget_minutes: int = 60
     callback_policy: CallbackPolicy = CallbackPolicy()  # noqa: RUF009 (frozen)
     eventgrid_topic_endpoint: str | None = None
+    schedules: tuple[Schedule, ...] = ()
 
     @classmethod
     def from_environ(cls, env: Mapping[str, str]) -> Settings:
         """Build settings from an environment mapping; raises :class:`SettingsError` naming the setting."""
         base_url = _graph_base_url(env)
+        targets = parse_targets(env.get("PROVISIONING_TARGETS", ""))
         return cls(
             storage=_storage(env),
             graph_base_url=base_url,
             graph_scope=graph_scope_for(base_url),
             azure_client_id=env.get("AZURE_CLIENT_ID") or None,
-            targets=parse_targets(env.get("PROVISIONING_TARGETS", "")),
+            targets=targets,
             allow_unlisted_targets=_bool(env, "ALLOW_UNLISTED_TARGETS", default=False),
             rate_limit=RateLimit.parse(env.get("GRAPH_RATE_LIMIT") or "5/10s"),
             rate_scope=_choice(env, "GRAPH_RATE_SCOPE", ("tenant", "job"), default="tenant"),
@@ -115,6 +119,7 @@ class Settings:
             ),
             callback_policy=CallbackPolicy.parse(env.get("CALLBACK_ALLOWED_HOSTS")),
             eventgrid_topic_endpoint=eventgrid_endpoint(env.get("EVENTGRID_TOPIC_ENDPOINT", "")),
+            schedules=parse_schedules(env.get("PROVISIONING_SCHEDULES", ""), targets),
         )
 
     def target_for_ids(self, service_principal_id: str, job_id: str) -> Target | None:

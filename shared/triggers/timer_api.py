@@ -9,6 +9,7 @@ import azure.functions as func
 from shared import telemetry
 from shared.runtime import Runtime, get_runtime
 from shared.usecases import retention, sweeper
+from shared.usecases.schedules import Fired
 
 
 async def on_retention_timer(
@@ -31,3 +32,14 @@ async def on_sweeper_timer(
         return await sweeper.sweep(
             rt.ledger, rt.work_queue, rt.pending, now=datetime.now(UTC), on_finished=rt.outcomes.settle
         )
+
+
+async def on_schedules_timer(
+    timer: func.TimerRequest, runtime: Runtime | None = None, *, invocation_id: str | None = None
+) -> list[Fired]:
+    """Submit the occurrences of PROVISIONING_SCHEDULES that are due (once each, whichever instance runs)."""
+    with telemetry.bound(invocationId=invocation_id):
+        rt = runtime or get_runtime()
+        if not rt.settings.schedules:
+            return []
+        return await rt.schedule_runner.run(datetime.now(UTC))

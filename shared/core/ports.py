@@ -241,3 +241,14 @@ class Directory(Protocol):
     async def group_members(self, group_id: str) -> list[Member] | GraphFailure | None:
         """Every direct member of the group, all pages read; None when there is no such group."""
         ...
+
+
+class SlotBook(Protocol):
+    """How far the shared limiter is booked (implemented by ``shared.adapters.limiter.TableLimiter``)."""
+
+    @property
+    def limit(self) -> RateLimit: ...
+
+    async def next_free(self, key: str) -> float:
+        """When the next call of this scope could start (epoch seconds)."""
+        ...

@@ -35,7 +35,7 @@ from shared.core.errors import SettingsError
 from shared.core.models import ProvisioningRequest
 from shared.runtime import Runtime, get_runtime
 from shared.triggers import links
-from shared.usecases import intake
+from shared.usecases import intake, poll_hint
 
 log = telemetry.get_logger(__name__)
 
@@ -227,11 +227,20 @@ async def _accepted_response(
     req: func.HttpRequest, rt: Runtime, accepted: intake.Accepted, graph_path: tuple[str, str] | None = None
 ) -> func.HttpResponse:
     location = await _link(req, rt, *_status_segments(accepted.request_id, graph_path))
+    request, calls = await rt.ledger.get_request(accepted.request_id)
+    wait = await _retry_after(rt, request, calls)
     return _json(
         202,
         {"requestId": accepted.request_id, "status": accepted.status, "calls": accepted.calls},
-        {"Location": location, "Retry-After": str(POLL_SECONDS)},
+        {"Location": location, "Retry-After": str(wait)},
     )
+
+
+async def _retry_after(rt: Runtime, request: dict[str, Any] | None, calls: list[dict[str, Any]]) -> int:
+    """An honest Retry-After (2-300 s): the next call's due time, the scope's booked slots, the own calls left."""
+    if request is None:
+        return POLL_SECONDS
+    return await poll_hint.retry_after(request, calls, rt.limiter, rt.settings.rate_scope, datetime.now(UTC))
 
 
 async def _accept(
@@ -322,9 +331,10 @@ async def _status(
         if not views.is_pending(request):
             return _json(200, body)
         location = await _link(req, rt, *_status_segments(request_id, graph_path))
+        wait = await _retry_after(rt, request, calls)
     except (AzureError, OSError, SettingsError) as exc:
         return dependency_failure(exc)
-    return _json(202, body, {"Location": location, "Retry-After": str(POLL_SECONDS)})
+    return _json(202, body, {"Location": location, "Retry-After": str(wait)})
 
 
 def _made_for(request: dict[str, Any], graph_path: tuple[str, str]) -> bool:

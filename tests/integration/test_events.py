@@ -5,9 +5,11 @@ allow-list is refused at intake."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -16,6 +18,10 @@ import pytest
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy
 
 from devhost.stack import Stack
+from shared.core.request_ids import new_request_id
+from shared.runtime import Runtime
+from shared.settings import Settings
+from shared.usecases.outcomes import CallbackMessage
 from tests.integration.conftest import app_stack, wait_done
 from tests.integration.timeouts import HTTP_TIMEOUT, wait_until
 
@@ -134,3 +140,50 @@ def test_a_callback_host_outside_the_allow_list_is_refused_at_intake(events_stac
     assert posted.status_code == 400
     assert posted.headers["Content-Type"].startswith("application/problem+json")
     assert [e["pointer"] for e in posted.json()["errors"]] == ["/callbackUrl"]
+
+
+def test_two_announcers_racing_over_the_same_row_send_one_event_and_one_callback(
+    events_stack: Stack, receiver: Receiver
+) -> None:
+    """The worker finishing the last call and the sweeper (or a duplicate work item) announce the same transition
+    at once, each with its own clients, over Azurite: the ETag-conditional claim lets one through."""
+    request_id = new_request_id(datetime.now(UTC))
+    finished = datetime.now(UTC)
+
+    async def race() -> tuple[list[bool], list[str]]:
+        # in-process runtimes have no managed identity (the stack's IDENTITY_ENDPOINT is its processes'
+        # environment, not this one's): Event Grid is left out here, the queue and the callback are the race
+        env = {k: v for k, v in events_stack.env.items() if k != "EVENTGRID_TOPIC_ENDPOINT"}
+        first, second = (Runtime(Settings.from_environ(env)) for _ in range(2))
+        row = {
+            "PartitionKey": request_id,
+            "RowKey": "request",
+            "requestId": request_id,
+            "status": "succeeded",
+            "succeededCount": 1,
+            "callCount": 1,
+            "createdAt": finished,
+            "updatedAt": finished,
+            "callbackUrl": f"{receiver.url}/cb/race",
+        }
+        call = {"PartitionKey": request_id, "RowKey": "call-0001", "status": "succeeded", "subject": "{}"}
+        await first.ledger.create(row, [call])
+        announced = await asyncio.gather(
+            first.outcomes.request_finished(request_id), second.outcomes.request_finished(request_id)
+        )
+        marked = await first.outcomes.marks.read(request_id)
+        assert marked is not None
+        message = CallbackMessage(request_id, str(marked.row["notifiedFor"]))
+        delivered = await asyncio.gather(
+            first.outcomes.deliver_callback(message), second.outcomes.deliver_callback(message)
+        )
+        return list(announced), list(delivered)
+
+    announced, delivered = asyncio.run(race())
+    assert sorted(announced) == [False, True] or announced == [True, True]
+    assert sorted(delivered) in (["busy", "delivered"], ["delivered", "done"])
+    events = wait_until(lambda: [e for e in _outcomes(events_stack) if e["subject"] == request_id], "the event")
+    assert len(events) == 1
+    # the queued callback message and the two direct attempts: one POST in all
+    wait_until(lambda: receiver.to("/cb/race"), "the callback")
+    assert len(receiver.to("/cb/race")) == 1

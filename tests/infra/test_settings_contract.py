@@ -36,6 +36,9 @@ OPTIONAL_WITH_SAFE_DEFAULT: dict[str, str] = {
     "(default 60 s). A tuning knob with a safe default.",
     "GRAPH_RETRY_BUDGET_MINUTES": "How long a call keeps retrying through a Graph outage (default 60 min, at most "
     "240). A tuning knob with a safe default; the bench and tests shorten it.",
+    "CALLBACK_ALLOWED_HOSTS": "Defaults to *.logic.azure.com, the hosts of Logic Apps callback URLs.",
+    "EVENTGRID_TOPIC_ENDPOINT": "Unset: outcome events go to the provisioning-outcomes queue only.",
+    "PROVISIONING_SCHEDULES": "Unset: no recurring schedules.",
 }
 
 #: App settings satisfied by another form of the same setting.

@@ -29,9 +29,8 @@ if TYPE_CHECKING:
     from shared.adapters.idempotency import TableEventIndex
     from shared.adapters.limiter import TableLimiter
     from shared.adapters.log_store import BlobLogStore
-    from shared.adapters.pending import TablePendingIndex
     from shared.core.ports import Provisioner
-    from shared.usecases.outcomes import Outcomes
+    from shared.usecases.outcomes import AnnouncingPending, Outcomes
     from shared.usecases.rule_discovery import RuleDiscovery
     from shared.usecases.schedules import ScheduleRunner
     from shared.usecases.worker import Worker
@@ -140,11 +139,16 @@ class Runtime:
         return BlobLogStore(service.get_container_client(CONTAINER))
 
     @cached_property
-    def pending(self) -> TablePendingIndex:
-        """Table ``ProvisioningPending``: the in-flight requests the sweeper looks at."""
-        from shared.adapters.pending import PENDING_TABLE, TablePendingIndex
+    def pending(self) -> AnnouncingPending:
+        """Table ``ProvisioningPending``: the in-flight requests the sweeper looks at.
 
-        return TablePendingIndex(self._table(PENDING_TABLE))
+        A finished request leaves it only once its outcome is announced (events, callback), so a failed
+        announcement is retried by the next sweep.
+        """
+        from shared.adapters.pending import PENDING_TABLE, TablePendingIndex
+        from shared.usecases.outcomes import AnnouncingPending
+
+        return AnnouncingPending(TablePendingIndex(self._table(PENDING_TABLE)), self.outcomes)
 
     @cached_property
     def limiter(self) -> TableLimiter:
@@ -174,7 +178,6 @@ class Runtime:
             limiter=self.limiter,
             pending=self.pending,
             policy=policy,
-            on_finished=self.outcomes.settle,
             directory=self.directory,
         )
 

@@ -1,11 +1,9 @@
 """HTTP boundary: ``func.HttpRequest`` in, ``func.HttpResponse`` out.
 
-Everything a caller can get wrong becomes a 4xx problem+json naming the field; a 5xx only ever means our
-own dependency failed (``503``, retry later) or the app is misconfigured (``500`` type ``misconfigured``, no
-``Retry-After``: retrying cannot help until an operator fixes the setting). Responses follow the
-asynchronous request-reply pattern as Logic Apps' HTTP action expects it: ``202`` with an absolute
-``Location`` and ``Retry-After`` while work is pending, the same ``202`` again on every poll until done,
-then ``200``.
+Everything a caller can get wrong becomes a 4xx problem+json naming the field; a 5xx only ever means our own
+dependency failed (``503``, retry later) or the app is misconfigured (``500`` ``misconfigured``, no ``Retry-After``).
+Responses follow the asynchronous request-reply pattern as Logic Apps' HTTP action expects it: ``202`` with an
+absolute ``Location`` and an honest ``Retry-After`` (``shared.usecases.poll_hint``) while work is pending, then ``200``.
 
 One Functions function serves both the submit and the status route of each way in (``provision`` for
 ``POST /api/provision`` and ``GET /api/provision/{requestId}``; ``provision_graph_compatible`` for Graph's path
@@ -227,20 +225,12 @@ async def _accepted_response(
     req: func.HttpRequest, rt: Runtime, accepted: intake.Accepted, graph_path: tuple[str, str] | None = None
 ) -> func.HttpResponse:
     location = await _link(req, rt, *_status_segments(accepted.request_id, graph_path))
-    request, calls = await rt.ledger.get_request(accepted.request_id)
-    wait = await _retry_after(rt, request, calls)
+    wait = await poll_hint.after_accept(rt.ledger, rt.limiter, rt.settings.rate_scope, accepted.request_id)
     return _json(
         202,
         {"requestId": accepted.request_id, "status": accepted.status, "calls": accepted.calls},
         {"Location": location, "Retry-After": str(wait)},
     )
-
-
-async def _retry_after(rt: Runtime, request: dict[str, Any] | None, calls: list[dict[str, Any]]) -> int:
-    """An honest Retry-After (2-300 s): the next call's due time, the scope's booked slots, the own calls left."""
-    if request is None:
-        return POLL_SECONDS
-    return await poll_hint.retry_after(request, calls, rt.limiter, rt.settings.rate_scope, datetime.now(UTC))
 
 
 async def _accept(
@@ -331,7 +321,7 @@ async def _status(
         if not views.is_pending(request):
             return _json(200, body)
         location = await _link(req, rt, *_status_segments(request_id, graph_path))
-        wait = await _retry_after(rt, request, calls)
+        wait = await poll_hint.retry_after(request, calls, rt.limiter, rt.settings.rate_scope)
     except (AzureError, OSError, SettingsError) as exc:
         return dependency_failure(exc)
     return _json(202, body, {"Location": location, "Retry-After": str(wait)})

@@ -29,9 +29,7 @@ async def on_sweeper_timer(
     """Re-drive calls whose work message was lost; enqueue far-future calls that came within reach."""
     with telemetry.bound(invocationId=invocation_id):
         rt = runtime or get_runtime()
-        return await sweeper.sweep(
-            rt.ledger, rt.work_queue, rt.pending, now=datetime.now(UTC), on_finished=rt.outcomes.settle
-        )
+        return await sweeper.sweep(rt.ledger, rt.work_queue, rt.pending, now=datetime.now(UTC))
 
 
 async def on_schedules_timer(

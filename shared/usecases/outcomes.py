@@ -10,8 +10,9 @@ item, the sweeper, the queue intake that rejected it) calls :meth:`Outcomes.requ
 3. it sends the CloudEvent to ``provisioning-outcomes`` (and Event Grid), queues the first callback attempt,
    and only then marks ``notifiedFor``.
 
-The request stays in the sweeper's in-flight index until step 3 is marked, so a crash anywhere before it
-is finished by the next sweep; a crash between sending and marking re-sends the same event (same ``id``:
+The request stays in the sweeper's in-flight index until step 3 is marked (:class:`AnnouncingPending`: the
+worker and the sweeper remove a finished request from the index only through it), so a crash anywhere before
+it is finished by the next sweep; a crash between sending and marking re-sends the same event (same ``id``:
 consumers drop it). Callbacks are one queue message per attempt, delayed by visibility (never a sleeping
 worker), retried with backoff for 24 hours, each attempt claimed and recorded on the row.
 """
@@ -35,6 +36,7 @@ from shared.core.ports import (
     Ledger,
     MarkedRow,
     MessageQueue,
+    PendingIndex,
     RequestMarks,
 )
 
@@ -262,3 +264,29 @@ class Outcomes:
             log.warning("callback not delivered", extra={**ctx, "outcome": outcome, "error": result.error})
         await self._merge(message.request_id, marked, changes)
         return outcome
+
+
+@dataclass
+class AnnouncingPending:
+    """The in-flight index, keeping a finished request until its outcome is announced.
+
+    The worker and the sweeper remove a request from the index once it is final; through this wrapper the
+    removal first announces it (:meth:`Outcomes.settle`) and happens only once that is done, or when there is
+    no request row at all (an intake that never finished): so the next sweep retries a failed announcement.
+    """
+
+    inner: PendingIndex
+    outcomes: Outcomes
+
+    async def add(self, request_id: str, now: datetime) -> None:
+        """As the index does."""
+        await self.inner.add(request_id, now)
+
+    async def remove(self, request_id: str) -> None:
+        """Announce, then forget (or keep it for the next sweep when the announcement did not happen)."""
+        if await self.outcomes.settle(request_id) or await self.outcomes.marks.read(request_id) is None:
+            await self.inner.remove(request_id)
+
+    async def list(self, limit: int) -> list[tuple[str, datetime]]:
+        """As the index does."""
+        return await self.inner.list(limit)

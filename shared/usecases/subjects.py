@@ -13,6 +13,8 @@ from typing import Any
 
 from shared.core.ports import Directory, GraphFailure
 
+__all__ = ["SUBJECT_NOT_FOUND", "Directory", "needs_resolving", "prepare", "resolve"]
+
 SUBJECT_NOT_FOUND = "SubjectNotFound"
 
 
@@ -37,3 +39,15 @@ async def resolve(
         return GraphFailure(404, SUBJECT_NOT_FOUND, f"No user has the userPrincipalName {name}.")
     resolved = {k: v for k, v in subject.items() if k != "userPrincipalName"}
     return {"objectId": found, **resolved}, {"userPrincipalName": name, "objectId": found}
+
+
+async def prepare(
+    directory: Directory | None, subject: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any], GraphFailure | None]:
+    """For the worker: the subject to send, what to record on the call row, and why it cannot be sent (or None)."""
+    if not needs_resolving(subject):
+        return subject, {}, None
+    resolved = await resolve(directory, subject)
+    if isinstance(resolved, GraphFailure):
+        return subject, {}, resolved
+    return resolved[0], resolved[1], None

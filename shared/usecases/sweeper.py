@@ -9,7 +9,7 @@ Re-driving is always safe: a duplicate message finds the call finished or claime
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -66,14 +66,8 @@ def due_for_enqueue(call: dict[str, Any], now: datetime) -> bool:
     )
 
 
-async def sweep(  # noqa: PLR0913 (keyword-only: the clock, the grace and the announcement hook)
-    ledger: Ledger,
-    queue: WorkQueue,
-    pending: PendingIndex,
-    *,
-    now: datetime,
-    grace_seconds: float = GRACE_SECONDS,
-    on_finished: Callable[[str], Awaitable[bool]] | None = None,
+async def sweep(
+    ledger: Ledger, queue: WorkQueue, pending: PendingIndex, *, now: datetime, grace_seconds: float = GRACE_SECONDS
 ) -> Swept:
     """One pass over the in-flight requests."""
     grace = timedelta(seconds=grace_seconds)
@@ -92,10 +86,8 @@ async def sweep(  # noqa: PLR0913 (keyword-only: the clock, the grace and the an
             # every call is done but the request row was not updated (its worker died in between)
             request = await ledger.refresh_request(request_id, now) or request
         if request.get("status") != aggregate.PENDING:
-            # announced first (events, callback): a request whose announcement failed stays for the next sweep
-            if on_finished is None or await on_finished(request_id):
-                await pending.remove(request_id)
-                removed += 1
+            await pending.remove(request_id)
+            removed += 1
             continue
         for call in calls:
             item = WorkItem(request_id, str(call["RowKey"]))

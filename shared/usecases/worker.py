@@ -22,7 +22,6 @@ from shared.core import aggregate, graph_errors, outcome, retry, textsplit
 from shared.core.errors import StaleWrite
 from shared.core.pacing import lateness_for, scope_key
 from shared.core.ports import (
-    Directory,
     GraphAnswer,
     GraphFailure,
     JobStatus,
@@ -42,11 +41,9 @@ log = telemetry.get_logger(__name__)
 
 #: A work item that arrives this much before its due time is put back instead of calling early.
 EARLY_TOLERANCE_SECONDS = 1.0
-#: A paced item is enqueued to arrive this long before its slot (queue polling is not punctual), then
-#: sleeps the rest; so no worker ever sleeps longer than about this.
+#: A paced item arrives this long before its slot (queue polling is not punctual) and sleeps the rest.
 LEAD_SECONDS = 3.0
-#: Logs up to this many UTF-16 units (600 KB) are split across call-row properties, larger ones go to a blob:
-#: a Table entity holds at most 1 MiB in all.
+#: Logs up to this many UTF-16 units (600 KB) are split across properties (an entity holds 1 MiB), larger: a blob.
 INLINE_LOG_LIMIT_UNITS = 300_000
 #: How long "not entitled" right after an assignment is retried: Entra replicates assignments in minutes.
 ENTITLEMENT_GRACE_SECONDS = 5 * 60
@@ -91,11 +88,7 @@ class Worker:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     job_cache: TtlCache[tuple[str, str], JobStatus] | None = None
-    #: Announces a finished request (events, callback); True once announced. Until then the request stays
-    #: in the sweeper's index, so a crash before the announcement is finished by the next sweep.
-    on_finished: Callable[[str], Awaitable[bool]] | None = None
-    #: Resolves subjects named by userPrincipalName (shared.usecases.subjects).
-    directory: Directory | None = None
+    directory: subjects.Directory | None = None  # resolves subjects named by userPrincipalName
 
     def __post_init__(self) -> None:
         if self.job_cache is None:
@@ -161,10 +154,9 @@ class Worker:
         return "claimed"
 
     async def _refresh(self, request_id: str, now: datetime) -> None:
-        """Update the request's status; once it is final (and announced), it leaves the sweeper's index."""
+        """Update the request's status; once it is final, it leaves the sweeper's index."""
         request = await self.ledger.refresh_request(request_id, now)
-        finished = request is not None and request.get("status") != aggregate.PENDING
-        if finished and (self.on_finished is None or await self.on_finished(request_id)):
+        if request is not None and request.get("status") != aggregate.PENDING:
             await self.pending.remove(request_id)
 
     async def _save(self, call: dict[str, Any], changes: dict[str, Any], *, owner: int | None) -> dict[str, Any] | None:
@@ -274,8 +266,7 @@ class Worker:
             except Exception:  # the adapter must not raise; if it does, it is as unknown as a failure
                 log.exception("reading the job's status raised; the call goes ahead")
                 fetched = GraphFailure(None, "UnexpectedError", "job status could not be read")
-            # Cannot tell (a Graph stand-in without this endpoint, a transient error): let the calls go, and
-            # remember that for the cache period rather than asking again before every call.
+            # Cannot tell (a stand-in without this endpoint, a transient error): let calls go; cache that answer.
             status = JobStatus(None) if isinstance(fetched, GraphFailure) else fetched
             self.job_cache.put(key, status)
         return status if status.code in HELD_JOB_CODES else None
@@ -309,17 +300,8 @@ class Worker:
         self, item: WorkItem, call: dict[str, Any], previous_attempts: int, ctx: dict[str, str]
     ) -> str | _Ready:
         """Everything before the Graph call: job hold, rule, pacing. A string when the item ends here."""
-        subject = json.loads(str(call["subject"]))
+        subject, extra, unresolved = await subjects.prepare(self.directory, json.loads(str(call["subject"])))
         sp, job = str(call["servicePrincipalId"]), str(call["jobId"])
-        extra: dict[str, Any] = {}
-        if subjects.needs_resolving(subject):
-            resolved = await subjects.resolve(self.directory, subject)
-            if isinstance(resolved, GraphFailure):
-                return _Ready(
-                    sp, job, None, subject, extra, scope_key(self.policy.rate_scope, sp, job), failure=resolved
-                )
-            subject, names = resolved
-            extra.update(names)
 
         held = await self._job_hold(sp, job)
         if held is not None:
@@ -337,6 +319,8 @@ class Worker:
 
         rule_id = str(call["ruleId"]) if call.get("ruleId") else None
         scope = scope_key(self.policy.rate_scope, sp, job)
+        if unresolved is not None:  # a userPrincipalName nobody has, or the directory failed
+            return _Ready(sp, job, None, subject, extra, scope, failure=unresolved)
         if rule_id is not None:
             try:
                 known = await self.rules.known_rule(sp, job, rule_id)

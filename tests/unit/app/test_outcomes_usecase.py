@@ -13,7 +13,7 @@ from shared.contract.outcome_events import FINISHED_TYPE
 from shared.core import callbacks
 from shared.core.ports import CallbackResult
 from shared.usecases import sweeper
-from shared.usecases.outcomes import CallbackMessage, Outcomes
+from shared.usecases.outcomes import AnnouncingPending, CallbackMessage, Outcomes
 from tests.unit.app.fakes import InMemoryLedger, InMemoryPending, InMemoryQueue, queued_call_row
 from tests.unit.app.outcome_fakes import InMemoryMarks, InMemoryMessages, RecordingPublisher, ScriptedCallbacks
 
@@ -121,14 +121,22 @@ async def test_settle_reports_a_failure_instead_of_raising_and_the_sweeper_keeps
     pending = InMemoryPending()
     await pending.add(RID, FINISHED)
     now = FINISHED + timedelta(minutes=10)
-    swept = await sweeper.sweep(ledger, InMemoryQueue(), pending, now=now, on_finished=outcomes.settle)
-    assert swept.finished_removed == 0
+    announcing = AnnouncingPending(pending, outcomes)
+    await sweeper.sweep(ledger, InMemoryQueue(), announcing, now=now)
     assert [rid for rid, _ in await pending.list(10)] == [RID]
     assert isinstance(outcomes.clock, Clock)
     outcomes.clock.now = now
-    swept = await sweeper.sweep(ledger, InMemoryQueue(), pending, now=now, on_finished=outcomes.settle)
-    assert swept.finished_removed == 1
+    await sweeper.sweep(ledger, InMemoryQueue(), announcing, now=now)
+    assert await pending.list(10) == []
     assert len(_events(outcomes)) == 1
+
+
+async def test_a_request_that_was_never_written_still_leaves_the_index() -> None:
+    outcomes = _outcomes(InMemoryLedger())
+    pending = InMemoryPending()
+    await pending.add(RID, FINISHED)
+    await AnnouncingPending(pending, outcomes).remove(RID)
+    assert await pending.list(10) == []
 
 
 async def test_an_operator_retry_that_finishes_again_is_a_new_event() -> None:

@@ -33,8 +33,10 @@ if TYPE_CHECKING:
     from shared.usecases.health import Health
     from shared.usecases.intake import Intake
     from shared.usecases.rejections import QueueRejections
+    from shared.usecases.retention import Retention
     from shared.usecases.rule_discovery import RuleDiscovery
     from shared.usecases.status import Status
+    from shared.usecases.sweeper import Sweeper
     from shared.usecases.worker import Worker
 
 
@@ -233,6 +235,20 @@ class Runtime:
         from shared.usecases.rejections import QueueRejections
 
         return QueueRejections(self.ledger, self.requests_poison_queue)
+
+    @cached_property
+    def sweeper(self) -> Sweeper:
+        """Re-drives stranded calls; enqueues far-future calls that came within the queue's reach."""
+        from shared.usecases.sweeper import Sweeper
+
+        return Sweeper(self.ledger, self.work_queue, self.pending)
+
+    @cached_property
+    def retention(self) -> Retention:
+        """Deletes finished requests past ``LEDGER_RETENTION_DAYS``, with their logs and event keys."""
+        from shared.usecases.retention import Retention
+
+        return Retention(self.ledger, self.log_store, self.events, self.settings.ledger_retention_days)
 
 
 _runtime: Runtime | None = None

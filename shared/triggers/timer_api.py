@@ -19,9 +19,7 @@ async def on_retention_timer(
     """Delete requests older than ``LEDGER_RETENTION_DAYS``."""
     with telemetry.bound(invocationId=invocation_id):
         rt = runtime or get_runtime()
-        return await retention.purge(
-            rt.ledger, rt.log_store, rt.events, now=datetime.now(UTC), retention_days=rt.settings.ledger_retention_days
-        )
+        return await rt.retention.run(datetime.now(UTC))
 
 
 async def on_sweeper_timer(
@@ -30,4 +28,4 @@ async def on_sweeper_timer(
     """Re-drive calls whose work message was lost; enqueue far-future calls that came within reach."""
     with telemetry.bound(invocationId=invocation_id):
         rt = runtime or get_runtime()
-        return await sweeper.sweep(rt.ledger, rt.work_queue, rt.pending, now=datetime.now(UTC))
+        return await rt.sweeper.run(datetime.now(UTC))

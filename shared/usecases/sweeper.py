@@ -60,6 +60,17 @@ def due_for_enqueue(call: CallRecord, now: datetime) -> bool:
     )
 
 
+class Sweeper:
+    """The sweeper use case over its ports, built once per process in ``shared.runtime``: one pass per timer run."""
+
+    def __init__(self, ledger: Ledger, queue: WorkQueue, pending: PendingIndex, grace_seconds: float = GRACE_SECONDS):
+        self._ledger, self._queue, self._pending, self._grace_seconds = ledger, queue, pending, grace_seconds
+
+    async def run(self, now: datetime) -> Swept:
+        """One pass over the in-flight requests (see :func:`sweep`)."""
+        return await sweep(self._ledger, self._queue, self._pending, now=now, grace_seconds=self._grace_seconds)
+
+
 async def sweep(
     ledger: Ledger, queue: WorkQueue, pending: PendingIndex, *, now: datetime, grace_seconds: float = GRACE_SECONDS
 ) -> Swept:

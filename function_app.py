@@ -30,13 +30,6 @@ async def provision(req: func.HttpRequest, context: func.Context) -> func.HttpRe
     return await http_api.provision(req, invocation_id=context.invocation_id)
 
 
-@app.function_name("provision_batch")
-@app.route(route="provision/batch", methods=["POST"])
-async def provision_batch(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    """POST /api/provision/batch: up to 1,000 requests, each accepted or refused on its own (the literal route wins)."""
-    return await batch_api.provision_batch(req, invocation_id=context.invocation_id)
-
-
 @app.function_name("provision_graph_compatible")
 @app.route(
     route="servicePrincipals/{servicePrincipalId}/synchronization/jobs/{jobId}/provisionOnDemand/{requestId?}",
@@ -75,13 +68,6 @@ async def provision_requests_queue(msg: func.QueueMessage, context: func.Context
     await queue_api.on_request_message(msg, invocation_id=context.invocation_id)
 
 
-@app.function_name("provision_callbacks")
-@app.queue_trigger(arg_name="msg", queue_name=CALLBACKS_QUEUE, connection="AzureWebJobsStorage")
-async def provision_callbacks(msg: func.QueueMessage, context: func.Context) -> None:
-    """One callback attempt: POST the finished request's status body to its callbackUrl (retried with backoff)."""
-    await queue_api.on_callback_message(msg, invocation_id=context.invocation_id)
-
-
 @app.function_name("ledger_retention")
 @app.timer_trigger(arg_name="timer", schedule="0 30 3 * * *", use_monitor=True)
 async def ledger_retention(timer: func.TimerRequest, context: func.Context) -> None:
@@ -89,15 +75,32 @@ async def ledger_retention(timer: func.TimerRequest, context: func.Context) -> N
     await timer_api.on_retention_timer(timer, invocation_id=context.invocation_id)
 
 
-@app.function_name("provision_schedules")
-@app.timer_trigger(arg_name="timer", schedule="0 * * * * *", use_monitor=False)
-async def provision_schedules(timer: func.TimerRequest, context: func.Context) -> None:
-    """Every minute: submit each due occurrence of PROVISIONING_SCHEDULES once (eventId schedule:{name}:{time})."""
-    await timer_api.on_schedules_timer(timer, invocation_id=context.invocation_id)
-
-
 @app.function_name("sweeper")
 @app.timer_trigger(arg_name="timer", schedule="0 */5 * * * *", use_monitor=True)
 async def sweeper(timer: func.TimerRequest, context: func.Context) -> None:
     """Every 5 minutes: re-drive stranded calls and enqueue far-future ones that came within 7 days."""
     await timer_api.on_sweeper_timer(timer, invocation_id=context.invocation_id)
+
+
+# --- Outcome callbacks, batch intake, schedules (h-events) ---------------------------------------------------
+
+
+@app.function_name("provision_batch")
+@app.route(route="provision/batch", methods=["POST"])
+async def provision_batch(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    """POST /api/provision/batch: up to 1,000 requests, each accepted or refused on its own (the literal route wins)."""
+    return await batch_api.provision_batch(req, invocation_id=context.invocation_id)
+
+
+@app.function_name("provision_callbacks")
+@app.queue_trigger(arg_name="msg", queue_name=CALLBACKS_QUEUE, connection="AzureWebJobsStorage")
+async def provision_callbacks(msg: func.QueueMessage, context: func.Context) -> None:
+    """One callback attempt: POST the finished request's status body to its callbackUrl (retried with backoff)."""
+    await queue_api.on_callback_message(msg, invocation_id=context.invocation_id)
+
+
+@app.function_name("provision_schedules")
+@app.timer_trigger(arg_name="timer", schedule="0 * * * * *", use_monitor=False)
+async def provision_schedules(timer: func.TimerRequest, context: func.Context) -> None:
+    """Every minute: submit each due occurrence of PROVISIONING_SCHEDULES once (eventId schedule:{name}:{time})."""
+    await timer_api.on_schedules_timer(timer, invocation_id=context.invocation_id)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from azure.core.exceptions import AzureError
 
+from devhost.easyauth import EasyAuth, load_easyauth
 from devhost.host import Host, HostOptions, run
 from devhost.indexing import IndexingError, index_app
 from devhost.invoke import InvocationLogFilter
@@ -67,7 +68,14 @@ def main(argv: list[str] | None = None) -> int:
         config = load_host_config(app_dir)
         specs = index_app(app_dir, only)
         keys = load_keys(os.environ, functions=None if only else [spec.name for spec in specs])
-        host = Host(specs, config, keys, HostOptions(args.host, args.port, not args.no_http))
+        easyauth = load_easyauth(os.environ)
+        host = Host(
+            specs,
+            config,
+            keys,
+            HostOptions(args.host, args.port, not args.no_http),
+            easyauth=EasyAuth(easyauth) if easyauth is not None else None,
+        )
     except (SettingsError, IndexingError, RouteError, CronError, ConnectionSettingError) as exc:
         print(f"devhost: error: {exc}", file=sys.stderr, flush=True)
         return EXIT_CONFIG

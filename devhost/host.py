@@ -22,6 +22,7 @@ from aiohttp import web
 from azure.functions.queue import QueueMessage as FuncQueueMessage
 from azure.functions.timer import TimerRequest
 
+from devhost.easyauth import EasyAuth
 from devhost.http_server import HttpFrontEnd
 from devhost.indexing import FunctionSpec
 from devhost.invoke import Invoker
@@ -47,13 +48,16 @@ class HostOptions:
 class Host:
     """Owns the invoker, listeners, timers and HTTP server of one devhost process."""
 
-    def __init__(
+    # The host's parts the CLI decided, plus the environment and the optional Easy Auth imitation (keyword-only).
+    def __init__(  # noqa: PLR0913
         self,
         specs: list[FunctionSpec],
         config: HostConfig,
         keys: KeyRing,
         options: HostOptions,
+        *,
         environ: Mapping[str, str] | None = None,
+        easyauth: EasyAuth | None = None,
     ) -> None:
         env = os.environ if environ is None else environ
         self.specs = specs
@@ -68,6 +72,7 @@ class Host:
             s.name: TimerRunner(s, resolve_schedule(s, env), self.invoker) for s in specs if s.kind == "timer"
         }
         self.keys = keys
+        self.easyauth = easyauth
         self._background: set[asyncio.Task[Any]] = set()
         self._runner: web.AppRunner | None = None
         self._stop = asyncio.Event()
@@ -108,7 +113,12 @@ class Host:
             timer.start()
         if self.options.http:
             front = HttpFrontEnd(
-                self.specs, self.config.route_prefix, self.invoker, self.keys, admin_invoke=self._admin_invoke
+                self.specs,
+                self.config.route_prefix,
+                self.invoker,
+                self.keys,
+                admin_invoke=self._admin_invoke,
+                easyauth=self.easyauth,
             )
             self._runner = web.AppRunner(
                 front.make_app(), access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_SECONDS

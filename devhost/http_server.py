@@ -24,6 +24,7 @@ from aiohttp import web
 from azure.functions import _abc as azf_abc
 from multidict import CIMultiDict
 
+from devhost.easyauth import EasyAuth, strip_platform_headers
 from devhost.indexing import FunctionSpec
 from devhost.invoke import Invoker
 from devhost.keys import KeyRing
@@ -85,8 +86,10 @@ class HttpFrontEnd:
         keys: KeyRing,
         admin_invoke: AdminInvoke | None = None,
         all_functions: list[FunctionSpec] | None = None,
+        easyauth: EasyAuth | None = None,
     ):
         self.invoker = invoker
+        self.easyauth = easyauth
         self.keys = keys
         self.admin_invoke = admin_invoke
         self.router = Router(route_prefix)
@@ -120,7 +123,13 @@ class HttpFrontEnd:
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         path = request.rel_url.raw_path
         query = query_params(request.query.items())
-        headers = header_dict(request.headers.items())
+        # The platform's headers about the caller are never taken from the caller (App Service strips them too).
+        headers: Mapping[str, str] = strip_platform_headers(header_dict(request.headers.items()))
+        if self.easyauth is not None:  # App Service Authentication runs before the host, keys included
+            outcome = await self.easyauth.authenticate(path, headers)
+            if isinstance(outcome, web.Response):
+                return outcome
+            headers = {**headers, **outcome}
         if path.startswith("/admin/"):
             return await self._admin(request, path, query, headers)
         match = self.router.route(request.method, path)

@@ -9,6 +9,7 @@ is and not started: ``AzureWebJobsStorage`` set → no Azurite; ``GRAPH_BASE_URL
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import select
@@ -22,6 +23,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
+from urllib.request import urlopen
+
+from devhost.settings import env_flag
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Seconds a child may take to listen / print its ready line. Generous: on a loaded 2-core machine importing
@@ -33,6 +37,8 @@ START_TIMEOUT_SECONDS = 120.0
 #: machine the client's event loop notices the close late, and that happened. Real Azure Storage does not
 #: drop a connection after 5 idle seconds.
 AZURITE_KEEP_ALIVE_SECONDS = 120
+#: The audience local callers ask tokens for when ``DEVHOST_EASYAUTH`` is on and no audience is configured.
+LOCAL_AUDIENCE = "api://provision-on-demand-local"
 AZURITE_ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 
@@ -102,6 +108,8 @@ class Stack:
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     emulator_args: list[str] = field(default_factory=list)
     azurite_location: Path | None = None
+    #: Azurite prints one access-log line per storage request to the stack's log (benches count them).
+    azurite_access_log: bool = False
     log: IO[str] = sys.stderr
     processes: list[subprocess.Popen[str]] = field(default_factory=list)
     base_url: str = ""
@@ -125,7 +133,7 @@ class Stack:
         blob, queue, table = free_port(), free_port(), free_port()
         args = [
             str(self.app_dir / "node_modules" / ".bin" / "azurite"),
-            "--silent", "--disableTelemetry", "--skipApiVersionCheck",
+            *(() if self.azurite_access_log else ("--silent",)), "--disableTelemetry", "--skipApiVersionCheck",
             "--blobHost", "127.0.0.1", "--queueHost", "127.0.0.1", "--tableHost", "127.0.0.1",
             "--blobPort", str(blob), "--queuePort", str(queue), "--tablePort", str(table),
             *(f"--{service}KeepAliveTimeout={AZURITE_KEEP_ALIVE_SECONDS}" for service in ("blob", "queue", "table")),
@@ -160,6 +168,8 @@ class Stack:
                 self.env["GRAPH_BASE_URL"] = f"{self.emulator_url}/beta"
                 self.env["IDENTITY_ENDPOINT"] = f"{self.emulator_url}/msi/token"
                 self.env["IDENTITY_HEADER"] = header
+            if env_flag("DEVHOST_EASYAUTH", self.env):
+                self._trust_emulator_issuer()
             args = [
                 sys.executable, "-m", "devhost", "--app-dir", str(self.app_dir),
                 "--host", "127.0.0.1", "--port", str(self.port),
@@ -170,6 +180,15 @@ class Stack:
             self.stop()
             raise
         return self
+
+    def _trust_emulator_issuer(self) -> None:
+        """Easy Auth locally: the devhost trusts the emulator's Entra tenant unless an issuer is configured."""
+        self.env.setdefault("DEVHOST_EASYAUTH_AUDIENCES", LOCAL_AUDIENCE)
+        if self.env.get("DEVHOST_EASYAUTH_ISSUER") or not self.emulator_url:
+            return
+        with urlopen(f"{self.emulator_url}/_emulator/config", timeout=10) as answer:  # noqa: S310 (our own http URL)
+            tenant = json.load(answer)["tenantId"]
+        self.env["DEVHOST_EASYAUTH_ISSUER"] = f"{self.emulator_url}/{tenant}/v2.0"
 
     def add_worker(self, extra_env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
         """Another devhost instance without HTTP: a scaled-out worker sharing the same storage."""
@@ -218,6 +237,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nThe app is running at {url}/api", flush=True)
         if stack.emulator_url:
             print(f"Graph emulator: {stack.emulator_url} (calls received: {stack.emulator_url}/_emulator/calls)")
+        if stack.env.get("DEVHOST_EASYAUTH_ISSUER"):
+            issuer = stack.env["DEVHOST_EASYAUTH_ISSUER"]
+            print(
+                f"Entra imitation (DEVHOST_EASYAUTH): issuer {issuer}, audience "
+                f"{stack.env['DEVHOST_EASYAUTH_AUDIENCES']}; see docs/auth.md for getting a token"
+            )
         print(
             "\nTry it:\n"
             f"  curl -si -X POST {url}/api/provision -H 'Content-Type: application/json' \\\n"

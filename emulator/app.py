@@ -1,6 +1,7 @@
 """The emulator's aiohttp application: shared state plus the routes, one module per concern.
 
 - ``emulator.token_route``: the App Service managed identity endpoint (``/msi/token``);
+- ``emulator.entra``: Entra's client-credentials token endpoint for the app's own callers (``/{tenant}/…``);
 - ``emulator.control``: the control API (``/_emulator/*``);
 - ``emulator.graph_routes``: Graph (``/beta`` and ``/v1.0``) and its front-door pipeline;
 - ``emulator.state``: the ``Emulator`` every route shares; ``emulator.replies``: how answers go on the wire.
@@ -14,6 +15,7 @@ from emulator.calls import CallLog
 from emulator.config import EmulatorConfig
 from emulator.control import add_control_routes
 from emulator.directory_routes import add_directory_routes
+from emulator.entra import EntraIssuer, add_entra_routes
 from emulator.faults import FaultQueue
 from emulator.graph_routes import add_graph_routes
 from emulator.identity import TokenIssuer
@@ -42,6 +44,7 @@ def create_app(config: EmulatorConfig | None = None) -> web.Application:
         faults=FaultQueue(),
         calls=CallLog(),
         latency_ms=config.latency_ms,
+        entra=EntraIssuer(tenant.tenant_id),
     )
     app = web.Application()
     app[EMULATOR] = emulator
@@ -50,4 +53,5 @@ def create_app(config: EmulatorConfig | None = None) -> web.Application:
     add_control_routes(app.router)
     add_directory_routes(app)
     add_graph_routes(app.router)
+    add_entra_routes(app.router)  # last: its paths start with the tenant id, never with a Graph version
     return app

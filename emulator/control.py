@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from emulator.entra import parse_callers
 from emulator.faults import Fault, retry_after_value
 from emulator.ratelimit import RateLimit, RateScope
 from emulator.responses import GraphError
@@ -57,6 +58,8 @@ def _config_view(emu: Emulator) -> dict[str, Any]:
         "retryAfter": (
             None if emu.throttle_retry_after is None else ["none" if v is None else v for v in emu.throttle_retry_after]
         ),
+        "tenantId": emu.entra.tenant_id,
+        "callers": {c.client_id: {"roles": list(c.roles), "objectId": c.object_id} for c in emu.entra.callers.values()},
     }
 
 
@@ -73,6 +76,7 @@ def _apply_config(emu: Emulator, patch: Any) -> None:
         "jobStatus",
         "tokenLifetimeSeconds",
         "retryAfter",
+        "callers",
     }
     if unknown:
         raise ValueError(f"unknown settings: {sorted(unknown)}")
@@ -84,6 +88,7 @@ def _apply_config(emu: Emulator, patch: Any) -> None:
         raise ValueError("latencyMs must be >= 0")
     lifetime = int(patch["tokenLifetimeSeconds"]) if "tokenLifetimeSeconds" in patch else None
     throttle = _throttle_retry_after(patch["retryAfter"]) if "retryAfter" in patch else None
+    callers = parse_callers(patch["callers"]) if "callers" in patch else None
     statuses: list[tuple[JobSpec, dict[str, Any] | None]] = []
     for key, value in dict(patch.get("jobStatus", {})).items():
         sp_id, _, job_id = str(key).partition("/")
@@ -112,6 +117,8 @@ def _apply_config(emu: Emulator, patch: Any) -> None:
         emu.throttle_turn = 0
     for job, status in statuses:
         emu.state.job_state(job).status_override = status
+    if callers is not None:
+        emu.entra.callers = callers  # the whole set: a caller left out can no longer get tokens
 
 
 def _throttle_retry_after(raw: Any) -> list[float | str | None] | None:

@@ -99,7 +99,7 @@ def _envelope(
     target_id: str | None,
     modified: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    return {
+    log = {
         "action": action,
         "changeId": new_guid(),
         "endTime": clock.tick(),
@@ -118,6 +118,27 @@ def _envelope(
         "targetIdentity": {"id": target_id, "type": target_type, "displayName": None, "details": None},
         "targetSystem": {"id": None, "name": job.target_system, "details": None},
     }
+    return _as_summary(log, obj) if job.log_schema == "summary" else log
+
+
+def _as_summary(log: dict[str, Any], obj: SourceObject) -> dict[str, Any]:
+    """The same log in the current ``provisioningObjectSummary`` schema: no top-level ``reportableIdentifier``
+    (it moves into the export/skip step's ``details``), ``provisioningAction`` and ``provisioningStatusInfo``
+    with ``errorInformation`` instead of ``action`` and ``statusInfo``, ``identityType`` for ``type``."""
+    info = log.pop("statusInfo")
+    log.pop("reportableIdentifier")
+    log["provisioningAction"] = str(log.pop("action")).lower()
+    error = {k: v for k, v in info.items() if k != "status"}
+    log["provisioningStatusInfo"] = {"status": str(info.get("status", "")).lower(), "errorInformation": error or None}
+    steps = log["provisioningSteps"]
+    if steps:
+        last = steps[-1]
+        last["details"] = {**(last.get("details") or {}), "ReportableIdentifier": obj.reportable_identifier}
+    for name in ("sourceIdentity", "targetIdentity"):
+        identity = log[name]
+        identity["identityType"] = identity.pop("type")
+        identity["details"] = {}
+    return log
 
 
 def create_log(job: JobSpec, obj: SourceObject, target_type: str, target_id: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from emulator.calls import CallLog
 from emulator.config import EmulatorConfig
+from emulator.entra import EntraIssuer
 from emulator.faults import FaultQueue, retry_after_text
 from emulator.identity import TokenIssuer
 from emulator.ratelimit import RateLimiter, RateScope, retry_after_header
@@ -23,7 +24,7 @@ __all__ = ["EMULATOR", "Emulator"]
 
 @dataclass
 class Emulator:
-    """Everything the routes share: tenant state, token issuer, limiter, faults and the call log."""
+    """Everything the routes share: tenant state, token issuers, limiter, faults and the call log."""
 
     config: EmulatorConfig
     state: TenantState
@@ -33,6 +34,8 @@ class Emulator:
     faults: FaultQueue
     calls: CallLog
     latency_ms: int
+    #: Entra's client-credentials endpoint for the app's own callers (the devhost's Easy Auth trusts it).
+    entra: EntraIssuer
     #: ``Retry-After`` values the rate limit's 429s send, in turn (None in the list: no header); None: the
     #: real wait, rounded up to whole seconds.
     throttle_retry_after: list[float | str | None] | None = None

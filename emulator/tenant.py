@@ -119,6 +119,9 @@ class JobSpec:
     assigned: frozenset[str]
     initial_target: dict[str, str]
     recorded: dict[str, tuple[RecordedResponse, ...]]
+    #: ``classic``: the older log schema every public capture shows (top-level ``reportableIdentifier``,
+    #: ``statusInfo``, ``action``); ``summary``: the current ``provisioningObjectSummary`` schema.
+    log_schema: str = "classic"
 
     @property
     def key(self) -> str:
@@ -206,6 +209,13 @@ def _load_recorded(raw: dict[str, Any], base: Path) -> RecordedResponse:
     return RecordedResponse(status=int(raw.get("status", 200)), body=body)
 
 
+def _log_schema(raw: dict[str, Any]) -> str:
+    schema = _str(raw, "logSchema", "classic")
+    if schema not in ("classic", "summary"):
+        raise ValueError(f"logSchema must be 'classic' or 'summary', not {schema!r}")
+    return schema
+
+
 def _load_job(sp_id: str, raw: dict[str, Any], base: Path) -> JobSpec:
     shape = ResponseShape(_str(raw, "responseShape", "graph"))
     status = dict(raw.get("status", {"code": "Active"}))
@@ -229,6 +239,7 @@ def _load_job(sp_id: str, raw: dict[str, Any], base: Path) -> JobSpec:
         status=status,
         schedule=dict(raw.get("schedule", {"expiration": None, "interval": "PT40M", "state": "Active"})),
         response_shape=shape,
+        log_schema=_log_schema(raw),
         source_system=_str(raw, "sourceSystem", "Azure Active Directory"),
         target_system=_str(raw, "targetSystem", "customappsso"),
         schema_id=_str(raw, "schemaId", _str(raw, "id")),

@@ -93,6 +93,63 @@ param allowUnlistedTargets bool = false
 @minValue(1)
 param ledgerRetentionDays int = 90
 
+// --- Who may call (issue 12): App Service Authentication with Entra ID, or function keys only ---------------------
+
+@description('AUTH_MODE: entra (default: App Service Authentication requires an Entra ID token on every route but /api/health; app roles Provisioning.Submit and Provisioning.Operate) or keys (opt-in fallback: function keys only).')
+@allowed([
+  'entra'
+  'keys'
+])
+param authMode string = 'entra'
+
+@description('Client id of an existing Entra app registration for the API (entra mode). Empty: the template creates one through the Microsoft Graph Bicep extension (public cloud; the deployer needs Application.ReadWrite.All). Not named AUTH_CLIENT_ID in azd: that is the output azd writes back, which would turn the template\'s own registration into an "existing" one on the next provision.')
+param existingAuthClientId string = ''
+
+@description('Application ID URI of that existing registration (accepted as token audience besides its client id). Ignored when the template creates the registration.')
+param existingAuthApplicationIdUri string = ''
+
+@description('Comma-separated object ids (a Logic App\'s managed identity, users, groups) granted Provisioning.Submit on the registration the template creates.')
+param authSubmitterPrincipalIds string = ''
+
+@description('Comma-separated object ids granted Provisioning.Operate (operator routes, console) on the registration the template creates.')
+param authOperatorPrincipalIds string = ''
+
+// --- Events, callbacks, schedules (issue 14) ------------------------------------------------------------------
+
+@description('CALLBACK_ALLOWED_HOSTS: hosts a request\'s callbackUrl may name.')
+param callbackAllowedHosts string = '*.logic.azure.com'
+
+@description('PROVISIONING_SCHEDULES as JSON (an array of schedules). Wins over provisioningSchedulesBase64.')
+param provisioningSchedules string = ''
+
+@description('PROVISIONING_SCHEDULES as base64 of the JSON, so the JSON survives azd\'s text substitution into main.parameters.json.')
+param provisioningSchedulesBase64 string = ''
+
+@description('Grant the app GroupMember.Read.All on Microsoft Graph: needed when a schedule has a "group" (its members are read at each run).')
+param schedulesUseGroups bool = false
+
+@description('Grant the app User.ReadBasic.All on Microsoft Graph: needed when subjects may be given by userPrincipalName instead of objectId.')
+param resolveUserPrincipalNames bool = false
+
+@description('Outcome events to Event Grid besides the provisioning-outcomes queue: none, new (a topic in this resource group), or existing (eventGridTopicName in eventGridTopicResourceGroup). The app\'s identity gets EventGrid Data Sender on it.')
+@allowed([
+  'none'
+  'new'
+  'existing'
+])
+param eventGridTopic string = 'none'
+
+@description('Name of the existing Event Grid topic (eventGridTopic existing).')
+param eventGridTopicName string = ''
+
+@description('Resource group of the existing topic, in this subscription; empty: the app\'s resource group.')
+param eventGridTopicResourceGroup string = ''
+
+// --- Alerts (issue 12) -------------------------------------------------------------------------------------------
+
+@description('Email notified by the alert rules (failed Graph calls, poison messages, throttling). Empty: the alerts fire in Azure Monitor without notifying anyone.')
+param alertEmail string = ''
+
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = {
   'azd-env-name': environmentName
@@ -101,6 +158,18 @@ var functionAppName = 'func-api-${resourceToken}'
 var deploymentContainerName = 'app-package-${resourceToken}'
 var targetsFromBase64 = empty(provisioningTargetsBase64) ? '' : base64ToString(provisioningTargetsBase64)
 var targetsJson = !empty(provisioningTargets) ? provisioningTargets : targetsFromBase64
+var schedulesFromBase64 = empty(provisioningSchedulesBase64) ? '' : base64ToString(provisioningSchedulesBase64)
+var schedulesGiven = !empty(provisioningSchedules) ? provisioningSchedules : schedulesFromBase64
+var schedulesJson = empty(schedulesGiven) ? '[]' : schedulesGiven
+
+// Entra: the template's own registration unless an existing one is named.
+var createEntraApp = (authMode == 'entra') && empty(existingAuthClientId)
+var authClientIdInUse = createEntraApp ? entraApp.outputs.clientId : existingAuthClientId
+var authApplicationIdUriInUse = createEntraApp ? entraApp.outputs.applicationIdUri : existingAuthApplicationIdUri
+var submitterPrincipalIds = empty(authSubmitterPrincipalIds) ? [] : split(replace(authSubmitterPrincipalIds, ' ', ''), ',')
+var operatorPrincipalIds = empty(authOperatorPrincipalIds) ? [] : split(replace(authOperatorPrincipalIds, ' ', ''), ',')
+
+var newEventGridTopicName = 'evgt-${resourceToken}'
 
 // Names the app uses (see docs/architecture.md; tests/infra/test_settings_contract.py compares them with shared/).
 var ledgerTableName = 'ProvisioningRequests'
@@ -110,6 +179,7 @@ var storageQueueNames = [
   'provisioning-requests-poison'
   'provisioning-work'
   'provisioning-work-poison'
+  'provisioning-outcomes'
 ]
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
@@ -158,6 +228,18 @@ module storage 'core/storage/storage-account.bicep' = {
   }
 }
 
+module alerts 'core/monitor/alerts.bicep' = {
+  name: 'alerts'
+  scope: rg
+  params: {
+    namePrefix: resourceToken
+    location: location
+    tags: tags
+    applicationInsightsId: monitoring.outputs.applicationInsightsId
+    alertEmail: alertEmail
+  }
+}
+
 module rbac 'app/rbac.bicep' = {
   name: 'rbac'
   scope: rg
@@ -175,7 +257,42 @@ module graphGrant 'app/graph-permission.bicep' = if (grantGraphPermission) {
   params: {
     principalId: identity.outputs.principalId
     permission: graphPermission
+    readGroupMembers: schedulesUseGroups
+    readUserBasics: resolveUserPrincipalNames
   }
+}
+
+module entraApp 'app/entra-app.bicep' = if (createEntraApp) {
+  name: 'entra-app'
+  scope: rg
+  params: {
+    uniqueName: 'provisioning-api-${resourceToken}'
+    displayName: 'Provisioning on demand API (${environmentName})'
+    submitterPrincipalIds: submitterPrincipalIds
+    operatorPrincipalIds: operatorPrincipalIds
+  }
+}
+
+module eventGridTopicNew 'core/events/eventgrid-topic.bicep' = if (eventGridTopic == 'new') {
+  name: 'eventgrid-topic'
+  scope: rg
+  params: {
+    name: newEventGridTopicName
+    location: location
+    tags: tags
+  }
+}
+
+module eventGridSender 'app/eventgrid-sender.bicep' = if (eventGridTopic != 'none') {
+  name: 'eventgrid-sender'
+  scope: resourceGroup(((eventGridTopic == 'existing') && !empty(eventGridTopicResourceGroup)) ? eventGridTopicResourceGroup : rg.name)
+  params: {
+    topicName: (eventGridTopic == 'new') ? newEventGridTopicName : eventGridTopicName
+    principalId: identity.outputs.principalId
+  }
+  dependsOn: [
+    eventGridTopicNew
+  ]
 }
 
 module api 'app/api.bicep' = {
@@ -203,6 +320,12 @@ module api 'app/api.bicep' = {
     graphRateScope: graphRateScope
     allowUnlistedTargets: allowUnlistedTargets
     ledgerRetentionDays: ledgerRetentionDays
+    authMode: authMode
+    authClientId: authClientIdInUse
+    authApplicationIdUri: authApplicationIdUriInUse
+    callbackAllowedHosts: callbackAllowedHosts
+    eventGridTopicEndpoint: (eventGridTopic == 'none') ? '' : eventGridSender.outputs.endpoint
+    provisioningSchedules: schedulesJson
   }
   // The host starts with identity-based storage: its roles must exist first or the first start fails.
   dependsOn: [
@@ -225,3 +348,19 @@ output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsN
 output GRAPH_CLOUD string = graphCloud
 output GRAPH_PERMISSION string = graphPermission
 output GRAPH_PERMISSION_GRANTED_BY_BICEP bool = grantGraphPermission
+output GRAPH_EXTRA_PERMISSIONS array = concat(schedulesUseGroups ? [
+  'GroupMember.Read.All'
+] : [], resolveUserPrincipalNames ? [
+  'User.ReadBasic.All'
+] : [])
+output AZURE_OUTCOMES_QUEUE_NAME string = 'provisioning-outcomes'
+output EVENTGRID_TOPIC_ENDPOINT string = (eventGridTopic == 'none') ? '' : eventGridSender.outputs.endpoint
+output AUTH_MODE string = authMode
+// What a caller asks a token for (scope '<AUTH_APPLICATION_ID_URI>/.default', or the client id), and what a Logic
+// App's managed identity is given an app role on (docs/deploy.md "Grant a Logic App the role").
+output AUTH_CLIENT_ID string = (authMode == 'entra') ? authClientIdInUse : ''
+output AUTH_APPLICATION_ID_URI string = (authMode == 'entra') ? authApplicationIdUriInUse : ''
+output AUTH_SERVICE_PRINCIPAL_ID string = createEntraApp ? entraApp.outputs.servicePrincipalId : ''
+output AUTH_SUBMIT_ROLE_ID string = createEntraApp ? entraApp.outputs.submitRoleId : ''
+output AUTH_OPERATE_ROLE_ID string = createEntraApp ? entraApp.outputs.operateRoleId : ''
+output ALERT_RULE_NAMES array = alerts.outputs.alertRuleNames

@@ -11,7 +11,11 @@ What it does, each step only when not already done (idempotent):
    with the permission's name;
 2. assigns that app role to the managed identity (``POST /servicePrincipals/{id}/appRoleAssignments``);
 3. for ``Application.ReadWrite.OwnedBy``: adds the identity as owner of each target's service principal
-   (``POST /servicePrincipals/{id}/owners/$ref``).
+   (``POST /servicePrincipals/{id}/owners/$ref``);
+4. the read permissions of optional features, only when switched on (as the template's ``schedulesUseGroups`` and
+   ``resolveUserPrincipalNames`` do): ``GroupMember.Read.All`` for schedules with a group
+   (``SCHEDULES_USE_GROUPS=true`` or ``--read-group-members``), ``User.ReadBasic.All`` for subjects given by UPN
+   (``RESOLVE_USER_PRINCIPAL_NAMES=true`` or ``--read-users``).
 ``--dry-run`` reads the current state and prints the plan without changing anything.
 
 It signs in with the Azure CLI (``az login``; for a national cloud first ``az cloud set --name AzureUSGovernment``
@@ -55,6 +59,17 @@ MICROSOFT_GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 PERMISSIONS: dict[str, str] = {
     "Synchronization.ReadWrite.All": "9b50c33d-700f-43b1-b2eb-87e89b703581",
     "Application.ReadWrite.OwnedBy": "18a4783c-866b-4cc7-a460-3d5e5662c884",
+}
+
+#: Read permissions of optional features (the same ids as infra/app/graph-permission.bicep), with the setting
+#: (azd environment value) that switches each on.
+READ_PERMISSIONS: dict[str, str] = {
+    "GroupMember.Read.All": "98830695-27a2-44f7-8c18-0c3ebc9698f6",
+    "User.ReadBasic.All": "97235f07-e226-4f63-ace3-39588e11d3a1",
+}
+READ_PERMISSION_SWITCHES: dict[str, str] = {
+    "GroupMember.Read.All": "SCHEDULES_USE_GROUPS",
+    "User.ReadBasic.All": "RESOLVE_USER_PRINCIPAL_NAMES",
 }
 
 EXIT_USAGE = 2
@@ -179,6 +194,7 @@ class Inputs:
     cloud: str
     targets: dict[str, Target]
     dry_run: bool
+    read_permissions: tuple[str, ...] = ()
 
     @property
     def graph_root(self) -> str:
@@ -233,6 +249,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--azd", action="store_true", help="read the defaults from the current azd environment (azd env get-values)"
     )
+    parser.add_argument(
+        "--read-group-members",
+        action="store_true",
+        help="also grant GroupMember.Read.All (schedules with a group; default: SCHEDULES_USE_GROUPS=true)",
+    )
+    parser.add_argument(
+        "--read-users",
+        action="store_true",
+        help="also grant User.ReadBasic.All (subjects by UPN; default: RESOLVE_USER_PRINCIPAL_NAMES=true)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print what would be done; change nothing")
     return parser
 
@@ -252,7 +278,16 @@ def resolve_inputs(args: argparse.Namespace, env: Mapping[str, str]) -> Inputs:
     cloud = args.cloud or env.get("GRAPH_CLOUD") or "Global"
     if cloud not in GRAPH_CLOUDS:
         raise UsageError(f"GRAPH_CLOUD must be one of {', '.join(GRAPH_CLOUDS)}, got {cloud!r}")
-    return Inputs(principal_id, permission, cloud, _targets(args.targets, env), bool(args.dry_run))
+    flags = {"GroupMember.Read.All": args.read_group_members, "User.ReadBasic.All": args.read_users}
+    reads = tuple(p for p in READ_PERMISSIONS if flags[p] or _switched_on(env, READ_PERMISSION_SWITCHES[p]))
+    return Inputs(principal_id, permission, cloud, _targets(args.targets, env), bool(args.dry_run), reads)
+
+
+def _switched_on(env: Mapping[str, str], name: str) -> bool:
+    value = env.get(name, "").strip().lower()
+    if value not in ("", "true", "false"):
+        raise UsageError(f"{name} must be true or false, got {env[name]!r}")
+    return value == "true"
 
 
 def _targets(option: str | None, env: Mapping[str, str]) -> dict[str, Target]:
@@ -303,21 +338,20 @@ def plan(inputs: Inputs, graph: GraphApi, out: TextIO) -> list[Step]:
     graph_sp = graph.service_principal_by_app_id(MICROSOFT_GRAPH_APP_ID)
     if graph_sp is None:
         raise UsageError("the Microsoft Graph service principal was not found in this tenant")
-    role_id = _app_role_id(graph_sp, inputs.permission, out)
-
-    assigned = any(
-        a.get("resourceId") == graph_sp["id"] and a.get("appRoleId") == role_id
-        for a in graph.app_role_assignments(inputs.principal_id)
-    )
-    steps = [
-        Step(
-            "grant",
-            f"app role {inputs.permission} ({role_id}) of Microsoft Graph ({graph_sp['id']}) "
-            f"to {identity_name} ({inputs.principal_id})",
-            assigned,
-            lambda: graph.assign_app_role(inputs.principal_id, graph_sp["id"], role_id),
+    existing = graph.app_role_assignments(inputs.principal_id)
+    steps = []
+    for permission in (inputs.permission, *inputs.read_permissions):
+        role_id = _app_role_id(graph_sp, permission, out)
+        assigned = any(a.get("resourceId") == graph_sp["id"] and a.get("appRoleId") == role_id for a in existing)
+        steps.append(
+            Step(
+                "grant",
+                f"app role {permission} ({role_id}) of Microsoft Graph ({graph_sp['id']}) "
+                f"to {identity_name} ({inputs.principal_id})",
+                assigned,
+                _assign(graph, inputs.principal_id, graph_sp["id"], role_id),
+            )
         )
-    ]
     if inputs.permission == "Application.ReadWrite.OwnedBy":
         for target in inputs.targets.values():
             sp_id = target.service_principal_id
@@ -334,6 +368,10 @@ def plan(inputs: Inputs, graph: GraphApi, out: TextIO) -> list[Step]:
     return steps
 
 
+def _assign(graph: GraphApi, principal_id: str, resource_id: str, app_role_id: str) -> Callable[[], None]:
+    return lambda: graph.assign_app_role(principal_id, resource_id, app_role_id)
+
+
 def _add_owner(graph: GraphApi, service_principal_id: str, owner_id: str) -> Callable[[], None]:
     return lambda: graph.add_owner(service_principal_id, owner_id)
 
@@ -347,14 +385,19 @@ def _app_role_id(graph_sp: Mapping[str, Any], permission: str, out: TextIO) -> s
     if not roles:
         raise UsageError(f"Microsoft Graph in this cloud has no application permission {permission}")
     role_id = str(roles[0]["id"])
-    if role_id != PERMISSIONS[permission]:
-        print(f"note: {permission} has id {role_id} here, not the public cloud's {PERMISSIONS[permission]}", file=out)
+    known = {**PERMISSIONS, **READ_PERMISSIONS}[permission]
+    if role_id != known:
+        print(f"note: {permission} has id {role_id} here, not the public cloud's {known}", file=out)
     return role_id
 
 
 def run(inputs: Inputs, graph: GraphApi, out: TextIO) -> None:
     mode = "dry run: nothing is changed" if inputs.dry_run else "applying"
-    print(f"Microsoft Graph: {inputs.graph_root} ({inputs.cloud}); permission {inputs.permission}; {mode}", file=out)
+    also = f" (and {', '.join(inputs.read_permissions)})" if inputs.read_permissions else ""
+    print(
+        f"Microsoft Graph: {inputs.graph_root} ({inputs.cloud}); permission {inputs.permission}{also}; {mode}",
+        file=out,
+    )
     steps = plan(inputs, graph, out)
     for step in steps:
         if step.done:

@@ -29,10 +29,17 @@ if TYPE_CHECKING:
     from shared.adapters.idempotency import TableEventIndex
     from shared.adapters.limiter import TableLimiter
     from shared.adapters.log_store import BlobLogStore
-    from shared.core.ports import Provisioner
+    from shared.core.ports import HostProbe, Provisioner
+    from shared.usecases.admin_keys import AdminKeyCheck
+    from shared.usecases.health import Health
+    from shared.usecases.intake import Intake
     from shared.usecases.outcomes import AnnouncingPending, Outcomes
+    from shared.usecases.rejections import QueueRejections
+    from shared.usecases.retention import Retention
     from shared.usecases.rule_discovery import RuleDiscovery
     from shared.usecases.schedules import ScheduleRunner
+    from shared.usecases.status import Status
+    from shared.usecases.sweeper import Sweeper
     from shared.usecases.worker import Worker
 
 
@@ -182,44 +189,91 @@ class Runtime:
         )
 
     @cached_property
-    def schedule_runner(self) -> ScheduleRunner:
-        """PROVISIONING_SCHEDULES: each due occurrence submitted once through intake (source ``schedule``)."""
-        from datetime import UTC, datetime
+    def _intake(self) -> Intake:
+        from shared.usecases.intake import Intake
 
-        from shared.core.models import ProvisioningRequest
-        from shared.usecases import intake
-        from shared.usecases.schedules import ScheduleRunner
+        return Intake(
+            settings=self.settings,
+            ledger=self.ledger,
+            queue=self.work_queue,
+            events=self.events,
+            pending=self.pending,
+        )
 
-        async def submit(request: ProvisioningRequest) -> intake.Accepted:
-            return await intake.accept(
-                request,
-                source="schedule",
-                settings=self.settings,
-                ledger=self.ledger,
-                queue=self.work_queue,
-                events=self.events,
-                pending=self.pending,
-                now=datetime.now(UTC),
-            )
-
-        return ScheduleRunner(self.settings.schedules, submit, self.directory)
+    def intake(self) -> Intake:
+        """The request intake with this process's adapters (built on first use, then reused)."""
+        return self._intake
 
     @cached_property
-    def directory(self) -> GraphDirectory:
-        """Users by UPN and group members, with the provisioning adapter's GraphServiceClient."""
-        from shared.adapters.graph import GraphProvisioner
-        from shared.adapters.graph_directory import GraphDirectory
+    def rule_discovery(self) -> RuleDiscovery:
+        """ruleId from the job schema, cached per process."""
+        from shared.usecases.rule_discovery import RuleDiscovery
 
-        graph = self.graph
-        assert isinstance(graph, GraphProvisioner)
-        return GraphDirectory(graph._graph_client, self.settings.graph_base_url)
+        return RuleDiscovery(self.graph)
+
+    @cached_property
+    def host_probe(self) -> HostProbe:
+        """One bounded ``GET`` to another host (Graph's, or the Functions host's admin routes)."""
+        from shared.adapters.host_probe import HttpxHostProbe
+
+        return HttpxHostProbe()
+
+    @cached_property
+    def admin_keys(self) -> AdminKeyCheck:
+        """Which function keys are the master key (asked of the host once per key, remembered per process)."""
+        from shared.usecases.admin_keys import AdminKeyCheck
+
+        return AdminKeyCheck(self.host_probe)
+
+    @cached_property
+    def status(self) -> Status:
+        """Reads requests (and their large logs) into the views callers see; the ``Prefer: wait`` poll."""
+        from shared.usecases.status import Status
+
+        return Status(
+            self.ledger,
+            lambda: self.log_store,
+            self.settings.graph_base_url,
+            slots=(self.limiter, self.settings.rate_scope),
+        )
+
+    @cached_property
+    def health(self) -> Health:
+        """The health probe. The storage adapters are reached only when it runs (see ``Health``)."""
+        from shared.usecases.health import Health
+
+        return Health(
+            [lambda: self.ledger.ping(), lambda: self.work_queue.ping()], self.host_probe, self.settings.graph_base_url
+        )
+
+    @cached_property
+    def queue_rejections(self) -> QueueRejections:
+        """Records a queued request that can never be valid, and poisons its message at once."""
+        from shared.usecases.rejections import QueueRejections
+
+        return QueueRejections(self.ledger, self.requests_poison_queue, self.outcomes.request_finished)
+
+    @cached_property
+    def sweeper(self) -> Sweeper:
+        """Re-drives stranded calls; enqueues far-future calls that came within the queue's reach."""
+        from shared.usecases.sweeper import Sweeper
+
+        return Sweeper(self.ledger, self.work_queue, self.pending)
+
+    @cached_property
+    def retention(self) -> Retention:
+        """Deletes finished requests past ``LEDGER_RETENTION_DAYS``, with their logs and event keys."""
+        from shared.usecases.retention import Retention
+
+        return Retention(self.ledger, self.log_store, self.events, self.settings.ledger_retention_days)
+
+    # --- Outcome events and callbacks, schedules, users by name (h-events) ----------------------------------------
 
     @cached_property
     def outcomes(self) -> Outcomes:
         """Outcome events (``provisioning-outcomes``, Event Grid when configured) and callbacks."""
         from shared.adapters.callback_http import HttpCallbackClient
         from shared.adapters.message_queue import TextQueue
-        from shared.adapters.request_marks import TableRequestMarks
         from shared.contract.outcome_events import CALLBACKS_QUEUE, OUTCOMES_QUEUE
         from shared.usecases.outcomes import Outcomes
 
@@ -231,7 +285,6 @@ class Runtime:
             event_grid = EventGridPublisher(self.settings.eventgrid_topic_endpoint, credential)
         return Outcomes(
             ledger=self.ledger,
-            marks=TableRequestMarks(self._table(TABLE_NAME)),
             outcomes_queue=TextQueue(self._queue_client(OUTCOMES_QUEUE), keep=True),
             callbacks_queue=TextQueue(self._queue_client(CALLBACKS_QUEUE)),
             callbacks=HttpCallbackClient(self.settings.callback_policy),
@@ -240,11 +293,29 @@ class Runtime:
         )
 
     @cached_property
-    def rule_discovery(self) -> RuleDiscovery:
-        """ruleId from the job schema, cached per process."""
-        from shared.usecases.rule_discovery import RuleDiscovery
+    def directory(self) -> GraphDirectory:
+        """Users by UPN and group members, through the provisioning adapter's GraphServiceClient."""
+        from shared.adapters.graph import GraphProvisioner
+        from shared.adapters.graph_directory import GraphDirectory
 
-        return RuleDiscovery(self.graph)
+        graph = self.graph
+        assert isinstance(graph, GraphProvisioner)
+        return GraphDirectory(graph.graph_client, self.settings.graph_base_url)
+
+    @cached_property
+    def schedule_runner(self) -> ScheduleRunner:
+        """PROVISIONING_SCHEDULES: each due occurrence submitted once through intake (source ``schedule``)."""
+        from datetime import UTC, datetime
+
+        from shared.core.models import ProvisioningRequest
+        from shared.core.vocabulary import Source
+        from shared.usecases.intake import AcceptCommand, Accepted
+        from shared.usecases.schedules import ScheduleRunner
+
+        async def submit(request: ProvisioningRequest) -> Accepted:
+            return await self.intake().accept(AcceptCommand(request, Source.SCHEDULE, datetime.now(UTC)))
+
+        return ScheduleRunner(self.settings.schedules, submit, self.directory)
 
 
 _runtime: Runtime | None = None

@@ -36,7 +36,12 @@ KNOWN_SETTINGS = (
     "CALLBACK_ALLOWED_HOSTS",
     "EVENTGRID_TOPIC_ENDPOINT",
     "PROVISIONING_SCHEDULES",
+    "AUTH_MODE",
 )
+
+#: ``AUTH_MODE`` values: ``entra`` = every route but /api/health needs an App Service Authentication principal
+#: holding the route's app role (function keys still checked by the host); ``keys`` = function keys only.
+AUTH_MODES = ("entra", "keys")
 
 #: Hosts a ``PUBLIC_BASE_URL`` may name over plain http: only this machine (local runs, tests).
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -95,6 +100,7 @@ class Settings:
     callback_policy: CallbackPolicy = CallbackPolicy()  # noqa: RUF009 (frozen)
     eventgrid_topic_endpoint: str | None = None
     schedules: tuple[Schedule, ...] = ()
+    auth_mode: str = "keys"
 
     @classmethod
     def from_environ(cls, env: Mapping[str, str]) -> Settings:
@@ -120,6 +126,7 @@ class Settings:
             callback_policy=CallbackPolicy.parse(env.get("CALLBACK_ALLOWED_HOSTS")),
             eventgrid_topic_endpoint=eventgrid_endpoint(env.get("EVENTGRID_TOPIC_ENDPOINT", "")),
             schedules=parse_schedules(env.get("PROVISIONING_SCHEDULES", ""), targets),
+            auth_mode=_choice(env, "AUTH_MODE", AUTH_MODES, default="keys"),
         )
 
     def target_for_ids(self, service_principal_id: str, job_id: str) -> Target | None:

@@ -14,10 +14,24 @@ param principalId string
 ])
 param permission string
 
+@description('Also grant GroupMember.Read.All: PROVISIONING_SCHEDULES has schedules with a "group" (members read from Graph at each run).')
+param readGroupMembers bool = false
+
+@description('Also grant User.ReadBasic.All: subjects may name a userPrincipalName, resolved with GET /users/{upn}?$select=id.')
+param readUserBasics bool = false
+
 // App role ids on the Microsoft Graph service principal (same in every tenant): docs/graph-api-facts.md#permissions.
 var appRoleIds = {
   'Synchronization.ReadWrite.All': '9b50c33d-700f-43b1-b2eb-87e89b703581'
   'Application.ReadWrite.OwnedBy': '18a4783c-866b-4cc7-a460-3d5e5662c884'
+}
+
+// Read permissions only the optional features need, each granted only when its feature is switched on, and
+// each the least privileged one that does the job: GroupMember.Read.All reads memberships (not group
+// properties), User.ReadBasic.All reads a user's id and names (not the full profile).
+var readAppRoleIds = {
+  'GroupMember.Read.All': '98830695-27a2-44f7-8c18-0c3ebc9698f6'
+  'User.ReadBasic.All': '97235f07-e226-4f63-ace3-39588e11d3a1'
 }
 
 resource microsoftGraph 'Microsoft.Graph/servicePrincipals@v1.0' existing = {
@@ -28,6 +42,18 @@ resource appRoleAssignment 'Microsoft.Graph/appRoleAssignedTo@v1.0' = {
   principalId: principalId
   resourceId: microsoftGraph.id
   appRoleId: appRoleIds[permission]
+}
+
+resource groupMemberReadAssignment 'Microsoft.Graph/appRoleAssignedTo@v1.0' = if (readGroupMembers) {
+  principalId: principalId
+  resourceId: microsoftGraph.id
+  appRoleId: readAppRoleIds['GroupMember.Read.All']
+}
+
+resource userReadBasicAssignment 'Microsoft.Graph/appRoleAssignedTo@v1.0' = if (readUserBasics) {
+  principalId: principalId
+  resourceId: microsoftGraph.id
+  appRoleId: readAppRoleIds['User.ReadBasic.All']
 }
 
 output appRoleAssignmentId string = appRoleAssignment.id

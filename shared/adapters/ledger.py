@@ -8,16 +8,27 @@ update is conditional on the ETag read, so two workers can never silently overwr
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
 
+from shared.adapters import ledger_codec as codec
 from shared.adapters.create_once import CreateOnce
 from shared.contract.names import REQUEST_ROW
 from shared.core import aggregate
-from shared.core.errors import StaleWrite
+from shared.core.errors import StaleWrite, StoreUnavailable
+from shared.core.records import CallRecord, OutboxMarks, RequestRecord
+from shared.core.vocabulary import RequestStatus
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
@@ -41,7 +52,9 @@ class TableLedger:
         with contextlib.suppress(ResourceNotFoundError):
             await self._table.get_entity("health", "probe")
 
-    async def create(self, request: Entity, calls: list[Entity], *, tolerate_existing: bool = False) -> None:
+    async def create(
+        self, request: RequestRecord, calls: Sequence[CallRecord], *, tolerate_existing: bool = False
+    ) -> None:
         """Write a new request: its calls first, the request row last, so a visible request is complete.
 
         ``tolerate_existing`` finishes a creation that another intake of the same event started: a batch
@@ -50,7 +63,7 @@ class TableLedger:
         from azure.data.tables import TableErrorCode, TableTransactionError
 
         await self._ensure_table()
-        rows = [{k: v for k, v in row.items() if v is not None} for row in (*calls, request)]
+        rows = [*(codec.call_to_entity(c) for c in calls), codec.request_to_entity(request)]
         for start in range(0, len(rows), _BATCH):
             try:
                 await self._table.submit_transaction([("create", row) for row in rows[start : start + _BATCH]])
@@ -64,7 +77,7 @@ class TableLedger:
             with contextlib.suppress(ResourceExistsError):
                 await self._table.create_entity(row)
 
-    async def finished_request_ids_below(self, floor_id: str, finished_before: Any, limit: int) -> list[str]:
+    async def finished_request_ids_below(self, floor_id: str, finished_before: datetime, limit: int) -> list[str]:
         """Finished requests created before ``floor_id`` and last updated before ``finished_before``.
 
         A PartitionKey range (ids sort by creation time), so no table scan. A pending request is never
@@ -72,7 +85,8 @@ class TableLedger:
         """
         await self._ensure_table()
         query = "PartitionKey lt @floor and RowKey eq @row and status ne @pending and updatedAt lt @before"
-        params = {"floor": floor_id, "row": REQUEST_ROW, "pending": aggregate.PENDING, "before": finished_before}
+        pending = RequestStatus.PENDING.value
+        params = {"floor": floor_id, "row": REQUEST_ROW, "pending": pending, "before": finished_before}
         found: list[str] = []
         async for entity in self._table.query_entities(query, parameters=params, select=["PartitionKey"]):
             found.append(str(entity["PartitionKey"]))
@@ -94,49 +108,57 @@ class TableLedger:
             await self._table.submit_transaction([("delete", row) for row in rows[start : start + _BATCH]])
         return len(rows)
 
-    async def get_request(self, request_id: str) -> tuple[Entity | None, list[Entity]]:
-        """The request row (None if unknown) and its call rows, in call order."""
+    async def get_request(self, request_id: str) -> tuple[RequestRecord | None, list[CallRecord]]:
+        """The request (None if unknown) and its calls, in call order."""
         await self._ensure_table()
         try:
-            request = dict(await self._table.get_entity(request_id, REQUEST_ROW))
+            entity = await self._table.get_entity(request_id, REQUEST_ROW)
         except ResourceNotFoundError:
             return None, []
         calls = await self._calls(request_id)
-        return request, calls
+        return codec.request_from_entity(entity, entity.metadata["etag"]), calls
 
-    async def _calls(self, request_id: str) -> list[Entity]:
+    async def _calls(self, request_id: str) -> list[CallRecord]:
         query = "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi"
         params = {"pk": request_id, "lo": "call-", "hi": "call."}
-        calls = [dict(e) async for e in self._table.query_entities(query, parameters=params)]
-        return sorted(calls, key=lambda e: str(e["RowKey"]))
+        calls = [
+            codec.call_from_entity(e, e.metadata.get("etag"))
+            async for e in self._table.query_entities(query, parameters=params)
+        ]
+        return sorted(calls, key=lambda c: c.call_id)
 
-    async def get_call(self, request_id: str, call_id: str) -> Entity | None:
-        """One call row (with its ``etag`` in the entity metadata), or None."""
+    async def get_call(self, request_id: str, call_id: str) -> CallRecord | None:
+        """One call (its ``version`` is the row's ETag), or None."""
         await self._ensure_table()
         try:
             entity = await self._table.get_entity(request_id, call_id)
         except ResourceNotFoundError:
             return None
-        result = dict(entity)
-        result["_etag"] = entity.metadata["etag"]
-        return result
+        return codec.call_from_entity(entity, entity.metadata["etag"])
 
-    async def update_call(self, call: Mapping[str, Any], changes: Mapping[str, Any]) -> Entity:
-        """Apply ``changes`` (None removes a property) to a call from :meth:`get_call`, if still unchanged."""
-        entity = {k: v for k, v in {**call, **changes}.items() if k != "_etag" and v is not None}
+    async def update_call(self, call: CallRecord) -> CallRecord:
+        """Write ``call`` whole if its row is still at ``call.version``; the call as written (new version).
+
+        Raises :class:`StaleWrite` when the row changed since that version was read, and
+        :class:`StoreUnavailable` when the Table service did not answer or answered a server error.
+        """
+        entity = codec.call_to_entity(call)
         try:
-            # replace, not merge: a property set to None is removed (no stale error on a later success)
+            # replace, not merge: a field set to None loses its property (no stale error on a later success)
             meta = await self._table.update_entity(
-                entity, mode="replace", etag=call["_etag"], match_condition=MatchConditions.IfNotModified
+                entity, mode="replace", etag=call.version, match_condition=MatchConditions.IfNotModified
             )
+        except (ServiceRequestError, ServiceResponseError) as exc:
+            raise StoreUnavailable(f"{call.request_id}/{call.call_id}: {type(exc).__name__}") from exc
         except HttpResponseError as exc:
             if exc.status_code == 412:
-                raise StaleWrite(f"{call['PartitionKey']}/{call['RowKey']} changed") from exc
+                raise StaleWrite(f"{call.request_id}/{call.call_id} changed") from exc
+            if exc.status_code is None or exc.status_code >= 500:
+                raise StoreUnavailable(f"{call.request_id}/{call.call_id}: {exc.status_code}") from exc
             raise
-        entity["_etag"] = meta["etag"]
-        return entity
+        return replace(call, version=str(meta["etag"]))
 
-    async def refresh_request(self, request_id: str, now: Any) -> Entity | None:
+    async def refresh_request(self, request_id: str, now: datetime) -> RequestRecord | None:
         """Recompute the request's status and counts from its calls (ETag-safe against concurrent workers)."""
         await self._ensure_table()
         for _ in range(10):
@@ -144,16 +166,16 @@ class TableLedger:
                 request = await self._table.get_entity(request_id, REQUEST_ROW)
             except ResourceNotFoundError:
                 return None
-            if request.get("status") == "rejected":
-                return dict(request)
+            if request.get("status") == RequestStatus.REJECTED:
+                return codec.request_from_entity(request, request.metadata["etag"])
             calls = await self._calls(request_id)
-            summary = aggregate.summarize(str(c["status"]) for c in calls)
-            props = summary.as_properties()
+            summary = aggregate.summarize(c.status for c in calls)
+            props: dict[str, Any] = {"status": summary.status.value, **codec.count_properties(summary.counts)}
             if all(request.get(k) == v for k, v in props.items()):
-                return dict(request)
+                return codec.request_from_entity(request, request.metadata["etag"])
             entity = {"PartitionKey": request_id, "RowKey": REQUEST_ROW, **props, "updatedAt": now}
             try:
-                await self._table.update_entity(
+                meta = await self._table.update_entity(
                     entity,
                     mode="merge",
                     etag=request.metadata["etag"],
@@ -163,5 +185,39 @@ class TableLedger:
                 if exc.status_code == 412:
                     continue
                 raise
-            return {**dict(request), **entity}
+            return codec.request_from_entity({**dict(request), **entity}, meta.get("etag"))
         raise StaleWrite(f"{request_id}: request row kept changing")
+
+    async def read_request(self, request_id: str) -> RequestRecord | None:
+        """The request row alone (one point read), or None."""
+        await self._ensure_table()
+        try:
+            entity = await self._table.get_entity(request_id, REQUEST_ROW)
+        except ResourceNotFoundError:
+            return None
+        return codec.request_from_entity(entity, entity.metadata["etag"])
+
+    async def update_marks(self, request: RequestRecord, marks: OutboxMarks) -> RequestRecord:
+        """Write the outbox marks onto the request row as it is at ``request.version``; StaleWrite if it moved on.
+
+        The row is replaced (a mark set to None loses its property) with every other property exactly as stored,
+        conditional on the ETag, so nothing another writer wrote can be lost: it would have changed the ETag.
+        """
+        try:
+            entity = await self._table.get_entity(request.request_id, REQUEST_ROW)
+        except ResourceNotFoundError as exc:
+            raise StaleWrite(f"{request.request_id}/{REQUEST_ROW} is gone") from exc
+        etag = str(entity.metadata["etag"])
+        if etag != request.version:
+            raise StaleWrite(f"{request.request_id}/{REQUEST_ROW} changed")
+        row = {k: v for k, v in entity.items() if k not in codec.MARK_PROPERTIES}
+        row.update(codec.marks_properties(marks))
+        try:
+            meta = await self._table.update_entity(
+                row, mode="replace", etag=etag, match_condition=MatchConditions.IfNotModified
+            )
+        except HttpResponseError as exc:
+            if exc.status_code in (404, 412):
+                raise StaleWrite(f"{request.request_id}/{REQUEST_ROW} changed") from exc
+            raise
+        return replace(request, marks=marks, version=str(meta["etag"]))

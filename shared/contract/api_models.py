@@ -6,11 +6,16 @@ responses against them, so the published document cannot drift from what the app
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import types
+import typing
+from datetime import datetime
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from shared.core.models import MAX_SUBJECTS, LinkedSubject, ProvisioningRequest, RuleId, Subject
+from shared.core.records import CallRecord, camel, shown_call_fields
 
 
 class _Doc(BaseModel):
@@ -25,31 +30,39 @@ class Accepted(_Doc):
     calls: int = Field(ge=0)
 
 
-class CallOutcome(_Doc):
-    """One Graph call and what Graph answered."""
+def _api_type(hint: Any) -> Any:
+    """A record field's type as the JSON shows it: times as strings, vocabularies as their values."""
+    optional = typing.get_origin(hint) in (Union, types.UnionType) and type(None) in typing.get_args(hint)
+    args = [a for a in typing.get_args(hint) if a is not type(None)] if optional else [hint]
+    inner = args[0]
+    if isinstance(inner, type) and issubclass(inner, Enum):
+        inner = Literal[tuple(member.value for member in inner)]
+    elif inner is datetime:
+        inner = str
+    elif typing.get_origin(inner) is tuple:
+        inner = list[typing.get_args(inner)[0]]  # type: ignore[misc]
+    return (inner | None, None) if optional else (inner, ...)
 
-    callId: str
-    subject: dict[str, Any] | None
-    status: Literal["queued", "scheduled", "waiting", "running", "succeeded", "skipped", "failed", "rejected"]
-    attempts: int
-    ruleId: str | None = None
-    ruleSource: Literal["request", "target", "schema"] | None = None
-    notBefore: str | None = None
-    nextAttemptAt: str | None = None
-    result: str | None = None
-    action: str | None = None
-    errorCode: str | None = None
-    errorMessage: str | None = None
-    recommendedAction: str | None = None
-    changeId: str | None = None
-    reportableIdentifier: str | None = None
-    targetObjectId: str | None = None
-    failedStep: str | None = None
-    graphRequestId: str | None = None
-    httpStatus: int | None = None
-    completedAt: str | None = None
-    rawKey: str | None = None
-    provisioningLog: str | None = Field(default=None, description="Only with ?include=provisioningLog")
+
+def _call_outcome() -> type[_Doc]:
+    """The API model of a call, derived from the fields :class:`CallRecord` marks shown (same order)."""
+    hints = typing.get_type_hints(CallRecord)
+    derived = {camel(name): _api_type(hints[name]) for name in shown_call_fields()}
+    return create_model(
+        "CallOutcome",
+        __base__=_Doc,
+        __doc__="One Graph call and what Graph answered.",
+        callId=(str, ...),
+        subject=(dict[str, Any] | None, ...),
+        **derived,
+        provisioningLog=(str | None, Field(default=None, description="Only with ?include=provisioningLog")),
+    )
+
+
+if TYPE_CHECKING:
+    CallOutcome = _Doc
+else:
+    CallOutcome = _call_outcome()
 
 
 class RequestStatus(_Doc):

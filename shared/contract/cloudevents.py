@@ -69,9 +69,7 @@ def _check_attributes(attrs: Mapping[str, Any], *, binary: bool) -> None:
     if content_type is not None and not str(content_type).split(";")[0].strip().lower().endswith("json"):
         errors.append(error("datacontenttype", "must be application/json"))
     if errors:
-        raise Problem(
-            400, "The CloudEvent is not valid", "The envelope misses required attributes.", errors=tuple(errors)
-        )
+        raise Problem.invalid("The CloudEvent is not valid", "The envelope misses required attributes.", *errors)
 
 
 def is_structured(content_type: str, data: Any) -> bool:
@@ -85,34 +83,30 @@ def unwrap(content_type: str, headers: Mapping[str, str], data: Any) -> Unwrappe
     """Take the request out of a CloudEvent, if it is in one; refuse a malformed envelope with a Problem."""
     if is_structured(content_type, data):
         if not isinstance(data, dict):
-            raise Problem(
-                400,
+            raise Problem.invalid(
                 "The CloudEvent is not valid",
                 "A structured CloudEvent is a JSON object.",
-                errors=(FieldError("", "must be a JSON object"),),
+                FieldError("", "must be a JSON object"),
             )
         _check_attributes(data, binary=False)
         unknown = sorted(k for k in data if k not in _ENVELOPE_KEYS and not _ATTRIBUTE_NAME.fullmatch(k))
         if unknown:
-            raise Problem(
-                400,
+            raise Problem.invalid(
                 "The CloudEvent is not valid",
                 "Extension attribute names are lowercase letters and digits.",
-                errors=tuple(FieldError(json_pointer([k]), "is not a valid attribute name") for k in unknown),
+                *(FieldError(json_pointer([k]), "is not a valid attribute name") for k in unknown),
             )
         if "data_base64" in data:
-            raise Problem(
-                400,
+            raise Problem.invalid(
                 "The CloudEvent is not valid",
                 "The provisioning request must be JSON in data, not base64 in data_base64.",
-                errors=(FieldError("/data_base64", "is not accepted: send the request as JSON in data"),),
+                FieldError("/data_base64", "is not accepted: send the request as JSON in data"),
             )
         if "data" not in data:
-            raise Problem(
-                400,
+            raise Problem.invalid(
                 "The CloudEvent is not valid",
                 "The event carries no data.",
-                errors=(FieldError("/data", "is required: the provisioning request"),),
+                FieldError("/data", "is required: the provisioning request"),
             )
         return Unwrapped(data["data"], _event_id(data["source"], data["id"]), "structured")
     attrs = {k[3:].lower(): v for k, v in headers.items() if k.lower().startswith("ce-")}

@@ -62,28 +62,25 @@ def graph_body(data: Any, service_principal_id: str, job_id: str) -> tuple[Any, 
         data = {"subjects": [data]}
         notes.append("a bare subject was wrapped as parameters[0].subjects[0]")
     if not isinstance(data, dict):
-        raise Problem(
-            400,
+        raise Problem.invalid(
             "The request body is not valid",
             "Send Graph's provisionOnDemand body.",
-            errors=(FieldError("", "must be a JSON object"),),
+            FieldError("", "must be a JSON object"),
         )
     if "parameters" in data:
         unknown = sorted(set(data) - {"parameters"})
         if unknown:
-            raise Problem(
-                400,
+            raise Problem.invalid(
                 "The request body is not valid",
                 "Unknown fields.",
-                errors=tuple(FieldError(json_pointer([k]), "is not a known field") for k in unknown),
+                *(FieldError(json_pointer([k]), "is not a known field") for k in unknown),
             )
         params = data["parameters"]
         if not isinstance(params, list) or len(params) != 1 or not isinstance(params[0], dict):
-            raise Problem(
-                400,
+            raise Problem.invalid(
                 "The request body is not valid",
                 "Graph takes exactly one parameters entry.",
-                errors=(FieldError("/parameters", "must be a list with exactly one object"),),
+                FieldError("/parameters", "must be a list with exactly one object"),
             )
         inner = params[0]
         prefix = "/parameters/0"
@@ -94,11 +91,10 @@ def graph_body(data: Any, service_principal_id: str, job_id: str) -> tuple[Any, 
             notes.append("a body without the parameters wrapper was accepted")
     unknown = sorted(set(inner) - {"ruleId", "subjects", "@odata.type"})
     if unknown:
-        raise Problem(
-            400,
+        raise Problem.invalid(
             "The request body is not valid",
             "Unknown fields.",
-            errors=tuple(FieldError(prefix + json_pointer([k]), "is not a known field") for k in unknown),
+            *(FieldError(prefix + json_pointer([k]), "is not a known field") for k in unknown),
         )
     request: dict[str, Any] = {"servicePrincipalId": service_principal_id, "jobId": job_id}
     if "ruleId" in inner:

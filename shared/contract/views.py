@@ -1,4 +1,4 @@
-"""The JSON a caller reads about a request (pure): request row + call rows → response body.
+"""The JSON a caller reads about a request (pure): request and call records → response body.
 
 Internal bookkeeping (ETags, claim deadlines, raw log chunks) is not shown; outcome fields are shown
 exactly as Graph reported them.
@@ -6,121 +6,100 @@ exactly as Graph reported them.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from enum import Enum
 from typing import Any
 
-from shared.core import aggregate, textsplit
+from shared.core.records import CallRecord, RequestRecord, camel, shown_call_fields
+from shared.core.vocabulary import CallStatus, RequestStatus
 
 _REQUEST_FIELDS = (
-    "eventId",
+    "event_id",
     "source",
     "target",
-    "servicePrincipalId",
-    "jobId",
-    "ruleId",
+    "service_principal_id",
+    "job_id",
+    "rule_id",
     "status",
     "reason",
-    "createdAt",
-    "updatedAt",
+    "requested_by",
+    "created_at",
+    "updated_at",
 )
-_CALL_FIELDS = (
-    "status",
-    "ruleId",
-    "ruleSource",
-    "attempts",
-    "notBefore",
-    "nextAttemptAt",
-    "result",
-    "action",
-    "errorCode",
-    "errorMessage",
-    "recommendedAction",
-    "changeId",
-    "reportableIdentifier",
-    "targetObjectId",
-    "failedStep",
-    "graphRequestId",
-    "httpStatus",
-    "completedAt",
-)
+#: Counted for every request; ``cancelled`` is shown once a call was cancelled (bodies stay as they were).
+_ALWAYS_COUNTED = tuple(s for s in CallStatus if s is not CallStatus.CANCELLED)
 
 
 def _json_value(value: Any) -> Any:
-    return value.isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else value
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, tuple):
+        return [dict(v) if isinstance(v, Mapping) else v for v in value]
+    return value
 
 
-def call_view(call: Mapping[str, Any], *, include_log: bool, blob_log: str | None = None) -> dict[str, Any]:
-    """One call as the caller sees it."""
-    view: dict[str, Any] = {"callId": call["RowKey"]}
-    try:
-        view["subject"] = json.loads(str(call.get("subject", "null")))
-    except ValueError:
-        view["subject"] = None
-    for name in _CALL_FIELDS:
-        if call.get(name) is not None:
-            view[name] = _json_value(call[name])
-    if call.get("normalisations"):
-        try:
-            view["normalisations"] = json.loads(str(call["normalisations"]))
-        except ValueError:
-            view["normalisations"] = [str(call["normalisations"])]
-    if call.get("rawKey") is not None:
-        view["rawKey"] = call["rawKey"]
+def call_view(call: CallRecord, *, include_log: bool, blob_log: str | None = None) -> dict[str, Any]:
+    """One call as the caller sees it: every field :mod:`shared.core.records` marks shown, when set."""
+    view: dict[str, Any] = {"callId": call.call_id, "subject": dict(call.subject) if call.subject else None}
+    for name in shown_call_fields():
+        value = getattr(call, name)
+        if value is not None and value != ():
+            view[camel(name)] = _json_value(value)
     if include_log:
-        log = blob_log if call.get("provisioningLogBlob") else textsplit.from_properties("provisioningLog", call)
+        log = blob_log if call.provisioning_log_blob else call.provisioning_log
         if log is not None:
             view["provisioningLog"] = log
     return view
 
 
 def request_view(
-    request: Mapping[str, Any],
-    calls: Sequence[Mapping[str, Any]],
+    request: RequestRecord,
+    calls: Sequence[CallRecord],
     *,
     include_logs: bool,
     blob_logs: Mapping[str, str | None] | None = None,
 ) -> dict[str, Any]:
     """The whole request: its own fields, counts by status, and every call."""
-    view: dict[str, Any] = {"requestId": request["PartitionKey"]}
+    view: dict[str, Any] = {"requestId": request.request_id}
     for name in _REQUEST_FIELDS:
-        if request.get(name) is not None:
-            view[name] = _json_value(request[name])
+        value = getattr(request, name)
+        if value is not None:
+            view[camel(name)] = _json_value(value)
     for name in ("normalisations", "errors"):
-        if request.get(name):
-            try:
-                view[name] = json.loads(str(request[name]))
-            except ValueError:
-                view[name] = [str(request[name])]
-    view["counts"] = {name: int(request.get(f"{name}Count") or 0) for name in aggregate.CALL_STATUSES}
+        value = getattr(request, name)
+        if value:
+            view[name] = _json_value(value)
+    counted = [*_ALWAYS_COUNTED, *(s for s in (CallStatus.CANCELLED,) if request.counts.get(s))]
+    view["counts"] = {status.value: int(request.counts.get(status, 0)) for status in counted}
     blobs = blob_logs or {}
-    view["calls"] = [call_view(c, include_log=include_logs, blob_log=blobs.get(str(c["RowKey"]))) for c in calls]
+    view["calls"] = [call_view(c, include_log=include_logs, blob_log=blobs.get(c.call_id)) for c in calls]
     return view
 
 
-def is_pending(request: Mapping[str, Any]) -> bool:
+def is_pending(request: RequestRecord) -> bool:
     """True while any call may still change."""
-    return request.get("status") == aggregate.PENDING
+    return request.status is RequestStatus.PENDING
 
 
-def graph_answer(call: Mapping[str, Any], graph_base_url: str, blob_log: str | None) -> tuple[int, Any]:
+def graph_answer(call: CallRecord, graph_base_url: str, blob_log: str | None) -> tuple[int, Any]:
     """A finished call as Graph itself answered it: the ``stringKeyStringValuePair``, or Graph's error body."""
-    status = str(call.get("status"))
-    http_status = call.get("httpStatus")
+    http_status = call.http_status
     # a 200 whose stringKeyStringValuePair could not be read at all (HTML from a front door, say) has no key
     # to give back: it is answered as the error it is, not as an empty pair
-    answered = status == "failed" and http_status == 200 and call.get("graphKey") is not None
-    if status in ("succeeded", "skipped") or answered:
-        log = blob_log if call.get("provisioningLogBlob") else textsplit.from_properties("provisioningLog", call)
+    answered = call.status is CallStatus.FAILED and http_status == 200 and call.graph_key is not None
+    if call.status in (CallStatus.SUCCEEDED, CallStatus.SKIPPED) or answered:
+        log = blob_log if call.provisioning_log_blob else call.provisioning_log
         context = f"{graph_base_url}/$metadata#microsoft.graph.stringKeyStringValuePair"
-        return 200, {"@odata.context": context, "key": call.get("graphKey"), "value": log}
+        return 200, {"@odata.context": context, "key": call.graph_key, "value": log}
     error = {
-        "code": call.get("errorCode") or "ProvisioningFailed",
-        "message": call.get("errorMessage") or "The provisioning call failed.",
-        "innerError": {"request-id": call.get("graphRequestId")} if call.get("graphRequestId") else {},
+        "code": call.error_code or "ProvisioningFailed",
+        "message": call.error_message or "The provisioning call failed.",
+        "innerError": {"request-id": call.graph_request_id} if call.graph_request_id else {},
     }
-    if status == "rejected":
+    if call.status is CallStatus.REJECTED:
         return 400, {"error": error}
-    code = int(http_status) if isinstance(http_status, int) and 400 <= http_status <= 599 else 502
+    code = http_status if http_status is not None and 400 <= http_status <= 599 else 502
     return code, {"error": error}

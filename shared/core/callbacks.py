@@ -13,10 +13,12 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from enum import StrEnum
 from urllib.parse import urlsplit
 
 from shared.core.errors import SettingsError
+from shared.core.vocabulary import CallbackStatus
+
+__all__ = ["CallbackStatus"]
 
 DEFAULT_ALLOWED_HOSTS = "*.logic.azure.com"
 LOCAL_NAMES = frozenset({"localhost", "127.0.0.1"})
@@ -26,16 +28,6 @@ WINDOW_SECONDS = 24 * 3600
 #: Backoff between attempts: doubling from the first, capped.
 FIRST_RETRY_SECONDS = 15.0
 MAX_RETRY_SECONDS = 3600.0
-
-
-class CallbackStatus(StrEnum):
-    """``callbackStatus`` on the request row."""
-
-    PENDING = "pending"
-    SENDING = "sending"
-    RETRYING = "retrying"
-    DELIVERED = "delivered"
-    FAILED = "failed"
 
 
 _LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"

@@ -25,3 +25,7 @@ class SettingsError(ProvisioningError, ValueError):
 
 class StaleWrite(ProvisioningError):
     """The entity changed since it was read (ETag mismatch): re-read and decide again."""
+
+
+class StoreUnavailable(ProvisioningError):
+    """Our own storage did not answer, or answered a server error: worth trying again shortly."""

@@ -99,6 +99,29 @@ def _skip_reason(log: dict[str, Any]) -> str | None:
     return None
 
 
+def _reportable_identifier(log: dict[str, Any]) -> str | None:
+    """The name people know the subject by: top-level in the older log schema (every real capture so far); in the
+    current ``provisioningObjectSummary`` schema it lives in a step's ``details`` (``ReportableIdentifier``), and
+    failing that the source identity's display name says the same."""
+    top = _str(log.get("reportableIdentifier"))
+    if top:
+        return top
+    steps = log.get("provisioningSteps")
+    for step in steps if isinstance(steps, list) else []:
+        details = step.get("details") if isinstance(step, dict) else None
+        if isinstance(details, dict):
+            for name, value in details.items():
+                if isinstance(name, str) and name.lower() == "reportableidentifier" and _str(value):
+                    return _str(value)
+    source = log.get("sourceIdentity")
+    if isinstance(source, dict):
+        details = source.get("details")
+        if isinstance(details, dict) and _str(details.get("ReportableIdentifier")):
+            return _str(details.get("ReportableIdentifier"))
+        return _str(source.get("displayName"))
+    return None
+
+
 def parse(key: str | None, value: str | None) -> Outcome:
     """Parse the ``key``/``value`` pair of a provisionOnDemand ``200`` into an :class:`Outcome`."""
     try:
@@ -147,7 +170,7 @@ def _parse(key: str | None, value: str | None) -> Outcome:
         recommended_action=_str(info.get("recommendedAction")),
         action=_str(log.get("action")) or _str(log.get("provisioningAction")),
         change_id=_str(log.get("changeId")),
-        reportable_identifier=_str(log.get("reportableIdentifier")),
+        reportable_identifier=_reportable_identifier(log),
         target_object_id=_str(target.get("id")) if isinstance(target, dict) else None,
         failed_step=_failed_step(log) if status == "failed" else None,
         raw_key=None if isinstance(key_json, dict) else key,

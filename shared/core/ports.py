@@ -7,17 +7,15 @@ them in; tests pass fakes that implement the same Protocols.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from shared.core import ids
 from shared.core.pacing import RateLimit, Reservation
+from shared.core.records import CallRecord, OutboxMarks, RequestRecord
 from shared.core.rules import RuleInfo
-
-Row = dict[str, Any]
-"""A ledger row as the Table holds it (typed records replace this in a later step)."""
 
 MAX_VISIBILITY_DELAY_SECONDS = 7 * 24 * 3600 - 60
 
@@ -100,23 +98,44 @@ class Provisioner(Protocol):
 
 
 class Ledger(Protocol):
-    """The record of every request and call (implemented by ``shared.adapters.ledger.TableLedger``)."""
+    """The record of every request and call (implemented by ``shared.adapters.ledger.TableLedger``).
 
-    async def ping(self) -> None: ...
+    Records carry an opaque ``version``: :meth:`update_call` writes a call only while its row is still at the
+    version it was read at, and raises :class:`shared.core.errors.StaleWrite` otherwise.
+    """
 
-    async def create(self, request: Row, calls: list[Row], *, tolerate_existing: bool = False) -> None: ...
+    async def ping(self) -> None:
+        """Reach the store; raises if it does not answer."""
 
-    async def finished_request_ids_below(self, floor_id: str, finished_before: Any, limit: int) -> list[str]: ...
+    async def create(
+        self, request: RequestRecord, calls: Sequence[CallRecord], *, tolerate_existing: bool = False
+    ) -> None:
+        """Write a new request, its calls first; ``tolerate_existing`` finishes a creation another intake began."""
 
-    async def delete_request(self, request_id: str) -> int: ...
+    async def finished_request_ids_below(self, floor_id: str, finished_before: datetime, limit: int) -> list[str]:
+        """Finished requests with ids below ``floor_id``, last updated before ``finished_before``."""
 
-    async def get_request(self, request_id: str) -> tuple[Row | None, list[Row]]: ...
+    async def delete_request(self, request_id: str) -> int:
+        """Delete the request and its calls; returns how many rows went."""
 
-    async def get_call(self, request_id: str, call_id: str) -> Row | None: ...
+    async def get_request(self, request_id: str) -> tuple[RequestRecord | None, list[CallRecord]]:
+        """The request (None if unknown) and its calls, in call order."""
 
-    async def update_call(self, call: Mapping[str, Any], changes: Mapping[str, Any]) -> Row: ...
+    async def get_call(self, request_id: str, call_id: str) -> CallRecord | None:
+        """One call, or None."""
 
-    async def refresh_request(self, request_id: str, now: Any) -> Row | None: ...
+    async def update_call(self, call: CallRecord) -> CallRecord:
+        """Write ``call`` if its row is still at ``call.version``; the call as written, with its new version."""
+
+    async def refresh_request(self, request_id: str, now: datetime) -> RequestRecord | None:
+        """Recompute the request's status and counts from its calls; None if the request is unknown."""
+
+    async def read_request(self, request_id: str) -> RequestRecord | None:
+        """The request alone (no calls), or None."""
+
+    async def update_marks(self, request: RequestRecord, marks: OutboxMarks) -> RequestRecord:
+        """Write the request's outbox ``marks`` (nothing else) if its row is still at ``request.version``;
+        the request as written. Raises StaleWrite when the row changed or is gone."""
 
 
 class EventIndex(Protocol):
@@ -168,28 +187,28 @@ class LogStore(Protocol):
     async def delete_request(self, request_id: str) -> int: ...
 
 
-# --- Outcomes: events and callbacks when a request finishes ------------------------------------------------------
-
-
 @dataclass(frozen=True)
-class MarkedRow:
-    """A request row as read, with the ETag a conditional write needs."""
+class HostAnswer:
+    """What one ``GET`` to another host got: its HTTP status, or None and why there was no answer."""
 
-    row: Row
-    etag: str
+    status: int | None
+    failure: str | None = None  # the error's type name when there was no answer (for logs; never a URL or key)
+    #: The answer asked for a bearer token (``WWW-Authenticate: Bearer``): App Service Authentication answered in
+    #: front of the host, so the status says nothing about the key.
+    bearer_challenge: bool = False
 
 
-class RequestMarks(Protocol):
-    """The outbox and callback bookkeeping on a request row (``notifiedFor``, ``callback*``), ETag-conditional.
+class HostProbe(Protocol):
+    """Asks another host one question over HTTP (implemented by ``shared.adapters.host_probe``).
 
-    Implemented by ``shared.adapters.request_marks``; it only ever merges its own properties into the row.
+    Used for the questions the app asks about the world rather than about its data: is Graph's host
+    reachable (health), does a key open the Functions host's admin routes (whether a key may travel in links).
     """
 
-    async def read(self, request_id: str) -> MarkedRow | None: ...
+    async def get(self, url: str, headers: Mapping[str, str] | None = None) -> HostAnswer: ...
 
-    async def mark(self, marked: MarkedRow, changes: Mapping[str, Any]) -> MarkedRow:
-        """Merge ``changes`` (None removes) if the row is unchanged since read; raises StaleWrite otherwise."""
-        ...
+
+# --- Outcomes: events and callbacks when a request finishes ------------------------------------------------------
 
 
 class MessageQueue(Protocol):

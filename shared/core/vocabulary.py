@@ -84,3 +84,21 @@ class WorkerOutcome(StrEnum):
     PACED = "paced"
     HELD = "held"
     SUPERSEDED = "superseded"
+
+
+class RuleSource(StrEnum):
+    """Where a call's ``ruleId`` came from (contract)."""
+
+    REQUEST = "request"
+    TARGET = "target"
+    SCHEMA = "schema"
+
+
+class CallbackStatus(StrEnum):
+    """``callbackStatus`` on the request row: where the request's callback stands."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    RETRYING = "retrying"
+    DELIVERED = "delivered"
+    FAILED = "failed"

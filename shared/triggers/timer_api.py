@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-
-import azure.functions as func
+from typing import TYPE_CHECKING
 
 from shared import telemetry
 from shared.runtime import Runtime, get_runtime
 from shared.usecases import retention, sweeper
 from shared.usecases.schedules import Fired
+
+if TYPE_CHECKING:
+    import azure.functions as func
 
 
 async def on_retention_timer(
@@ -18,9 +20,7 @@ async def on_retention_timer(
     """Delete requests older than ``LEDGER_RETENTION_DAYS``."""
     with telemetry.bound(invocationId=invocation_id):
         rt = runtime or get_runtime()
-        return await retention.purge(
-            rt.ledger, rt.log_store, rt.events, now=datetime.now(UTC), retention_days=rt.settings.ledger_retention_days
-        )
+        return await rt.retention.run(datetime.now(UTC))
 
 
 async def on_sweeper_timer(
@@ -29,7 +29,7 @@ async def on_sweeper_timer(
     """Re-drive calls whose work message was lost; enqueue far-future calls that came within reach."""
     with telemetry.bound(invocationId=invocation_id):
         rt = runtime or get_runtime()
-        return await sweeper.sweep(rt.ledger, rt.work_queue, rt.pending, now=datetime.now(UTC))
+        return await rt.sweeper.run(datetime.now(UTC))
 
 
 async def on_schedules_timer(

@@ -49,31 +49,24 @@ class ItemResult:
 def requests_of(data: Any) -> list[Any]:
     """The ``requests`` array of a batch body, or a 400 Problem naming what is wrong with the envelope."""
     if not isinstance(data, dict):
-        raise Problem(
-            400, "Not a batch", 'Send {"requests": [request, …]}.', errors=(FieldError("", "must be an object"),)
-        )
+        raise Problem.invalid("Not a batch", 'Send {"requests": [request, …]}.', FieldError("", "must be an object"))
     unknown = sorted(set(data) - {"requests"})
     if unknown:
         errors = tuple(FieldError(json_pointer([name]), "is not a known field") for name in unknown)
-        raise Problem(400, "Not a batch", "A batch body has only a requests array.", errors=errors)
+        raise Problem.invalid("Not a batch", "A batch body has only a requests array.", *errors)
     requests = data.get("requests")
     if not isinstance(requests, list) or not 1 <= len(requests) <= MAX_REQUESTS:
-        raise Problem(
-            400,
+        raise Problem.invalid(
             "Not a batch",
             f"requests must be an array of 1 to {MAX_REQUESTS} provisioning requests.",
-            errors=(FieldError("/requests", f"must be an array of 1 to {MAX_REQUESTS} requests"),),
+            FieldError("/requests", f"must be an array of 1 to {MAX_REQUESTS} requests"),
         )
     return requests
 
 
 def _refused(index: int, problem: Problem) -> ItemResult:
     prefix = f"/requests/{index}"
-    errors = tuple(
-        FieldError(prefix + e.pointer if e.header is None else e.pointer, e.detail, e.header) for e in problem.errors
-    )
-    located = Problem(problem.status, problem.title, problem.detail, problem.slug, errors)
-    return ItemResult(index, problem.status, problem=located.to_body())
+    return ItemResult(index, problem.status, problem=problem.repointed(lambda pointer: prefix + pointer).to_body())
 
 
 async def accept_all(
@@ -94,8 +87,7 @@ async def accept_all(
             return _refused(index, problem)
         except Exception as exc:  # a dependency failed for this item: the caller resends it
             log.warning("batch item not accepted: %s", type(exc).__name__, extra={"index": index})
-            unavailable = Problem(503, "Temporarily unavailable", "Retry this item later.", "unavailable")
-            return ItemResult(index, 503, problem=unavailable.to_body())
+            return ItemResult(index, 503, problem=Problem.unavailable().to_body())
         return ItemResult(index, 202, request_id=accepted.request_id)
 
     results = await asyncio.gather(*(one(i, item) for i, item in enumerate(items)))

@@ -17,12 +17,13 @@ from pydantic import ValidationError
 
 from shared import telemetry
 from shared.contract import cloudevents, normalise
-from shared.contract.names import REQUEST_ROW
 from shared.contract.problems import FieldError, Problem, from_validation_error
 from shared.core import aggregate, fanout, request_ids
 from shared.core.idempotency import event_key, fingerprint
 from shared.core.models import ProvisioningRequest
 from shared.core.ports import MAX_VISIBILITY_DELAY_SECONDS, EventIndex, Ledger, PendingIndex, WorkItem, WorkQueue
+from shared.core.records import CallRecord, RequestRecord
+from shared.core.vocabulary import CallStatus, RequestStatus, RuleSource, Source
 from shared.settings import Settings, Target
 
 log = telemetry.get_logger(__name__)
@@ -36,7 +37,7 @@ class Accepted:
     """The request is recorded and its calls are queued (or it already was: ``duplicate``)."""
 
     request_id: str
-    status: str
+    status: RequestStatus
     calls: int
     duplicate: bool = False
 
@@ -56,9 +57,7 @@ def validate(
     try:
         return ProvisioningRequest.model_validate_json(json.dumps(data))
     except ValidationError as exc:
-        problem = from_validation_error(exc)
-        errors = tuple(FieldError(pointer(e.pointer), e.detail) for e in problem.errors)
-        raise Problem(problem.status, problem.title, problem.detail, problem.slug, errors) from exc
+        raise from_validation_error(exc).repointed(pointer) from exc
 
 
 def provision_request(
@@ -94,12 +93,11 @@ def resolve_target(request: ProvisioningRequest, settings: Settings) -> Target:
     if request.target is not None:
         target = settings.targets.get(request.target)
         if target is None:
-            raise Problem(
-                422,
+            raise Problem.unprocessable(
                 "Unknown target",
                 f"No target named {request.target!r} is configured.",
-                "unknown-target",
-                (FieldError("/target", "is not a configured target (PROVISIONING_TARGETS)"),),
+                FieldError("/target", "is not a configured target (PROVISIONING_TARGETS)"),
+                slug="unknown-target",
             )
         mismatched = [
             FieldError(pointer, f"does not match target {target.name!r}")
@@ -110,7 +108,7 @@ def resolve_target(request: ProvisioningRequest, settings: Settings) -> Target:
             if sent is not None and sent.lower() != configured.lower()
         ]
         if mismatched:
-            raise Problem(400, "Target and ids disagree", "Send a target name or matching ids.", errors=mismatched)
+            raise Problem.invalid("Target and ids disagree", "Send a target name or matching ids.", *mismatched)
         return target
     missing = [
         FieldError(pointer, "is required when no target is named")
@@ -118,11 +116,11 @@ def resolve_target(request: ProvisioningRequest, settings: Settings) -> Target:
         if value is None
     ]
     if missing:
-        raise Problem(
-            400,
+        raise Problem.invalid(
             "No target",
             "Name a configured target, or give servicePrincipalId and jobId.",
-            errors=[FieldError("/target", "is required unless both ids are given"), *missing],
+            FieldError("/target", "is required unless both ids are given"),
+            *missing,
         )
     assert request.service_principal_id is not None
     assert request.job_id is not None
@@ -131,15 +129,12 @@ def resolve_target(request: ProvisioningRequest, settings: Settings) -> Target:
         return configured
     if settings.allow_unlisted_targets:
         return Target("", request.service_principal_id, request.job_id, None)
-    raise Problem(
-        422,
+    raise Problem.unprocessable(
         "Unknown target",
         "These ids are not a configured target and ALLOW_UNLISTED_TARGETS is off.",
-        "unknown-target",
-        (
-            FieldError("/servicePrincipalId", "is not part of a configured target"),
-            FieldError("/jobId", "is not part of a configured target"),
-        ),
+        FieldError("/servicePrincipalId", "is not part of a configured target"),
+        FieldError("/jobId", "is not part of a configured target"),
+        slug="unknown-target",
     )
 
 
@@ -148,131 +143,175 @@ def check_callback(request: ProvisioningRequest, settings: Settings) -> None:
     if request.callback_url is not None:
         reason = settings.callback_policy.url_problem(request.callback_url)
         if reason is not None:
-            raise Problem(
-                400,
+            raise Problem.invalid(
                 "Callback not allowed",
                 f"callbackUrl {reason}.",
-                "callback-not-allowed",
-                (FieldError("/callbackUrl", reason),),
+                FieldError("/callbackUrl", reason),
+                slug="callback-not-allowed",
             )
 
 
-async def accept(
-    request: ProvisioningRequest,
-    *,
-    source: str,
-    settings: Settings,
-    ledger: Ledger,
-    queue: WorkQueue,
-    events: EventIndex,
-    pending: PendingIndex,
-    now: datetime,
-    normalisations: Sequence[str] = (),
-    new_request_id: Callable[[datetime], str] = request_ids.new_request_id,
-    conflict_error: FieldError | None = None,
-) -> Accepted:
-    """Record the request and queue one work item per Graph call; a repeated ``eventId`` answers the first.
+@dataclass(frozen=True)
+class AcceptCommand:
+    """A validated request to accept, and how it came in.
 
-    The same ``eventId`` with a different body is a ``409`` that names only the caller's own field
-    (``conflict_error``, default ``/eventId``): the request the event made first may be someone else's, so its
-    id is never shown.
+    ``conflict_error`` names the caller's own field when its event id was already used with a different body
+    (default ``/eventId``): the request the event made first may be someone else's, so its id is never shown.
     """
-    target = resolve_target(request, settings)
-    check_callback(request, settings)
-    rule_id = request.rule_id or target.rule_id  # None: the worker discovers it from the job schema
-    rule_source = "request" if request.rule_id else "target" if target.rule_id else None
-    start = request.not_before_or(now)
-    delay = (start - now).total_seconds()
-    if delay > MAX_NOT_BEFORE_DAYS * 86400:
-        raise Problem(
-            400,
-            "notBefore too far ahead",
-            f"notBefore may be at most {MAX_NOT_BEFORE_DAYS} days ahead.",
-            errors=(FieldError("/notBefore", f"must be at most {MAX_NOT_BEFORE_DAYS} days from now"),),
-        )
-    # Up to 7 days ahead the queue's visibility delay holds the item; further out the sweeper enqueues it.
-    on_queue = delay <= MAX_VISIBILITY_DELAY_SECONDS
 
-    request_id = new_request_id(now)
-    event = request.event_id
-    if event is not None:
-        mark = fingerprint(request, f"{target.service_principal_id}/{target.job_id}".lower())
-        known = await events.claim(event, request_id, mark, now)
-        if known is not None:
-            if known.fingerprint != mark:
-                raise Problem(
-                    409,
-                    "eventId already used",
-                    "This idempotency key was already used for a request with a different body. Send a new "
-                    "key for a new request, or the same body to read the request it made.",
-                    "event-conflict",
-                    (conflict_error or FieldError("/eventId", "was already used with a different body"),),
-                )
-            existing, _ = await ledger.get_request(known.request_id)
-            if existing is not None:
-                log.info(
-                    "duplicate event answered with its request", extra={"requestId": known.request_id, "eventId": event}
-                )
-                telemetry.request_accepted(source, duplicate=True)
-                return Accepted(
-                    known.request_id, str(existing["status"]), int(existing.get("callCount") or 0), duplicate=True
-                )
-            # The first intake of this event has not finished writing (it is concurrent, or it crashed):
-            # finish it under the same request id; every write below tolerates rows that already exist.
-            request_id = known.request_id
-    bodies = fanout.plan_calls(request.subjects)
-    call_status = "scheduled" if delay > 0 else "queued"
-    calls: list[dict[str, Any]] = [
-        {
-            "PartitionKey": request_id,
-            "RowKey": fanout.call_id(i),
-            "subject": json.dumps(body, separators=(",", ":")),
-            "servicePrincipalId": target.service_principal_id,
-            "jobId": target.job_id,
-            "ruleId": rule_id,
-            "ruleSource": rule_source,
-            "status": call_status,
-            "attempts": 0,
-            "notBefore": start,
-            "nextAttemptAt": start,
-            "createdAt": now,
-            "enqueued": None if on_queue else False,
-        }
-        for i, body in enumerate(bodies)
+    request: ProvisioningRequest
+    source: Source
+    now: datetime
+    normalisations: Sequence[str] = ()
+    conflict_error: FieldError | None = None
+    requested_by: str | None = None
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Where and when the request's calls go."""
+
+    target: Target
+    start: datetime
+    delay: float
+
+    @property
+    def on_queue(self) -> bool:
+        """Up to 7 days ahead the queue's visibility delay holds the item; further out the sweeper enqueues it."""
+        return self.delay <= MAX_VISIBILITY_DELAY_SECONDS
+
+
+@dataclass
+class Intake:
+    """Accepts requests: records them in the ledger and queues one work item per Graph call."""
+
+    settings: Settings
+    ledger: Ledger
+    queue: WorkQueue
+    events: EventIndex
+    pending: PendingIndex
+    new_request_id: Callable[[datetime], str] = request_ids.new_request_id
+
+    async def accept(self, command: AcceptCommand) -> Accepted:
+        """Record the request and queue its calls; a repeated ``eventId`` answers the request it made first.
+
+        Raises :class:`Problem` for an unknown target, a ``notBefore`` too far ahead, or an event id already
+        used with a different body (``409``).
+        """
+        plan = self._plan(command)
+        request_id = self.new_request_id(command.now)
+        if command.request.event_id is not None:
+            known = await self._known_event(command, plan, request_id)
+            if isinstance(known, Accepted):
+                return known
+            request_id = known
+        request, calls = _records(command, plan, request_id)
+        await self.pending.add(request_id, command.now)
+        await self.ledger.create(request, calls, tolerate_existing=command.request.event_id is not None)
+        if plan.on_queue:
+            await self._enqueue(calls, plan.delay)
+        log.info(
+            "request accepted",
+            extra={
+                "requestId": request_id,
+                "eventId": command.request.event_id,
+                "calls": len(calls),
+                "source": command.source,
+            },
+        )
+        telemetry.request_accepted(command.source, duplicate=False)
+        return Accepted(request_id, request.status, len(calls))
+
+    def _plan(self, command: AcceptCommand) -> _Plan:
+        target = resolve_target(command.request, self.settings)
+        check_callback(command.request, self.settings)
+        start = command.request.not_before_or(command.now)
+        delay = (start - command.now).total_seconds()
+        if delay > MAX_NOT_BEFORE_DAYS * 86400:
+            raise Problem.invalid(
+                "notBefore too far ahead",
+                f"notBefore may be at most {MAX_NOT_BEFORE_DAYS} days ahead.",
+                FieldError("/notBefore", f"must be at most {MAX_NOT_BEFORE_DAYS} days from now"),
+            )
+        return _Plan(target, start, delay)
+
+    async def _known_event(self, command: AcceptCommand, plan: _Plan, request_id: str) -> Accepted | str:
+        """The answer for an event already seen, or the request id to write under (this one, or the first's)."""
+        request, event = command.request, str(command.request.event_id)
+        mark = fingerprint(request, f"{plan.target.service_principal_id}/{plan.target.job_id}".lower())
+        known = await self.events.claim(event, request_id, mark, command.now)
+        if known is None:
+            return request_id
+        if known.fingerprint != mark:
+            raise Problem.conflict(
+                "eventId already used",
+                "This idempotency key was already used for a request with a different body. Send a new "
+                "key for a new request, or the same body to read the request it made.",
+                command.conflict_error or FieldError("/eventId", "was already used with a different body"),
+                "event-conflict",
+            )
+        existing, _ = await self.ledger.get_request(known.request_id)
+        if existing is not None:
+            log.info(
+                "duplicate event answered with its request", extra={"requestId": known.request_id, "eventId": event}
+            )
+            telemetry.request_accepted(command.source, duplicate=True)
+            return Accepted(known.request_id, existing.status, existing.call_count, duplicate=True)
+        # The first intake of this event has not finished writing (it is concurrent, or it crashed):
+        # finish it under the same request id; every write tolerates rows that already exist.
+        return known.request_id
+
+    async def _enqueue(self, calls: Sequence[CallRecord], delay: float) -> None:
+        semaphore = asyncio.Semaphore(_SEND_CONCURRENCY)
+
+        async def send(call: CallRecord) -> None:
+            async with semaphore:
+                await self.queue.send(WorkItem(call.request_id, call.call_id), delay)
+
+        await asyncio.gather(*(send(c) for c in calls))
+
+
+def _records(command: AcceptCommand, plan: _Plan, request_id: str) -> tuple[RequestRecord, list[CallRecord]]:
+    """The request and its calls as first written: one call per planned Graph call, all queued or scheduled."""
+    request, target, now = command.request, plan.target, command.now
+    rule_id = request.rule_id or target.rule_id  # None: the worker discovers it from the job schema
+    rule_source = RuleSource.REQUEST if request.rule_id else RuleSource.TARGET if target.rule_id else None
+    call_status = CallStatus.SCHEDULED if plan.delay > 0 else CallStatus.QUEUED
+    calls = [
+        CallRecord(
+            request_id=request_id,
+            call_id=fanout.call_id(i),
+            subject=body,
+            service_principal_id=target.service_principal_id,
+            job_id=target.job_id,
+            rule_id=rule_id,
+            rule_source=rule_source,
+            status=call_status,
+            attempts=0,
+            not_before=plan.start,
+            next_attempt_at=plan.start,
+            created_at=now,
+            enqueued=None if plan.on_queue else False,
+        )
+        for i, body in enumerate(fanout.plan_calls(request.subjects))
     ]
     summary = aggregate.summarize([call_status] * len(calls))
-    row: dict[str, Any] = {
-        "PartitionKey": request_id,
-        "RowKey": REQUEST_ROW,
-        "requestId": request_id,
-        "eventId": request.event_id,
-        "source": source,
-        "target": target.name or None,
-        "servicePrincipalId": target.service_principal_id,
-        "jobId": target.job_id,
-        "ruleId": rule_id,
-        "createdAt": now,
-        "updatedAt": now,
-        "callCount": len(calls),
-        "eventKey": event_key(event) if event is not None else None,
-        "normalisations": json.dumps(list(normalisations)) if normalisations else None,
-        "callbackUrl": request.callback_url,
-        **summary.as_properties(),
-    }
-    await pending.add(request_id, now)
-    await ledger.create(row, calls, tolerate_existing=event is not None)
-
-    semaphore = asyncio.Semaphore(_SEND_CONCURRENCY)
-
-    async def send(call: dict[str, Any]) -> None:
-        async with semaphore:
-            await queue.send(WorkItem(request_id, call["RowKey"]), delay)
-
-    if on_queue:
-        await asyncio.gather(*(send(c) for c in calls))
-    log.info(
-        "request accepted",
-        extra={"requestId": request_id, "eventId": request.event_id, "calls": len(calls), "source": source},
+    row = RequestRecord(
+        request_id=request_id,
+        event_id=request.event_id,
+        source=command.source,
+        target=target.name or None,
+        service_principal_id=target.service_principal_id,
+        job_id=target.job_id,
+        rule_id=rule_id,
+        created_at=now,
+        updated_at=now,
+        call_count=len(calls),
+        event_key=event_key(request.event_id) if request.event_id is not None else None,
+        normalisations=tuple(command.normalisations) or None,
+        requested_by=command.requested_by,
+        callback_url=request.callback_url,
+        status=summary.status,
+        counts=summary.counts,
     )
-    telemetry.request_accepted(source, duplicate=False)
-    return Accepted(request_id, summary.status, len(calls))
+    return row, calls

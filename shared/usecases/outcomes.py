@@ -20,25 +20,18 @@ worker), retried with backoff for 24 hours, each attempt claimed and recorded on
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared import telemetry
 from shared.contract import outcome_events, views
-from shared.core import aggregate, callbacks
-from shared.core.callbacks import CallbackStatus
+from shared.core import callbacks
 from shared.core.errors import StaleWrite
-from shared.core.ports import (
-    CallbackClient,
-    EventPublisher,
-    Ledger,
-    MarkedRow,
-    MessageQueue,
-    PendingIndex,
-    RequestMarks,
-)
+from shared.core.ports import CallbackClient, EventPublisher, Ledger, MessageQueue, PendingIndex
+from shared.core.records import RequestRecord
+from shared.core.vocabulary import CallbackStatus, RequestStatus
 
 log = telemetry.get_logger(__name__)
 
@@ -47,24 +40,11 @@ CALLBACK_CLAIM_SECONDS = 120.0
 MAX_MARK_TRIES = 6
 
 
-def _dt(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-    return None
-
-
-def _transition(row: Mapping[str, Any]) -> tuple[str, datetime] | None:
+def _transition(request: RequestRecord) -> tuple[str, datetime] | None:
     """The terminal status and when it was reached, or None while the request is pending."""
-    status = str(row.get("status") or "")
-    finished_at = _dt(row.get("updatedAt"))
-    if not status or status == aggregate.PENDING or finished_at is None:
+    if request.status == RequestStatus.PENDING or request.updated_at is None:
         return None
-    return status, finished_at
+    return request.status.value, request.updated_at
 
 
 @dataclass(frozen=True)
@@ -95,7 +75,6 @@ class Outcomes:
     """The adapters outcome announcements and callbacks need."""
 
     ledger: Ledger
-    marks: RequestMarks
     outcomes_queue: MessageQueue
     callbacks_queue: MessageQueue
     callbacks: CallbackClient
@@ -109,17 +88,17 @@ class Outcomes:
             return None
         return views.request_view(request, calls, include_logs=False)
 
-    async def _merge(self, request_id: str, marked: MarkedRow, changes: Mapping[str, Any]) -> MarkedRow | None:
+    async def _merge(self, request: RequestRecord, changes: dict[str, Any]) -> RequestRecord | None:
         """Write marks, re-reading when only someone else's property changed in between (bounded)."""
         for _ in range(MAX_MARK_TRIES):
             try:
-                return await self.marks.mark(marked, changes)
+                return await self.ledger.update_marks(request, replace(request.marks, **changes))
             except StaleWrite:
-                fresh = await self.marks.read(request_id)
+                fresh = await self.ledger.read_request(request.request_id)
                 if fresh is None:
                     return None
-                marked = fresh
-        raise StaleWrite(f"{request_id}: request row kept changing")
+                request = fresh
+        raise StaleWrite(f"{request.request_id}: request row kept changing")
 
     async def settle(self, request_id: str) -> bool:
         """:meth:`request_finished` for the worker and the sweeper: a failure is logged, not raised.
@@ -143,33 +122,32 @@ class Outcomes:
         request in the in-flight index, so the sweeper asks again).
         """
         for _ in range(MAX_MARK_TRIES):
-            marked = await self.marks.read(request_id)
-            if marked is None:
+            request = await self.ledger.read_request(request_id)
+            if request is None:
                 return False
-            row = marked.row
-            transition = _transition(row)
+            transition = _transition(request)
             if transition is None:
                 return False
             status, finished_at = transition
             key = outcome_events.transition_key(status, finished_at)
-            if row.get("notifiedFor") == key:
+            marks = request.marks
+            if marks.notified_for == key:
                 return True
             now = self.clock()
-            claimed_until = _dt(row.get("notifyClaimedUntil"))
-            if row.get("notifyClaimFor") == key and claimed_until is not None and claimed_until > now:
+            claimed_until = marks.notify_claimed_until
+            if marks.notify_claim_for == key and claimed_until is not None and claimed_until > now:
                 return False
+            claim = replace(marks, notify_claim_for=key, notify_claimed_until=now + timedelta(seconds=CLAIM_SECONDS))
             try:
-                marked = await self.marks.mark(
-                    marked,
-                    {"notifyClaimFor": key, "notifyClaimedUntil": now + timedelta(seconds=CLAIM_SECONDS)},
-                )
+                request = await self.ledger.update_marks(request, claim)
             except StaleWrite:
                 continue
-            await self._announce(request_id, marked, status, finished_at, key)
+            await self._announce(request, status, finished_at, key)
             return True
         return False
 
-    async def _announce(self, request_id: str, marked: MarkedRow, status: str, finished_at: datetime, key: str) -> None:
+    async def _announce(self, request: RequestRecord, status: str, finished_at: datetime, key: str) -> None:
+        request_id = request.request_id
         body = await self._status_body(request_id)
         if body is None:
             return
@@ -180,89 +158,95 @@ class Outcomes:
         if self.event_grid is not None:
             await self.event_grid.publish(event)
         changes: dict[str, Any] = {
-            "notifiedFor": key,
-            "notifiedAt": self.clock(),
-            "notifyClaimFor": None,
-            "notifyClaimedUntil": None,
+            "notified_for": key,
+            "notified_at": self.clock(),
+            "notify_claim_for": None,
+            "notify_claimed_until": None,
         }
-        if marked.row.get("callbackUrl") and marked.row.get("callbackFor") != key:
+        if request.callback_url and request.marks.callback_for != key:
             # queued before the mark: a crash in between queues a second message, which finds the attempt
             # claimed or done and does nothing
             await self.callbacks_queue.send_text(CallbackMessage(request_id, key).to_json())
             changes |= {
-                "callbackFor": key,
-                "callbackStatus": CallbackStatus.PENDING,
-                "callbackAttempts": 0,
-                "callbackLastError": None,
+                "callback_for": key,
+                "callback_status": CallbackStatus.PENDING,
+                "callback_attempts": 0,
+                "callback_last_error": None,
             }
-        await self._merge(request_id, marked, changes)
+        await self._merge(request, changes)
         log.info("request outcome announced", extra={"requestId": request_id, "status": status, "eventId": event["id"]})
 
     async def deliver_callback(self, message: CallbackMessage) -> str:
         """One callback attempt for ``message``; returns what happened (for logs and tests)."""
         for _ in range(MAX_MARK_TRIES):
-            marked = await self.marks.read(message.request_id)
-            if marked is None:
+            request = await self.ledger.read_request(message.request_id)
+            if request is None:
                 return "missing"
-            row = marked.row
-            url = row.get("callbackUrl")
-            transition = _transition(row)
+            url = request.callback_url
+            transition = _transition(request)
             if not url or transition is None:
                 return "none"
             key = outcome_events.transition_key(*transition)
             if key != message.transition:
                 return "stale"  # the request changed since; its new transition queues its own callback
-            same = row.get("callbackFor") == key
-            state = row.get("callbackStatus") if same else None
+            marks = request.marks
+            same = marks.callback_for == key
+            state = marks.callback_status if same else None
             if state in (CallbackStatus.DELIVERED, CallbackStatus.FAILED):
                 return "done"
             now = self.clock()
-            claimed_until = _dt(row.get("callbackClaimedUntil"))
+            claimed_until = marks.callback_claimed_until
             if state == CallbackStatus.SENDING and claimed_until is not None and claimed_until > now:
                 return "busy"  # another attempt is in flight; if its worker dies, its message comes back
-            attempts = int(row.get("callbackAttempts") or 0) if same else 0
+            attempts = (marks.callback_attempts or 0) if same else 0
+            claim = replace(
+                marks,
+                callback_for=key,
+                callback_status=CallbackStatus.SENDING,
+                callback_attempts=attempts + 1,
+                callback_claimed_until=now + timedelta(seconds=CALLBACK_CLAIM_SECONDS),
+            )
             try:
-                marked = await self.marks.mark(
-                    marked,
-                    {
-                        "callbackFor": key,
-                        "callbackStatus": CallbackStatus.SENDING,
-                        "callbackAttempts": attempts + 1,
-                        "callbackClaimedUntil": now + timedelta(seconds=CALLBACK_CLAIM_SECONDS),
-                    },
-                )
+                request = await self.ledger.update_marks(request, claim)
             except StaleWrite:
                 continue
-            return await self._attempt(message, marked, str(url), attempts + 1, transition[1])
+            return await self._attempt(message, request, url, attempts + 1, transition[1])
         return "busy"
 
     async def _attempt(
-        self, message: CallbackMessage, marked: MarkedRow, url: str, attempts: int, finished_at: datetime
+        self, message: CallbackMessage, request: RequestRecord, url: str, attempts: int, finished_at: datetime
     ) -> str:
         body = await self._status_body(message.request_id)
         if body is None:
             return "missing"
         result = await self.callbacks.post(url, json.dumps(body, separators=(",", ":")).encode("utf-8"))
         now = self.clock()
-        changes: dict[str, Any] = {"callbackClaimedUntil": None, "callbackHttpStatus": result.http_status}
+        changes: dict[str, Any] = {"callback_claimed_until": None, "callback_http_status": result.http_status}
         ctx = {"requestId": message.request_id, "attempts": attempts, "httpStatus": result.http_status}
         if result.delivered:
-            changes |= {"callbackStatus": CallbackStatus.DELIVERED, "callbackDeliveredAt": now, "callbackNextAt": None}
+            changes |= {
+                "callback_status": CallbackStatus.DELIVERED,
+                "callback_delivered_at": now,
+                "callback_next_at": None,
+            }
             outcome = "delivered"
             log.info("callback delivered", extra=ctx)
         else:
             delay = callbacks.retry_delay(attempts)
             deadline = finished_at + timedelta(seconds=callbacks.WINDOW_SECONDS)
             if result.permanent or now + timedelta(seconds=delay) > deadline:
-                changes |= {"callbackStatus": CallbackStatus.FAILED, "callbackNextAt": None}
+                changes |= {"callback_status": CallbackStatus.FAILED, "callback_next_at": None}
                 outcome = "failed"
             else:
                 await self.callbacks_queue.send_text(message.to_json(), delay)
-                changes |= {"callbackStatus": CallbackStatus.RETRYING, "callbackNextAt": now + timedelta(seconds=delay)}
+                changes |= {
+                    "callback_status": CallbackStatus.RETRYING,
+                    "callback_next_at": now + timedelta(seconds=delay),
+                }
                 outcome = "retrying"
-            changes["callbackLastError"] = (result.error or "failed")[:1000]
+            changes["callback_last_error"] = (result.error or "failed")[:1000]
             log.warning("callback not delivered", extra={**ctx, "outcome": outcome, "error": result.error})
-        await self._merge(message.request_id, marked, changes)
+        await self._merge(request, changes)
         return outcome
 
 
@@ -284,7 +268,7 @@ class AnnouncingPending:
 
     async def remove(self, request_id: str) -> None:
         """Announce, then forget (or keep it for the next sweep when the announcement did not happen)."""
-        if await self.outcomes.settle(request_id) or await self.outcomes.marks.read(request_id) is None:
+        if await self.outcomes.settle(request_id) or await self.outcomes.ledger.read_request(request_id) is None:
             await self.inner.remove(request_id)
 
     async def list(self, limit: int) -> list[tuple[str, datetime]]:

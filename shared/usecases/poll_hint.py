@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 from shared import telemetry
 from shared.core import aggregate, poll_hint
 from shared.core.pacing import scope_key
-from shared.core.ports import Ledger, SlotBook
+from shared.core.ports import SlotBook
+from shared.core.records import CallRecord, RequestRecord
 
 log = telemetry.get_logger(__name__)
 
 
-def _dt(value: Any) -> datetime | None:
-    return value if isinstance(value, datetime) else None
-
-
 async def retry_after(
-    request: Mapping[str, Any] | None,
-    calls: Sequence[Mapping[str, Any]],
+    request: RequestRecord | None,
+    calls: Sequence[CallRecord],
     limiter: SlotBook,
     rate_scope: str,
     now: datetime | None = None,
@@ -29,21 +25,15 @@ async def retry_after(
     now = now or datetime.now(UTC)
     if request is None:
         return poll_hint.MIN_SECONDS
-    unfinished = [c for c in calls if str(c.get("status")) not in aggregate.TERMINAL_CALL_STATUSES]
-    dues = [d for c in unfinished if (d := _dt(c.get("reservedAt")) or _dt(c.get("nextAttemptAt"))) is not None]
+    unfinished = [c for c in calls if c.status not in aggregate.TERMINAL_CALL_STATUSES]
+    dues = [d for c in unfinished if (d := c.reserved_at or c.next_attempt_at) is not None]
     next_due = min(dues) if dues else None
     next_free: datetime | None = None
-    sp, job = request.get("servicePrincipalId"), request.get("jobId")
+    sp, job = request.service_principal_id, request.job_id
     if unfinished and sp and job:
         try:
-            free = await limiter.next_free(scope_key(rate_scope, str(sp), str(job)))
+            free = await limiter.next_free(scope_key(rate_scope, sp, job))
             next_free = datetime.fromtimestamp(free, UTC)
         except Exception as exc:  # a hint only: never fail a status read for it
             log.warning("limiter not read for Retry-After: %s", type(exc).__name__)
     return poll_hint.retry_after(now, next_due, len(unfinished), next_free, limiter.limit)
-
-
-async def after_accept(ledger: Ledger, limiter: SlotBook, rate_scope: str, request_id: str) -> int:
-    """:func:`retry_after` for a request just accepted (read back: its calls say when they are due)."""
-    request, calls = await ledger.get_request(request_id)
-    return await retry_after(request, calls, limiter, rate_scope)

@@ -31,6 +31,17 @@ class Purged:
     blobs: int
 
 
+class Retention:
+    """The retention use case over its ports, built once per process in ``shared.runtime``."""
+
+    def __init__(self, ledger: Ledger, logs: LogStore, events: EventIndex, retention_days: int) -> None:
+        self._ledger, self._logs, self._events, self._retention_days = ledger, logs, events, retention_days
+
+    async def run(self, now: datetime) -> Purged:
+        """Delete what is past retention (see :func:`purge`)."""
+        return await purge(self._ledger, self._logs, self._events, now=now, retention_days=self._retention_days)
+
+
 async def purge(ledger: Ledger, logs: LogStore, events: EventIndex, *, now: datetime, retention_days: int) -> Purged:
     """Delete every finished request created and last updated more than ``retention_days`` ago (bounded)."""
     cutoff = now - timedelta(days=retention_days)
@@ -38,8 +49,8 @@ async def purge(ledger: Ledger, logs: LogStore, events: EventIndex, *, now: date
     rows = blobs = 0
     for request_id in expired:
         request, _ = await ledger.get_request(request_id)
-        if request is not None and request.get("eventKey"):
-            await events.forget(str(request["eventKey"]))
+        if request is not None and request.event_key:
+            await events.forget(request.event_key)
         blobs += await logs.delete_request(request_id)
         rows += await ledger.delete_request(request_id)
     if expired:

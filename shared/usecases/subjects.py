@@ -38,13 +38,13 @@ async def resolve(
     if found is None:
         return GraphFailure(404, SUBJECT_NOT_FOUND, f"No user has the userPrincipalName {name}.")
     resolved = {k: v for k, v in subject.items() if k != "userPrincipalName"}
-    return {"objectId": found, **resolved}, {"userPrincipalName": name, "objectId": found}
+    return {"objectId": found, **resolved}, {"user_principal_name": name, "object_id": found}
 
 
 async def prepare(
     directory: Directory | None, subject: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any], GraphFailure | None]:
-    """For the worker: the subject to send, what to record on the call row, and why it cannot be sent (or None)."""
+    """For the worker: the subject to send, the call's fields to record, and why it cannot be sent (or None)."""
     if not needs_resolving(subject):
         return subject, {}, None
     resolved = await resolve(directory, subject)

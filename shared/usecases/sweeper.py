@@ -9,15 +9,16 @@ Re-driving is always safe: a duplicate message finds the call finished or claime
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from shared import telemetry
-from shared.core import aggregate
 from shared.core.errors import StaleWrite
 from shared.core.ports import MAX_VISIBILITY_DELAY_SECONDS, Ledger, PendingIndex, WorkItem, WorkQueue
+from shared.core.records import CallRecord
+from shared.core.vocabulary import CallStatus, RequestStatus
 
 log = telemetry.get_logger(__name__)
 
@@ -37,33 +38,37 @@ class Swept:
     finished_removed: int
 
 
-def _dt(value: Any) -> datetime | None:
-    return value if isinstance(value, datetime) else None
-
-
-def needs_redrive(call: dict[str, Any], now: datetime, grace: timedelta) -> bool:
+def needs_redrive(call: CallRecord, now: datetime, grace: timedelta) -> bool:
     """A call whose message should have come by now and that nobody has touched since (pure)."""
-    status = str(call.get("status"))
-    if status in aggregate.TERMINAL_CALL_STATUSES or call.get("enqueued") is False:
+    if call.status.is_terminal or call.enqueued is False:
         return False
-    last_redrive = _dt(call.get("redrivenAt"))
-    if last_redrive is not None and last_redrive > now - grace:
+    if call.redriven_at is not None and call.redriven_at > now - grace:
         return False
-    if status == "running":
-        claimed_until = _dt(call.get("claimedUntil"))
-        return claimed_until is None or claimed_until < now - grace
-    due = _dt(call.get("reservedAt")) or _dt(call.get("nextAttemptAt"))
+    if call.status is CallStatus.RUNNING:
+        return call.claimed_until is None or call.claimed_until < now - grace
+    due = call.reserved_at or call.next_attempt_at
     return due is None or due < now - grace
 
 
-def due_for_enqueue(call: dict[str, Any], now: datetime) -> bool:
+def due_for_enqueue(call: CallRecord, now: datetime) -> bool:
     """A far-future call that has come within the queue's maximum delay (pure)."""
-    due = _dt(call.get("nextAttemptAt"))
+    due = call.next_attempt_at
     return (
-        call.get("enqueued") is False
+        call.enqueued is False
         and due is not None
         and (due - now).total_seconds() < (MAX_VISIBILITY_DELAY_SECONDS - 3600)
     )
+
+
+class Sweeper:
+    """The sweeper use case over its ports, built once per process in ``shared.runtime``: one pass per timer run."""
+
+    def __init__(self, ledger: Ledger, queue: WorkQueue, pending: PendingIndex, grace_seconds: float = GRACE_SECONDS):
+        self._ledger, self._queue, self._pending, self._grace_seconds = ledger, queue, pending, grace_seconds
+
+    async def run(self, now: datetime) -> Swept:
+        """One pass over the in-flight requests (see :func:`sweep`)."""
+        return await sweep(self._ledger, self._queue, self._pending, now=now, grace_seconds=self._grace_seconds)
 
 
 async def sweep(
@@ -80,48 +85,56 @@ async def sweep(
                 await pending.remove(request_id)
                 removed += 1
             continue
-        if request.get("status") == aggregate.PENDING and all(
-            str(c.get("status")) in aggregate.TERMINAL_CALL_STATUSES for c in calls
-        ):
+        if request.status is RequestStatus.PENDING and all(c.status.is_terminal for c in calls):
             # every call is done but the request row was not updated (its worker died in between)
             request = await ledger.refresh_request(request_id, now) or request
-        if request.get("status") != aggregate.PENDING:
+        if request.status.is_terminal:
             await pending.remove(request_id)
             removed += 1
             continue
         for call in calls:
-            item = WorkItem(request_id, str(call["RowKey"]))
-            if due_for_enqueue(call, now):
-                marked = await _mark(ledger, item, lambda c: due_for_enqueue(c, now), {"enqueued": True})
-                if marked is not None:
-                    await queue.send(item, (marked["nextAttemptAt"] - now).total_seconds())
-                    far += 1
-            elif needs_redrive(call, now, grace):
-                marked = await _mark(ledger, item, lambda c: needs_redrive(c, now, grace), {"redrivenAt": now})
-                if marked is not None:
-                    await queue.send(item, 0)
-                    redriven += 1
-                    log.warning(
-                        "stranded call re-driven",
-                        extra={"requestId": request_id, "callId": item.call_id, "status": marked.get("status")},
-                    )
+            sent = await _sweep_call(ledger, queue, call, now, grace)
+            far += sent == "far"
+            redriven += sent == "redriven"
     return Swept(len(entries), redriven, far, removed)
 
 
+async def _sweep_call(
+    ledger: Ledger, queue: WorkQueue, call: CallRecord, now: datetime, grace: timedelta
+) -> Literal["far", "redriven"] | None:
+    """Enqueue a far-future call that came within reach, or re-drive a stranded one; what was done, if anything."""
+    item = WorkItem(call.request_id, call.call_id)
+    if due_for_enqueue(call, now):
+        marked = await _mark(ledger, item, lambda c: due_for_enqueue(c, now), {"enqueued": True})
+        if marked is not None and marked.next_attempt_at is not None:
+            await queue.send(item, (marked.next_attempt_at - now).total_seconds())
+            return "far"
+    elif needs_redrive(call, now, grace):
+        marked = await _mark(ledger, item, lambda c: needs_redrive(c, now, grace), {"redriven_at": now})
+        if marked is not None:
+            await queue.send(item, 0)
+            log.warning(
+                "stranded call re-driven",
+                extra={"requestId": call.request_id, "callId": item.call_id, "status": marked.status},
+            )
+            return "redriven"
+    return None
+
+
 async def _mark(
-    ledger: Ledger, item: WorkItem, still: Callable[[dict[str, Any]], bool], changes: dict[str, Any]
-) -> dict[str, Any] | None:
-    """Record what the sweeper is about to do on the call; the row as written, or None to leave the call alone.
+    ledger: Ledger, item: WorkItem, still: Callable[[CallRecord], bool], changes: Mapping[str, Any]
+) -> CallRecord | None:
+    """Record what the sweeper is about to do on the call; the call as written, or None to leave it alone.
 
     The partition query the decision was made on may be stale by now (a worker may have claimed or finished
-    the call since), so the call is read again, the condition checked on that fresh row, and the write made
-    conditional on the fresh row's ETag: a worker's claim or answer in between makes the write fail, and the
-    call is left to the worker. The sweeper never writes over a row it did not judge.
+    the call since), so the call is read again, the condition checked on that fresh record, and the write made
+    conditional on its version: a worker's claim or answer in between makes the write fail, and the call is
+    left to the worker. The sweeper never writes over a call it did not judge.
     """
     call = await ledger.get_call(item.request_id, item.call_id)
     if call is None or not still(call):
         return None
     try:
-        return await ledger.update_call(call, changes)
+        return await ledger.update_call(replace(call, **changes))
     except StaleWrite:
         return None

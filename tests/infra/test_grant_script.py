@@ -40,6 +40,8 @@ SP_A = "33333333-3333-3333-3333-333333333333"
 SP_B = "44444444-4444-4444-4444-444444444444"
 SYNC = "9b50c33d-700f-43b1-b2eb-87e89b703581"
 OWNED_BY = "18a4783c-866b-4cc7-a460-3d5e5662c884"
+GROUP_MEMBER_READ = "98830695-27a2-44f7-8c18-0c3ebc9698f6"
+USER_READ_BASIC = "97235f07-e226-4f63-ace3-39588e11d3a1"
 TARGETS = json.dumps(
     {
         "workday-to-ad": {"servicePrincipalId": SP_A, "jobId": "Workday2AD.abc.def"},
@@ -56,6 +58,8 @@ def fake_graph(*, assignments: list[dict[str, Any]] | None = None, owners: dict[
         "appRoles": [
             {"id": SYNC, "value": "Synchronization.ReadWrite.All", "allowedMemberTypes": ["Application"]},
             {"id": OWNED_BY, "value": "Application.ReadWrite.OwnedBy", "allowedMemberTypes": ["Application"]},
+            {"id": GROUP_MEMBER_READ, "value": "GroupMember.Read.All", "allowedMemberTypes": ["Application"]},
+            {"id": USER_READ_BASIC, "value": "User.ReadBasic.All", "allowedMemberTypes": ["Application"]},
         ],
     }
     graph.app_role_assignments.return_value = assignments or []
@@ -229,8 +233,58 @@ def test_parse_dotenv_reads_azd_env_get_values() -> None:
 
 def test_permission_ids_match_the_template() -> None:
     text = (ROOT / "infra/app/graph-permission.bicep").read_text()
-    for name, role_id in grant.PERMISSIONS.items():
+    for name, role_id in {**grant.PERMISSIONS, **grant.READ_PERMISSIONS}.items():
         assert f"'{name}': '{role_id}'" in text
+
+
+def test_read_permissions_are_not_granted_unless_switched_on() -> None:
+    graph = fake_graph()
+    env = {"SCHEDULES_USE_GROUPS": "false", "RESOLVE_USER_PRINCIPAL_NAMES": ""}
+    code, out, _ = run(["--principal-id", MI], graph, env)
+    assert code == 0
+    graph.assign_app_role.assert_called_once_with(MI, GRAPH_SP, SYNC)
+    assert "GroupMember" not in out
+    assert "User.ReadBasic" not in out
+
+
+def test_read_permissions_follow_the_azd_switches_like_the_template() -> None:
+    """The same values azd passes to schedulesUseGroups / resolveUserPrincipalNames switch the grants on."""
+    graph = fake_graph(assignments=[{"resourceId": GRAPH_SP, "appRoleId": SYNC}])
+    env = {
+        "AZURE_MANAGED_IDENTITY_PRINCIPAL_ID": MI,
+        "SCHEDULES_USE_GROUPS": "true",
+        "RESOLVE_USER_PRINCIPAL_NAMES": "TRUE",
+    }
+    code, out, _ = run([], graph, env)
+    assert code == 0
+    assert [c.args for c in graph.assign_app_role.call_args_list] == [
+        (MI, GRAPH_SP, GROUP_MEMBER_READ),
+        (MI, GRAPH_SP, USER_READ_BASIC),
+    ]
+    assert "(and GroupMember.Read.All, User.ReadBasic.All)" in out
+    assert f"[grant] app role Synchronization.ReadWrite.All ({SYNC})" in out
+    assert out.count(": already done") == 1
+
+
+def test_read_permission_flags_and_idempotence() -> None:
+    graph = fake_graph(assignments=[{"resourceId": GRAPH_SP, "appRoleId": USER_READ_BASIC}])
+    code, out, _ = run(["--principal-id", MI, "--read-users", "--read-group-members", "--dry-run"], graph)
+    assert code == 0
+    lines = [line for line in out.splitlines() if line.startswith("[grant]")]
+    assert [line.split(" (")[0] for line in lines] == [
+        "[grant] app role Synchronization.ReadWrite.All",
+        "[grant] app role GroupMember.Read.All",
+        "[grant] app role User.ReadBasic.All",
+    ]
+    assert [line.rsplit(": ", 1)[1] for line in lines] == ["would do", "would do", "already done"]
+    graph.assign_app_role.assert_not_called()
+
+
+def test_a_switch_that_is_not_a_boolean_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, roots = run(["--principal-id", MI], fake_graph(), {"SCHEDULES_USE_GROUPS": "yes"})
+    assert code == grant.EXIT_USAGE
+    assert "SCHEDULES_USE_GROUPS must be true or false" in capsys.readouterr().err
+    assert roots == []
 
 
 def test_wrapper_help_runs_without_azure() -> None:

@@ -21,7 +21,7 @@ from shared.adapters import log_store
 from shared.contract import names
 from shared.core.pacing import RateLimit
 from shared.settings import GRAPH_CLOUDS, KNOWN_SETTINGS, Settings
-from shared.triggers import http_api
+from shared.triggers import prefer
 from tests.paths import ROOT
 
 INFRA = ROOT / "infra"
@@ -39,12 +39,22 @@ OPTIONAL_WITH_SAFE_DEFAULT: dict[str, str] = {
     "CALLBACK_ALLOWED_HOSTS": "Defaults to *.logic.azure.com, the hosts of Logic Apps callback URLs.",
     "EVENTGRID_TOPIC_ENDPOINT": "Unset: outcome events go to the provisioning-outcomes queue only.",
     "PROVISIONING_SCHEDULES": "Unset: no recurring schedules.",
+    "AUTH_MODE": "keys (the default) keeps the function-key check the host always makes; entra adds the App "
+    "Service Authentication role check. The template sets entra when it configures authentication.",
 }
 
 #: App settings satisfied by another form of the same setting.
 SATISFIED_BY_ANOTHER_FORM: dict[str, str] = {
     "AzureWebJobsStorage": "identity-based AzureWebJobsStorage__* (shared keys are off, so no connection string "
     "exists); see test_host_storage_is_identity_based.",
+}
+
+#: Contract settings (/work/shared/DESIGN.md "Settings", issues 12 and 14) the template sets while the app is taught
+#: to read them on other branches. Once ``shared.settings.KNOWN_SETTINGS`` lists one, it is checked like every
+#: other setting (required, since no exemption above names it) and its entry here has no effect; remove it then.
+SETTINGS_AHEAD_OF_THE_APP: dict[str, str] = {
+    "AUTH_MODE": "entra (App Service Authentication validated the caller; roles from X-MS-CLIENT-PRINCIPAL) or keys "
+    "(function keys only): main.bicep authMode, default entra.",
 }
 
 #: Settings the template sets that the app does not read but the platform does, each with who reads it.
@@ -149,8 +159,8 @@ def missing_settings(names: set[str]) -> set[str]:
 
 
 def unknown_settings(names: set[str]) -> set[str]:
-    """Settings that neither the app nor the platform reads."""
-    return names - set(KNOWN_SETTINGS) - set(PLATFORM_SETTINGS)
+    """Settings that neither the app nor the platform reads (nor the contract names for the app to read)."""
+    return names - set(KNOWN_SETTINGS) - set(PLATFORM_SETTINGS) - set(SETTINGS_AHEAD_OF_THE_APP)
 
 
 def param_decorator(param: dict[str, Any], kind: str) -> Any:
@@ -168,6 +178,38 @@ def test_exemptions_name_real_settings() -> None:
     assert set(OPTIONAL_WITH_SAFE_DEFAULT) <= set(KNOWN_SETTINGS)
     assert set(SATISFIED_BY_ANOTHER_FORM) <= set(KNOWN_SETTINGS)
     assert not set(PLATFORM_SETTINGS) & set(KNOWN_SETTINGS)
+    assert not set(PLATFORM_SETTINGS) & set(SETTINGS_AHEAD_OF_THE_APP)
+
+
+def test_settings_ahead_of_the_app_are_set_from_parameters() -> None:
+    """Each contract setting the app is being taught to read comes from a main.bicep parameter, with its default."""
+    settings = app_settings()
+    assert set(SETTINGS_AHEAD_OF_THE_APP) <= set(settings)
+    assert settings["AUTH_MODE"] == "authMode"
+    assert settings["CALLBACK_ALLOWED_HOSTS"] == "callbackAllowedHosts"
+    assert settings["EVENTGRID_TOPIC_ENDPOINT"] == "eventGridTopicEndpoint"
+    assert settings["PROVISIONING_SCHEDULES"] == "provisioningSchedules"
+    main = template("main.bicep")
+    params = main["parameters"]
+    assert params["authMode"]["default"] == "entra"
+    assert param_decorator(params["authMode"], "allowed") == ["entra", "keys"]
+    assert param_decorator(template("app/api.bicep")["parameters"]["authMode"], "allowed") == ["entra", "keys"]
+    assert params["callbackAllowedHosts"]["default"] == "*.logic.azure.com"
+    passed = main["modules"]["api"]["config"]["params"]
+    assert passed["authMode"] == "authMode"
+    assert passed["callbackAllowedHosts"] == "callbackAllowedHosts"
+    assert passed["provisioningSchedules"] == "schedulesJson"
+    # No schedules given: the app gets [] (an empty list), not an empty string.
+    schedules = main["variables"]["schedulesJson"]["value"]["operator"]["operands"]
+    assert schedules["condition"] == {"function": {"type": "empty", "parameters": {"item_to_test": "schedulesGiven"}}}
+    assert schedules["true_value"] == "[]"
+    # No topic: the setting is empty; otherwise the endpoint of the topic the identity may send to.
+    endpoint = passed["eventGridTopicEndpoint"]["operator"]["operands"]
+    assert endpoint["condition"] == {
+        "operator": {"type": "equals", "operands": {"operand_1": "eventGridTopic", "operand_2": "none"}}
+    }
+    assert endpoint["true_value"] == ""
+    assert endpoint["false_value"]["operator"]["operands"]["operand_1"] == "eventGridSender"
 
 
 def test_every_required_setting_is_set() -> None:
@@ -215,6 +257,10 @@ def test_the_app_accepts_the_template_settings_with_their_defaults() -> None:
         "GRAPH_RATE_SCOPE": main["graphRateScope"]["default"],
         "LEDGER_RETENTION_DAYS": str(main["ledgerRetentionDays"]["default"]),
         "PUBLIC_BASE_URL": "https://func-api-abc123.azurewebsites.net",  # what publicBase computes by default
+        "AUTH_MODE": main["authMode"]["default"],
+        "CALLBACK_ALLOWED_HOSTS": main["callbackAllowedHosts"]["default"],
+        "EVENTGRID_TOPIC_ENDPOINT": "",  # eventGridTopic none (the default)
+        "PROVISIONING_SCHEDULES": "[]",  # schedulesJson with no schedules given
     }
     assert set(sample) >= set(app_settings()) - set(PLATFORM_SETTINGS) - {"AzureWebJobsStorage__credential"}
     settings = Settings.from_environ(sample)
@@ -247,7 +293,7 @@ def test_http_concurrency_suits_an_async_app_with_bounded_waits() -> None:
     scale = function_app()["properties"]["functionAppConfig"]["scaleAndConcurrency"]
     assert scale["triggers"]["http"]["perInstanceConcurrency"] == "httpPerInstanceConcurrency"
     default = template("main.bicep")["parameters"]["httpPerInstanceConcurrency"]["default"]
-    assert default >= 2 * http_api.MAX_CONCURRENT_WAITS, "waiting callers may take at most half the slots"
+    assert default >= 2 * prefer.MAX_CONCURRENT_WAITS, "waiting callers may take at most half the slots"
 
 
 def test_parameter_choices_match_what_the_app_accepts() -> None:
@@ -347,8 +393,13 @@ def test_graph_app_role_is_granted_through_the_graph_extension() -> None:
     assert "microsoftGraphV1" in grant["extensions"]
     config = json.loads((INFRA / "bicepconfig.json").read_text())
     assert config["extensions"]["microsoftGraphV1"] == "br:mcr.microsoft.com/bicep/extensions/microsoftgraph/v1.0:1.0.0"
-    assignments = list(resources("Microsoft.Graph/appRoleAssignedTo"))
-    assert [(f, n) for f, n, _ in assignments] == [(grant_file, "appRoleAssignment")]
+    assignments = [(f, n) for f, n, _ in resources("Microsoft.Graph/appRoleAssignedTo")]
+    # Graph app roles for the app's identity only here; entra-app.bicep assigns the API's own roles to callers.
+    assert [(f, n) for f, n in assignments if f != "app/entra-app.bicep"] == [
+        (grant_file, "appRoleAssignment"),
+        (grant_file, "groupMemberReadAssignment"),
+        (grant_file, "userReadBasicAssignment"),
+    ]
     graph_sp = grant["resources"]["microsoftGraph"]
     assert graph_sp["existing"] is True
     assert graph_sp["config"]["appId"] == "00000003-0000-0000-c000-000000000000"

@@ -18,7 +18,9 @@ import pytest
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy
 
 from devhost.stack import Stack
+from shared.core.records import CallRecord, RequestRecord
 from shared.core.request_ids import new_request_id
+from shared.core.vocabulary import CallStatus, RequestStatus
 from shared.runtime import Runtime
 from shared.settings import Settings
 from shared.usecases.outcomes import CallbackMessage
@@ -155,25 +157,23 @@ def test_two_announcers_racing_over_the_same_row_send_one_event_and_one_callback
         # environment, not this one's): Event Grid is left out here, the queue and the callback are the race
         env = {k: v for k, v in events_stack.env.items() if k != "EVENTGRID_TOPIC_ENDPOINT"}
         first, second = (Runtime(Settings.from_environ(env)) for _ in range(2))
-        row = {
-            "PartitionKey": request_id,
-            "RowKey": "request",
-            "requestId": request_id,
-            "status": "succeeded",
-            "succeededCount": 1,
-            "callCount": 1,
-            "createdAt": finished,
-            "updatedAt": finished,
-            "callbackUrl": f"{receiver.url}/cb/race",
-        }
-        call = {"PartitionKey": request_id, "RowKey": "call-0001", "status": "succeeded", "subject": "{}"}
+        row = RequestRecord(
+            request_id=request_id,
+            status=RequestStatus.SUCCEEDED,
+            counts={CallStatus.SUCCEEDED: 1},
+            call_count=1,
+            created_at=finished,
+            updated_at=finished,
+            callback_url=f"{receiver.url}/cb/race",
+        )
+        call = CallRecord(request_id, "call-0001", subject={}, status=CallStatus.SUCCEEDED)
         await first.ledger.create(row, [call])
         announced = await asyncio.gather(
             first.outcomes.request_finished(request_id), second.outcomes.request_finished(request_id)
         )
-        marked = await first.outcomes.marks.read(request_id)
+        marked = await first.ledger.read_request(request_id)
         assert marked is not None
-        message = CallbackMessage(request_id, str(marked.row["notifiedFor"]))
+        message = CallbackMessage(request_id, str(marked.marks.notified_for))
         delivered = await asyncio.gather(
             first.outcomes.deliver_callback(message), second.outcomes.deliver_callback(message)
         )

@@ -176,7 +176,7 @@ def test_real_answers_validate_against_the_api_models(quiet_stack: Stack) -> Non
         done = api_models.RequestStatus.model_validate(status.json())
         assert done.requestId == accepted.requestId
         assert done.status == "succeeded"
-        assert [call.status for call in done.calls] in (["succeeded"], ["skipped"])
+        assert [call["status"] for call in done.model_dump()["calls"]] in (["succeeded"], ["skipped"])
 
         refused = client.post("/provision", json={"target": SEED_TARGET, "subjects": [{"objectId": "x"}]})
         assert refused.status_code == 400

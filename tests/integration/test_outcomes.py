@@ -13,7 +13,9 @@ import httpx
 import pytest
 
 from devhost.stack import Stack
+from shared.core.records import CallRecord, RequestRecord
 from shared.core.request_ids import new_request_id
+from shared.core.vocabulary import CallStatus, RequestStatus
 from shared.runtime import Runtime
 from shared.settings import Settings
 from tests.integration.conftest import wait_done
@@ -180,8 +182,10 @@ def test_retention_timer_deletes_old_finished_requests_and_their_logs(stack: Sta
             (fresh, "succeeded", now),
             (waiting, "pending", old_time),
         ):
-            row = {"PartitionKey": request_id, "RowKey": "request", "status": status, "updatedAt": updated}
-            call = {"PartitionKey": request_id, "RowKey": "call-0001", "status": status}
+            row = RequestRecord(request_id, RequestStatus(status), updated_at=updated)
+            call = CallRecord(
+                request_id, "call-0001", status=CallStatus.QUEUED if status == "pending" else CallStatus(status)
+            )
             await runtime.ledger.create(row, [call])
             await runtime.log_store.put(request_id, "call-0001", "{}")
         return old, fresh, waiting

@@ -23,7 +23,9 @@ import pytest
 
 from devhost.stack import Stack, free_port
 from shared.core.pacing import RateLimit
+from shared.core.records import CallRecord, RequestRecord
 from shared.core.request_ids import new_request_id
+from shared.core.vocabulary import CallStatus, RequestStatus, Source
 from shared.runtime import Runtime
 from shared.settings import Settings
 from shared.usecases.worker import EARLY_TOLERANCE_SECONDS
@@ -165,32 +167,30 @@ def test_the_sweeper_redrives_lost_and_far_future_items(paced: Stack) -> None:
         ids = []
         for due, enqueued in ((now - timedelta(minutes=10), None), (now + timedelta(seconds=1), False)):
             request_id = new_request_id(now)
-            call = {
-                "PartitionKey": request_id,
-                "RowKey": "call-0001",
-                "subject": '{"objectId":"9bb0f679-a883-4a6f-8260-35b491b8b8c8","objectTypeName":"User"}',
-                "servicePrincipalId": SCIM[0],
-                "jobId": SCIM[1],
-                "ruleId": "ea807875-5618-4f0a-9125-0b46a05298ca",
-                "status": "queued" if enqueued is None else "scheduled",
-                "attempts": 0,
-                "nextAttemptAt": due,
-                "notBefore": due,
-                "createdAt": now,
-                "enqueued": enqueued,
-            }
-            row = {
-                "PartitionKey": request_id,
-                "RowKey": "request",
-                "requestId": request_id,
-                "source": "http",
-                "status": "pending",
-                "callCount": 1,
-                "createdAt": now,
-                "updatedAt": now,
-                "servicePrincipalId": SCIM[0],
-                "jobId": SCIM[1],
-            }
+            call = CallRecord(
+                request_id,
+                "call-0001",
+                subject={"objectId": "9bb0f679-a883-4a6f-8260-35b491b8b8c8", "objectTypeName": "User"},
+                service_principal_id=SCIM[0],
+                job_id=SCIM[1],
+                rule_id="ea807875-5618-4f0a-9125-0b46a05298ca",
+                status=CallStatus.QUEUED if enqueued is None else CallStatus.SCHEDULED,
+                attempts=0,
+                next_attempt_at=due,
+                not_before=due,
+                created_at=now,
+                enqueued=enqueued,
+            )
+            row = RequestRecord(
+                request_id,
+                RequestStatus.PENDING,
+                source=Source.HTTP,
+                call_count=1,
+                created_at=now,
+                updated_at=now,
+                service_principal_id=SCIM[0],
+                job_id=SCIM[1],
+            )
             await runtime.pending.add(request_id, now)
             await runtime.ledger.create(row, [call])
             ids.append(request_id)
@@ -236,12 +236,12 @@ def test_a_worker_killed_mid_call_loses_nothing(tmp_path: Path) -> None:
 
         def finished() -> dict[str, Any] | None:
             state = asyncio.run(read())
-            return state if state is not None and state["request"]["status"] != "pending" else None
+            return state if state is not None and state["request"].status != "pending" else None
 
         state = wait_until(finished, "the request finishing on the new worker")
         (call,) = state["calls"]
-        assert state["request"]["status"] == "succeeded"
-        assert call["attempts"] == 2
+        assert state["request"].status == "succeeded"
+        assert call.attempts == 2
         # at least once: the killed worker's call reached Graph, so the repeat is Skipped RedundantExport
-        assert call["status"] in ("succeeded", "skipped")
+        assert call.status in ("succeeded", "skipped")
         assert len(_calls(stack)) == 2

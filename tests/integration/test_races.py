@@ -35,6 +35,8 @@ from shared.core import pacing
 from shared.core.models import ProvisioningRequest
 from shared.core.pacing import RateLimit
 from shared.core.ports import WorkItem
+from shared.core.records import CallRecord
+from shared.core.vocabulary import Source
 from shared.settings import Settings
 from shared.usecases import intake, sweeper
 from shared.usecases.rule_discovery import RuleDiscovery
@@ -182,16 +184,15 @@ class Bed:
         }
         if event_id is not None:
             body["eventId"] = event_id
-        return await intake.accept(
-            ProvisioningRequest.model_validate(body),
-            source="http",
+        use_case = intake.Intake(
             settings=self.settings,
             ledger=cast(TableLedger, ledger or self.ledger),
             queue=cast(Any, self.queue),
             events=self.events,
             pending=self.pending,
-            now=datetime.now(UTC) - timedelta(seconds=ago),
         )
+        now = datetime.now(UTC) - timedelta(seconds=ago)
+        return await use_case.accept(intake.AcceptCommand(ProvisioningRequest.model_validate(body), Source.HTTP, now))
 
     async def drain(self, worker: Worker) -> list[str]:
         """Deliver every message left (and every one they send), moving the clock past each delay."""
@@ -207,18 +208,18 @@ class Bed:
     def posts(self) -> list[dict[str, Any]]:
         return self.emulator.emulator.calls.list("provisionOnDemand")
 
-    async def assert_one_answer_one_record(self, request_id: str) -> dict[str, Any]:
+    async def assert_one_answer_one_record(self, request_id: str) -> CallRecord:
         """Exactly one provisionOnDemand reached Graph, and its answer (Create → Success) is the one recorded."""
         posts = self.posts()
         assert len(posts) == 1, f"Graph was called {len(posts)} times: {[p['requestId'] for p in posts]}"
         call = await self.ledger.get_call(request_id, "call-0001")
         assert call is not None
-        assert (call["status"], call.get("action"), call.get("errorCode")) == ("succeeded", "Create", None), call
-        assert call["graphRequestId"] == posts[0]["requestId"], "the recorded answer is the one Graph gave"
-        assert call["attempts"] == 1
+        assert (call.status, call.action, call.error_code) == ("succeeded", "Create", None), call
+        assert call.graph_request_id == posts[0]["requestId"], "the recorded answer is the one Graph gave"
+        assert call.attempts == 1
         request, _ = await self.ledger.get_request(request_id)
         assert request is not None
-        assert request["status"] == "succeeded"
+        assert request.status == "succeeded"
         return call
 
 
@@ -295,7 +296,7 @@ async def test_the_sweeper_leaves_alone_a_call_a_worker_claimed_after_the_sweepe
     assert swept.redriven == 0, "the sweeper re-checked the fresh row: claimed, not stranded"
     call = await bed.ledger.get_call(accepted.request_id, "call-0001")
     assert call is not None
-    assert "redrivenAt" not in call
+    assert call.redriven_at is None
 
     assert await finish(work, answered) == "succeeded"
     await bed.drain(bed.worker())
@@ -319,13 +320,13 @@ async def test_a_worker_keeps_its_answer_when_the_sweeper_stamped_the_row_meanwh
     assert swept.redriven == 1, "the claim ran out long enough ago: the sweeper stamps the row and re-drives it"
     stamped = await bed.ledger.get_call(accepted.request_id, "call-0001")
     assert stamped is not None
-    assert stamped["status"] == "running"
-    assert "redrivenAt" in stamped
+    assert stamped.status == "running"
+    assert stamped.redriven_at is not None
 
     assert await finish(work, answered) == "succeeded", "the answer survived the conflicting write"
     assert await bed.drain(bed.worker()) == ["duplicate"]
     call = await bed.assert_one_answer_one_record(accepted.request_id)
-    assert "claimedUntil" not in call
+    assert call.claimed_until is None
 
 
 # --- two workers -------------------------------------------------------------------------------------------

@@ -7,20 +7,29 @@ without ``cast``. Tests subclass them to add hooks or to record what happened.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from shared.adapters import ledger_codec as codec
 from shared.contract.names import REQUEST_ROW
 from shared.core import aggregate
 from shared.core.errors import StaleWrite
-from shared.core.ports import WorkItem
+from shared.core.idempotency import event_key
+from shared.core.ports import KnownEvent, WorkItem
+from shared.core.records import CallRecord, OutboxMarks, RequestRecord
+from shared.core.vocabulary import RequestStatus
 
 Row = dict[str, Any]
 
 
 class InMemoryLedger:
-    """Rows keyed by (PartitionKey, RowKey), with a version standing in for the ETag, as Table Storage does."""
+    """The ``Ledger`` port over rows kept as the Table adapter writes them (its codec), keyed by
+    (PartitionKey, RowKey), with a counter standing in for the ETag as the record's ``version``.
+
+    Tests read and change ``rows`` as the ledger's contract names the properties.
+    """
 
     def __init__(self) -> None:
         self.rows: dict[tuple[str, str], Row] = {}
@@ -29,23 +38,26 @@ class InMemoryLedger:
     async def ping(self) -> None:
         return None
 
-    async def create(self, request: Row, calls: list[Row], *, tolerate_existing: bool = False) -> None:
-        for row in (*calls, request):
+    async def create(
+        self, request: RequestRecord, calls: Sequence[CallRecord], *, tolerate_existing: bool = False
+    ) -> None:
+        entities = [*(codec.call_to_entity(c) for c in calls), codec.request_to_entity(request)]
+        for row in entities:
             key = (str(row["PartitionKey"]), str(row["RowKey"]))
             if key in self.rows:
                 if tolerate_existing:
                     continue
                 raise KeyError(f"{key} exists")
             self.version += 1
-            self.rows[key] = {**{k: v for k, v in row.items() if v is not None}, "_v": self.version}
+            self.rows[key] = {**row, "_v": self.version}
 
-    async def finished_request_ids_below(self, floor_id: str, finished_before: Any, limit: int) -> list[str]:
+    async def finished_request_ids_below(self, floor_id: str, finished_before: datetime, limit: int) -> list[str]:
         found = [
             pk
             for (pk, rk), row in sorted(self.rows.items())
             if rk == REQUEST_ROW
             and pk < floor_id
-            and row.get("status") != aggregate.PENDING
+            and row.get("status") != RequestStatus.PENDING
             and row.get("updatedAt", finished_before) < finished_before
         ]
         return found[:limit]
@@ -56,30 +68,74 @@ class InMemoryLedger:
             del self.rows[key]
         return len(keys)
 
-    async def get_request(self, request_id: str) -> tuple[Row | None, list[Row]]:
+    async def get_request(self, request_id: str) -> tuple[RequestRecord | None, list[CallRecord]]:
         request = self.rows.get((request_id, REQUEST_ROW))
         if request is None:
             return None, []
-        calls = [dict(row) for (pk, rk), row in sorted(self.rows.items()) if pk == request_id and rk != REQUEST_ROW]
-        return dict(request), calls
+        calls = [
+            codec.call_from_entity(row, str(row["_v"]))
+            for (pk, rk), row in sorted(self.rows.items())
+            if pk == request_id and rk != REQUEST_ROW
+        ]
+        return codec.request_from_entity(request, str(request["_v"])), calls
 
-    async def get_call(self, request_id: str, call_id: str) -> Row | None:
+    async def get_call(self, request_id: str, call_id: str) -> CallRecord | None:
         row = self.rows.get((request_id, call_id))
-        return None if row is None else {**row, "_etag": str(row["_v"])}
+        return None if row is None else codec.call_from_entity(row, str(row["_v"]))
 
-    async def update_call(self, call: Mapping[str, Any], changes: Mapping[str, Any]) -> Row:
-        key = (str(call["PartitionKey"]), str(call["RowKey"]))
-        if str(self.rows[key]["_v"]) != call["_etag"]:
+    async def update_call(self, call: CallRecord) -> CallRecord:
+        key = (call.request_id, call.call_id)
+        if str(self.rows[key]["_v"]) != call.version:
             raise StaleWrite("changed")
         self.version += 1
-        row = {k: v for k, v in {**call, **changes}.items() if v is not None and k != "_etag"}
-        row["_v"] = self.version
-        self.rows[key] = row
-        return {**row, "_etag": str(row["_v"])}
+        self.rows[key] = {**codec.call_to_entity(call), "_v": self.version}
+        return replace(call, version=str(self.version))
 
-    async def refresh_request(self, request_id: str, now: Any) -> Row | None:
+    async def refresh_request(self, request_id: str, now: datetime) -> RequestRecord | None:
         statuses = [str(r["status"]) for (pk, rk), r in self.rows.items() if pk == request_id and rk != REQUEST_ROW]
-        return {"status": aggregate.summarize(statuses).status}
+        summary = aggregate.summarize(statuses)
+        request = self.rows.get((request_id, REQUEST_ROW))
+        if request is None:
+            return RequestRecord(request_id, summary.status, counts=summary.counts)
+        self.version += 1
+        self.rows[(request_id, REQUEST_ROW)] = {
+            **request,
+            "status": summary.status.value,
+            **codec.count_properties(summary.counts),
+            "updatedAt": now,
+            "_v": self.version,
+        }
+        return codec.request_from_entity(self.rows[(request_id, REQUEST_ROW)], str(self.version))
+
+    async def read_request(self, request_id: str) -> RequestRecord | None:
+        row = self.rows.get((request_id, REQUEST_ROW))
+        return None if row is None else codec.request_from_entity(row, str(row["_v"]))
+
+    async def update_marks(self, request: RequestRecord, marks: OutboxMarks) -> RequestRecord:
+        key = (request.request_id, REQUEST_ROW)
+        current = self.rows.get(key)
+        if current is None or str(current["_v"]) != request.version:
+            raise StaleWrite("changed")
+        self.version += 1
+        row = {k: v for k, v in current.items() if k not in codec.MARK_PROPERTIES}
+        self.rows[key] = {**row, **codec.marks_properties(marks), "_v": self.version}
+        return replace(request, marks=marks, version=str(self.version))
+
+
+class InMemoryEventIndex:
+    """Event ids → the request each made first, as the Table index keeps them."""
+
+    def __init__(self) -> None:
+        self.known: dict[str, KnownEvent] = {}
+
+    async def claim(self, event_id: str, request_id: str, fingerprint: str, now: datetime) -> KnownEvent | None:
+        if event_id in self.known:
+            return self.known[event_id]
+        self.known[event_id] = KnownEvent(request_id, fingerprint)
+        return None
+
+    async def forget(self, key: str) -> None:
+        self.known = {e: k for e, k in self.known.items() if event_key(e) != key}
 
 
 class InMemoryQueue:

@@ -1,37 +1,12 @@
-"""In-memory implementations of the outcome ports (``RequestMarks``, ``MessageQueue``, ``EventPublisher``,
-``CallbackClient``), over the rows of :class:`tests.unit.app.fakes.InMemoryLedger`."""
+"""In-memory implementations of the outcome ports (``MessageQueue``, ``EventPublisher``, ``CallbackClient``);
+the outbox marks live on the rows of :class:`tests.unit.app.fakes.InMemoryLedger`."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from shared.contract.names import REQUEST_ROW
-from shared.core.errors import StaleWrite
-from shared.core.ports import CallbackResult, MarkedRow
-from tests.unit.app.fakes import InMemoryLedger
-
-
-class InMemoryMarks:
-    """Request-row marks with the ledger's version as the ETag, like the Table adapter."""
-
-    def __init__(self, ledger: InMemoryLedger) -> None:
-        self.ledger = ledger
-
-    async def read(self, request_id: str) -> MarkedRow | None:
-        row = self.ledger.rows.get((request_id, REQUEST_ROW))
-        return None if row is None else MarkedRow(dict(row), str(row["_v"]))
-
-    async def mark(self, marked: MarkedRow, changes: Mapping[str, Any]) -> MarkedRow:
-        key = (str(marked.row["PartitionKey"]), REQUEST_ROW)
-        current = self.ledger.rows.get(key)
-        if current is None or str(current["_v"]) != marked.etag:
-            raise StaleWrite("changed")
-        self.ledger.version += 1
-        row = {k: v for k, v in {**current, **changes}.items() if v is not None}
-        row["_v"] = self.ledger.version
-        self.ledger.rows[key] = row
-        return MarkedRow(dict(row), str(row["_v"]))
+from shared.core.ports import CallbackResult
 
 
 class InMemoryMessages:

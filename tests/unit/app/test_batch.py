@@ -8,6 +8,7 @@ import pytest
 
 from shared.contract.problems import Problem
 from shared.core.models import ProvisioningRequest
+from shared.core.vocabulary import RequestStatus
 from shared.usecases import batch, intake
 
 
@@ -24,9 +25,9 @@ class FakeAccept:
         if request.event_id in self.fail:
             raise OSError("storage down")
         if request.target == "unknown":
-            raise Problem(422, "Unknown target", "no such target", "unknown-target")
+            raise Problem.unprocessable("Unknown target", "no such target", slug="unknown-target")
         self.accepted.append(request)
-        return intake.Accepted(f"r-{request.event_id}", "pending", 1)
+        return intake.Accepted(f"r-{request.event_id}", RequestStatus.PENDING, 1)
 
 
 async def test_every_item_is_answered_in_order_each_on_its_own() -> None:
@@ -47,7 +48,7 @@ async def test_every_item_is_answered_in_order_each_on_its_own() -> None:
 
 
 async def test_items_refused_up_front_are_not_accepted() -> None:
-    too_large = Problem(413, "Request too large", "at most 256 KiB", "body-too-large")
+    too_large = Problem.too_large(256 * 1024)
     results = await batch.accept_all([_item(0), _item(1)], FakeAccept(), refused={1: too_large})
     assert [r.status for r in results] == [202, 413]
 

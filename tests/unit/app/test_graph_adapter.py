@@ -32,6 +32,7 @@ from emulator.config import EmulatorConfig
 from emulator.testing import RunningEmulator, running_emulator
 from shared.adapters import graph
 from shared.adapters.graph import GraphProvisioner
+from shared.adapters.graph.sdk import request_body
 from shared.core import graph_errors, retry
 from shared.core.ports import GraphAnswer, GraphFailure, JobStatus
 from shared.core.rules import NoRule, RuleInfo, TtlCache, choose_rule
@@ -642,7 +643,7 @@ def test_request_body_uses_the_sdk_models_and_passes_links_through() -> None:
         "links": {"members": [{"objectId": "u1", "objectTypeName": "User"}],
                   "manager": {"objectId": "m1", "objectTypeName": "User"}},
     }  # fmt: skip
-    body = graph._request_body("r#V2", subject)
+    body = request_body("r#V2", subject)
     writer = JsonSerializationWriter()
     writer.write_object_value(None, body)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -14,10 +15,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from shared.adapters.host_probe import HttpxHostProbe
 from shared.core.ports import KnownEvent, WorkItem
+from shared.core.records import CallRecord, RequestRecord
 from shared.runtime import Runtime
 from shared.settings import Settings
-from shared.triggers import http_api, links
+from shared.triggers import http_api, prefer
 
 SP, JOB = "c8c95753-f628-48e1-9fab-76c2d4cf624c", "3f7565a3-fde6-4e4d-bda8-1bb70aba3612"
 OTHER_JOB = "Workday2AD.2f3e4d5c6b7a48999a0b1c2d3e4f5061"
@@ -28,14 +31,16 @@ GRAPH_URL = f"https://func.example.net/api/servicePrincipals/{SP}/synchronizatio
 
 class FakeLedger:
     def __init__(self) -> None:
-        self.rows: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+        self.rows: dict[str, tuple[RequestRecord, list[CallRecord]]] = {}
         self.reads = 0
         self.read_twice = asyncio.Event()
 
-    async def create(self, request: dict[str, Any], calls: list[dict[str, Any]], *, tolerate_existing: bool) -> None:
-        self.rows.setdefault(request["PartitionKey"], (dict(request), [dict(c) for c in calls]))
+    async def create(
+        self, request: RequestRecord, calls: Sequence[CallRecord], *, tolerate_existing: bool = False
+    ) -> None:
+        self.rows.setdefault(request.request_id, (request, list(calls)))
 
-    async def get_request(self, request_id: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    async def get_request(self, request_id: str) -> tuple[RequestRecord | None, list[CallRecord]]:
         self.reads += 1
         if self.reads >= 2:
             self.read_twice.set()
@@ -109,7 +114,7 @@ def no_admin_probe(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         asked.append(f"{request.url} {request.headers.get('x-functions-key')}")
         return httpx.Response(200 if request.headers.get("x-functions-key") == "master" else 401)
 
-    monkeypatch.setattr(links, "admin_keys", links.AdminKeyProbe(transport=httpx.MockTransport(handler)))
+    monkeypatch.setattr(Runtime, "host_probe", HttpxHostProbe(transport=httpx.MockTransport(handler)))
     return asked
 
 
@@ -182,27 +187,27 @@ async def test_an_invalid_setting_makes_posts_a_500_misconfigured_without_retry_
 
 @given(st.text())
 def test_prefer_never_raises_and_only_ascii_digits_count(header: str) -> None:
-    wait = http_api.prefer_wait(header)
-    assert wait is None or 0 <= wait <= http_api.MAX_WAIT_SECONDS
+    wait = prefer.prefer_wait(header)
+    assert wait is None or 0 <= wait <= prefer.MAX_WAIT_SECONDS
 
 
 @given(st.integers(0, 10**12), st.sampled_from(["{}", '"{}"', " {} ", "{};x=1"]))
 def test_prefer_wait_reads_ascii_numbers(seconds: int, form: str) -> None:
-    assert http_api.prefer_wait("respond-async, wait=" + form.format(seconds)) == min(seconds, 60)
+    assert prefer.prefer_wait("respond-async, wait=" + form.format(seconds)) == min(seconds, 60)
 
 
 @given(st.sampled_from("²³¹٣٤۵߃३൬๒໓᠓１𝟗"))
 def test_prefer_wait_refuses_non_ascii_digits(digit: str) -> None:
     assert digit.isdigit()  # what the old parser trusted, and int() then choked on
-    assert http_api.prefer_wait(f"wait={digit}") is None
+    assert prefer.prefer_wait(f"wait={digit}") is None
 
 
 def test_prefer_wait_first_instance_wins_and_bad_values_are_ignored() -> None:
-    assert http_api.prefer_wait("wait=5, wait=30") == 5
-    assert http_api.prefer_wait("wait=x, wait=30") is None  # the first instance counts, and it is unusable
-    assert http_api.prefer_wait('foo="a, wait=9", wait=3') == 3  # a comma inside quotes separates nothing
+    assert prefer.prefer_wait("wait=5, wait=30") == 5
+    assert prefer.prefer_wait("wait=x, wait=30") is None  # the first instance counts, and it is unusable
+    assert prefer.prefer_wait('foo="a, wait=9", wait=3') == 3  # a comma inside quotes separates nothing
     for bad in ("wait", "wait=", "wait=-1", "wait=1.5", "wait=1e3", "wait=0x10"):
-        assert http_api.prefer_wait(bad) is None
+        assert prefer.prefer_wait(bad) is None
 
 
 async def test_an_unusable_prefer_wait_is_ignored_after_accepting_not_a_500() -> None:
@@ -217,9 +222,9 @@ async def test_an_unusable_prefer_wait_is_ignored_after_accepting_not_a_500() ->
 
 
 async def test_waiting_callers_are_bounded_the_next_one_gets_its_202_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(http_api, "wait_slots", http_api.WaitSlots(2))
-    monkeypatch.setattr(http_api, "WAIT_POLL_SECONDS", 0.01)
+    monkeypatch.setattr(prefer, "wait_slots", prefer.WaitSlots(2))
     rt = runtime()
+    rt.status.poll_seconds = 0.01
 
     def waiting(n: int) -> func.HttpRequest:
         subject = {**USER, "objectId": f"user-{n}"}
@@ -233,7 +238,7 @@ async def test_waiting_callers_are_bounded_the_next_one_gets_its_202_at_once(mon
 
     holders = [asyncio.create_task(http_api.graph_compatible(waiting(n), rt)) for n in range(2)]
     await asyncio.wait_for(rt.ledger.read_twice.wait(), 10)  # type: ignore[attr-defined]  # both are polling
-    assert http_api.wait_slots.in_use == 2
+    assert prefer.wait_slots.in_use == 2
     started = asyncio.get_running_loop().time()
     third = await http_api.graph_compatible(waiting(3), rt)
     assert asyncio.get_running_loop().time() - started < 1.0
@@ -243,7 +248,7 @@ async def test_waiting_callers_are_bounded_the_next_one_gets_its_202_at_once(mon
     for holder in holders:
         holder.cancel()
     await asyncio.gather(*holders, return_exceptions=True)
-    assert http_api.wait_slots.in_use == 0
+    assert prefer.wait_slots.in_use == 0
 
 
 # --- Links and keys ----------------------------------------------------------------------------------------------
@@ -290,7 +295,7 @@ async def test_a_key_stays_out_when_the_host_does_not_say(monkeypatch: pytest.Mo
     def unreachable(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("no route", request=request)
 
-    monkeypatch.setattr(links, "admin_keys", links.AdminKeyProbe(transport=httpx.MockTransport(unreachable)))
+    monkeypatch.setattr(Runtime, "host_probe", HttpxHostProbe(transport=httpx.MockTransport(unreachable)))
     rt = runtime(PUBLIC_BASE_URL="https://func-api.azurewebsites.net")
     response = await http_api.provision(
         post("https://x/api/provision?code=k", {"target": "scim", "subjects": [USER]}), rt

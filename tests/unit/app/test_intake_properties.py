@@ -26,7 +26,7 @@ from shared.contract.openapi import document
 from shared.contract.problems import Problem, json_pointer
 from shared.core import ids
 from shared.core.models import MAX_SUBJECTS, ProvisioningRequest
-from shared.triggers import http_api
+from shared.triggers import http_io
 from shared.usecases import intake
 
 EXAMPLES = 500
@@ -425,7 +425,7 @@ def test_any_body_bytes_parse_or_give_a_4xx(body: bytes, content_type: str) -> N
     headers = {"Content-Type": content_type, "Content-Length": str(len(body))}
     req = func.HttpRequest("POST", "http://localhost/api/provision", headers=headers, body=body)
     try:
-        http_api.read_json_body(req)
+        http_io.read_json_body(req)
     except Problem as problem:
         check_problem(problem, None)
 
@@ -433,12 +433,12 @@ def test_any_body_bytes_parse_or_give_a_4xx(body: bytes, content_type: str) -> N
 @pytest.mark.parametrize("depth", [100, 5_000, 200_000])
 @pytest.mark.parametrize("opener", ["[", '{"a":'])
 def test_deeply_nested_json_is_a_400_not_a_crash(depth: int, opener: str) -> None:
-    body = (opener * depth).encode()[: http_api.MAX_BODY_BYTES]
+    body = (opener * depth).encode()[: http_io.MAX_BODY_BYTES]
     req = func.HttpRequest(
         "POST", "http://localhost/api/provision", headers={"Content-Type": "application/json"}, body=body
     )
     with pytest.raises(Problem) as raised:
-        http_api.read_json_body(req)
+        http_io.read_json_body(req)
     assert raised.value.status == 400
 
 

@@ -174,3 +174,33 @@ def test_a_warning_is_not_reported_as_success_and_keeps_its_code() -> None:
     assert parsed.status == "failed"
     assert parsed.result == "Warning"
     assert parsed.error_code == "PartialExport"
+
+
+def test_current_summary_schema_reads_the_reportable_identifier_from_the_steps() -> None:
+    """provisioningObjectSummary: no top-level reportableIdentifier; a step's details carry it."""
+    log = {"provisioningAction": "create", "changeId": "c2", "provisioningStatusInfo": {"status": "success"},
+           "provisioningSteps": [{"name": "EntryImport", "details": {}},
+                                 {"name": "EntryExportAdd", "details": {"ReportableIdentifier": "Self-service Pilot"}}],
+           "sourceIdentity": {"id": "s1", "displayName": "Pilot group", "details": {}},
+           "targetIdentity": {"id": "t2"}}  # fmt: skip
+    parsed = outcome.parse(json.dumps({"result": "Success", "details": {}}), json.dumps(log))
+    assert parsed.status == "succeeded"
+    assert parsed.action == "create"
+    assert parsed.reportable_identifier == "Self-service Pilot"
+
+
+def test_summary_schema_without_step_details_falls_back_to_the_source_identity() -> None:
+    log = {"provisioningStatusInfo": {"status": "success"}, "provisioningSteps": [{"name": "x", "details": None}],
+           "sourceIdentity": {"id": "s1", "displayName": "Adele Vance", "details": {}}}  # fmt: skip
+    parsed = outcome.parse(json.dumps({"result": "Success", "details": {}}), json.dumps(log))
+    assert parsed.reportable_identifier == "Adele Vance"
+    with_details = {**log, "sourceIdentity": {"displayName": "Adele", "details": {"ReportableIdentifier": "adelev@x"}}}
+    assert (
+        outcome.parse(json.dumps({"result": "Success"}), json.dumps(with_details)).reportable_identifier == "adelev@x"
+    )
+
+
+def test_the_top_level_field_wins_when_both_schemas_are_present() -> None:
+    log = {"reportableIdentifier": "top@x", "statusInfo": {"status": "Success"},
+           "provisioningSteps": [{"details": {"ReportableIdentifier": "step@x"}}]}  # fmt: skip
+    assert outcome.parse(json.dumps({"result": "Success"}), json.dumps(log)).reportable_identifier == "top@x"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,10 +13,11 @@ from shared.contract.names import REQUEST_ROW
 from shared.contract.outcome_events import FINISHED_TYPE
 from shared.core import callbacks
 from shared.core.ports import CallbackResult
+from shared.core.vocabulary import CallbackStatus
 from shared.usecases import sweeper
 from shared.usecases.outcomes import AnnouncingPending, CallbackMessage, Outcomes
 from tests.unit.app.fakes import InMemoryLedger, InMemoryPending, InMemoryQueue, queued_call_row
-from tests.unit.app.outcome_fakes import InMemoryMarks, InMemoryMessages, RecordingPublisher, ScriptedCallbacks
+from tests.unit.app.outcome_fakes import InMemoryMessages, RecordingPublisher, ScriptedCallbacks
 
 RID = "20261202T090000000Z-0123456789abcdef"
 FINISHED = datetime(2026, 12, 2, 9, 0, 5, tzinfo=UTC)
@@ -52,7 +54,6 @@ def _ledger(status: str = "succeeded", **request: Any) -> InMemoryLedger:
 def _outcomes(ledger: InMemoryLedger, *results: CallbackResult, grid: bool = False) -> Outcomes:
     return Outcomes(
         ledger=ledger,
-        marks=InMemoryMarks(ledger),
         outcomes_queue=InMemoryMessages(),
         callbacks_queue=InMemoryMessages(),
         callbacks=ScriptedCallbacks(*results),
@@ -207,11 +208,13 @@ async def test_an_attempt_in_flight_is_not_made_twice() -> None:
     assert await outcomes.request_finished(RID)
     assert isinstance(outcomes.callbacks_queue, InMemoryMessages)
     message = CallbackMessage.from_json(outcomes.callbacks_queue.sent[0][0])
-    marks = outcomes.marks
-    marked = await marks.read(RID)
-    assert marked is not None
+    request = await ledger.read_request(RID)
+    assert request is not None
     claim = FINISHED + timedelta(minutes=5)
-    await marks.mark(marked, {"callbackStatus": "sending", "callbackAttempts": 1, "callbackClaimedUntil": claim})
+    sending = replace(
+        request.marks, callback_status=CallbackStatus.SENDING, callback_attempts=1, callback_claimed_until=claim
+    )
+    await ledger.update_marks(request, sending)
     assert await outcomes.deliver_callback(message) == "busy"
     assert isinstance(outcomes.callbacks, ScriptedCallbacks)
     assert outcomes.callbacks.posts == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,6 +17,7 @@ from shared.core.pacing import (
     reserve,
     throttled,
 )
+from shared.core.records import CallRecord
 
 LIMIT = RateLimit(5, 10.0)
 
@@ -133,18 +136,22 @@ def test_released_slots_never_let_a_window_overflow(limit: RateLimit, steps: lis
 def test_sweeper_decisions() -> None:
     from datetime import UTC, datetime, timedelta
 
+    from shared.adapters.ledger_codec import call_from_entity
     from shared.usecases.sweeper import due_for_enqueue, needs_redrive
+
+    def c(**row: Any) -> CallRecord:
+        return call_from_entity({"PartitionKey": "r", "RowKey": "call-0001", "status": "queued", **row})
 
     now = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
     grace = timedelta(minutes=5)
-    assert needs_redrive({"status": "queued", "nextAttemptAt": now - timedelta(minutes=10)}, now, grace)
-    assert not needs_redrive({"status": "queued", "nextAttemptAt": now - timedelta(minutes=1)}, now, grace)
-    assert not needs_redrive({"status": "succeeded"}, now, grace)
-    assert needs_redrive({"status": "running", "claimedUntil": now - timedelta(minutes=6)}, now, grace)
-    assert not needs_redrive({"status": "running", "claimedUntil": now + timedelta(minutes=1)}, now, grace)
+    assert needs_redrive(c(**{"status": "queued", "nextAttemptAt": now - timedelta(minutes=10)}), now, grace)
+    assert not needs_redrive(c(**{"status": "queued", "nextAttemptAt": now - timedelta(minutes=1)}), now, grace)
+    assert not needs_redrive(c(**{"status": "succeeded"}), now, grace)
+    assert needs_redrive(c(**{"status": "running", "claimedUntil": now - timedelta(minutes=6)}), now, grace)
+    assert not needs_redrive(c(**{"status": "running", "claimedUntil": now + timedelta(minutes=1)}), now, grace)
     old = now - timedelta(minutes=10)
-    assert not needs_redrive({"status": "waiting", "nextAttemptAt": old, "redrivenAt": now}, now, grace)
-    assert not needs_redrive({"status": "scheduled", "nextAttemptAt": old, "enqueued": False}, now, grace)
-    assert due_for_enqueue({"enqueued": False, "nextAttemptAt": now + timedelta(days=6)}, now)
-    assert not due_for_enqueue({"enqueued": False, "nextAttemptAt": now + timedelta(days=8)}, now)
-    assert not due_for_enqueue({"nextAttemptAt": now + timedelta(days=1)}, now)
+    assert not needs_redrive(c(**{"status": "waiting", "nextAttemptAt": old, "redrivenAt": now}), now, grace)
+    assert not needs_redrive(c(**{"status": "scheduled", "nextAttemptAt": old, "enqueued": False}), now, grace)
+    assert due_for_enqueue(c(**{"enqueued": False, "nextAttemptAt": now + timedelta(days=6)}), now)
+    assert not due_for_enqueue(c(**{"enqueued": False, "nextAttemptAt": now + timedelta(days=8)}), now)
+    assert not due_for_enqueue(c(**{"nextAttemptAt": now + timedelta(days=1)}), now)

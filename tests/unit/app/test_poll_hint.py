@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 
 from shared.core.pacing import RateLimit
 from shared.core.poll_hint import retry_after
+from shared.core.records import CallRecord, RequestRecord
+from shared.core.vocabulary import CallStatus, RequestStatus
 from shared.usecases import poll_hint
 
 NOW = datetime(2026, 12, 2, 10, 0, tzinfo=UTC)
@@ -58,11 +60,17 @@ class Booked:
 
 
 async def test_the_hint_reads_the_limiter_of_the_requests_scope() -> None:
-    request = {"servicePrincipalId": "sp", "jobId": "job", "status": "pending"}
-    calls: list[dict[str, object]] = [
-        {"status": "succeeded"},
-        {"status": "queued", "nextAttemptAt": NOW},
-        {"status": "waiting", "nextAttemptAt": NOW + timedelta(seconds=5), "reservedAt": NOW + timedelta(seconds=8)},
+    request = RequestRecord("r", RequestStatus.PENDING, service_principal_id="sp", job_id="job")
+    calls = [
+        CallRecord("r", "call-0001", status=CallStatus.SUCCEEDED),
+        CallRecord("r", "call-0002", status=CallStatus.QUEUED, next_attempt_at=NOW),
+        CallRecord(
+            "r",
+            "call-0003",
+            status=CallStatus.WAITING,
+            next_attempt_at=NOW + timedelta(seconds=5),
+            reserved_at=NOW + timedelta(seconds=8),
+        ),
     ]
     limiter = Booked(12.0)
     assert await poll_hint.retry_after(request, calls, limiter, "tenant", NOW) == 14  # 12 s booked + 1 more call
@@ -74,6 +82,6 @@ async def test_a_limiter_that_cannot_be_read_still_gives_a_hint() -> None:
         async def next_free(self, key: str) -> float:
             raise OSError("down")
 
-    request = {"servicePrincipalId": "sp", "jobId": "job"}
-    calls = [{"status": "scheduled", "nextAttemptAt": NOW + timedelta(seconds=30)}]
+    request = RequestRecord("r", RequestStatus.PENDING, service_principal_id="sp", job_id="job")
+    calls = [CallRecord("r", "call-0001", status=CallStatus.SCHEDULED, next_attempt_at=NOW + timedelta(seconds=30))]
     assert await poll_hint.retry_after(request, calls, Broken(0), "tenant", NOW) == 30

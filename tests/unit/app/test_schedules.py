@@ -18,6 +18,7 @@ from shared.core.errors import SettingsError
 from shared.core.models import ProvisioningRequest
 from shared.core.ports import GraphFailure, KnownEvent, Member
 from shared.core.schedules import parse_duration
+from shared.core.vocabulary import Source
 from shared.settings import Settings
 from shared.usecases import intake
 from shared.usecases.schedules import ScheduleRunner
@@ -165,18 +166,11 @@ def _runner(schedules: list[dict[str, Any]], directory: Groups) -> tuple[Schedul
     ledger, queue, events, pending = InMemoryLedger(), InMemoryQueue(), RacingEvents(), InMemoryPending()
     ids = iter(f"20261202T100000000Z-{n:016x}" for n in range(1000))
 
+    intake_ = intake.Intake(settings, ledger, queue, events, pending, new_request_id=lambda _now: next(ids))
+
     async def submit(request: ProvisioningRequest) -> intake.Accepted:
-        return await intake.accept(
-            request,
-            source="schedule",
-            settings=settings,
-            ledger=ledger,
-            queue=queue,
-            events=events,
-            pending=pending,
-            now=datetime(2026, 12, 2, 10, 0, 30, tzinfo=UTC),
-            new_request_id=lambda _now: next(ids),
-        )
+        now = datetime(2026, 12, 2, 10, 0, 30, tzinfo=UTC)
+        return await intake_.accept(intake.AcceptCommand(request, Source.SCHEDULE, now))
 
     return ScheduleRunner(settings.schedules, submit, directory), ledger, queue
 

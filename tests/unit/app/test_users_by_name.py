@@ -75,7 +75,7 @@ async def test_a_resolved_subject_goes_to_graph_by_id_and_both_names_are_recorde
     resolved = await subjects.resolve(directory, {"userPrincipalName": "Jane@contoso.com", "objectTypeName": "User"})
     assert resolved == (
         {"objectId": "id-1", "objectTypeName": "User"},
-        {"userPrincipalName": "Jane@contoso.com", "objectId": "id-1"},
+        {"user_principal_name": "Jane@contoso.com", "object_id": "id-1"},
     )
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -18,10 +18,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from shared.adapters.ledger_codec import call_from_entity
 from shared.contract import views
 from shared.core import aggregate, graph_errors, pacing, retry, textsplit
 from shared.core.pacing import RateLimit
 from shared.core.ports import GraphAnswer, GraphFailure, JobStatus, WorkItem
+from shared.core.records import CallRecord
 from shared.core.rules import RuleInfo, TtlCache
 from shared.usecases.rule_discovery import RuleDiscovery
 from shared.usecases.worker import Worker, WorkerPolicy
@@ -49,11 +51,11 @@ class FakeLedger(InMemoryLedger):
         super().__init__()
         self.before_write: Callable[[], None] | None = None
 
-    async def update_call(self, call: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    async def update_call(self, call: CallRecord) -> CallRecord:
         if self.before_write is not None:
             hook, self.before_write = self.before_write, None
             hook()
-        return await super().update_call(call, changes)
+        return await super().update_call(call)
 
     def stamp(self, changes: dict[str, Any]) -> None:
         """Another writer (the sweeper) changes the row behind the worker's back."""
@@ -206,7 +208,7 @@ async def test_an_unreadable_200_ends_failed_at_once_with_the_raw_text_kept() ->
     assert row["rawResponseParts"] > 1
     assert row["graphClientRequestId"] == "crid"
     assert len(h.graph.posts) == 1
-    status, body = views.graph_answer(row, "https://graph.microsoft.com/beta", None)
+    status, body = views.graph_answer(call_from_entity(row), "https://graph.microsoft.com/beta", None)
     assert status == 502, "no pair to give back: the Graph-compatible route answers an error, not an empty 200"
     assert body["error"]["code"] == "UnparseableResponse"
 
@@ -336,18 +338,20 @@ async def test_a_claim_that_ran_low_before_the_call_is_renewed_first() -> None:
         return await real_reserve(key, release)
 
     cast(Any, h.limiter).reserve = slow_reserve
-    writes: list[dict[str, Any]] = []
+    writes: list[tuple[CallRecord, CallRecord]] = []
     real_update = h.ledger.update_call
 
-    async def spy(call: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-        writes.append(changes)
-        return await real_update(call, changes)
+    async def spy(call: CallRecord) -> CallRecord:
+        before = await h.ledger.get_call(call.request_id, call.call_id)
+        assert before is not None
+        writes.append((before, call))
+        return await real_update(call)
 
     cast(Any, h.ledger).update_call = spy
     assert await h.worker.process(ITEM) == "succeeded"
-    renewals = [w for w in writes if set(w) == {"claimedUntil"}]
+    renewals = [after for before, after in writes if before == replace(after, claimed_until=before.claimed_until)]
     assert len(renewals) == 1
-    assert renewals[0]["claimedUntil"] == h.graph.posts[0] + timedelta(seconds=WorkerPolicy().claim_seconds)
+    assert renewals[0].claimed_until == h.graph.posts[0] + timedelta(seconds=WorkerPolicy().claim_seconds)
 
 
 async def test_a_stalled_worker_whose_call_was_taken_over_does_not_call_graph() -> None:

@@ -15,7 +15,9 @@ from shared import telemetry
 from shared.core import pacing
 from shared.core.pacing import RateLimit
 from shared.core.ports import GraphAnswer, GraphFailure, JobStatus, WorkItem
+from shared.core.records import RequestRecord
 from shared.core.rules import RuleInfo
+from shared.core.vocabulary import RequestStatus
 from shared.usecases.rule_discovery import RuleDiscovery
 from shared.usecases.worker import Worker
 from tests.fixtures import seed_response
@@ -25,10 +27,10 @@ NOW = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
 
 
 class FakeLedger(InMemoryLedger):
-    async def refresh_request(self, request_id: str, now: Any) -> dict[str, Any]:
+    async def refresh_request(self, request_id: str, now: datetime) -> RequestRecord:
         statuses = [r["status"] for (pk, _), r in self.rows.items() if pk == request_id]
         done = all(s in ("succeeded", "skipped", "failed", "rejected") for s in statuses)
-        return {"status": "succeeded" if done else "pending"}
+        return RequestRecord(request_id, RequestStatus.SUCCEEDED if done else RequestStatus.PENDING)
 
 
 FakeQueue = InMemoryQueue

@@ -1,0 +1,297 @@
+"""Deep backlogs: drain rate against Graph's limit, storage operations per call, limiter state, fairness.
+
+One stack (Azurite, the Graph emulator, the HTTP devhost, plus worker-only devhosts for ``--workers`` > 1) per
+worker configuration, all at one compressed limit (``--limit``, default 50 per 1 s, in the emulator and in the
+app's ``GRAPH_RATE_LIMIT``). Azurite runs with its access log on, so every storage request of every process is
+counted where it is served, not where the app thinks it made one.
+
+For each depth in ``--depths`` (default 1,000, 5,000 and 20,000 calls) the calls are submitted at once
+(requests of 100 users each, from 16 concurrent clients) and drained; the columns:
+- ``drain s``: from the first POST to the last call Graph accepted;
+- ``rate/lim``: calls Graph accepted ÷ (first to last accepted arrival + one window) ÷ the limit, over the whole
+  drain (1.00 is a drain at exactly the limit);
+- ``idle s``: the longest stretch with no call arriving at Graph while calls were still due (all are due at once);
+- ``ops/call``: Azurite requests (tables, queues, blobs, every process) during the drain ÷ calls;
+- ``limiter B``: the largest limiter row (its ``state`` property, bytes) seen during the drain, polled each second;
+- ``429``: throttled answers (self-caused: nothing else calls the emulator).
+
+Then fairness: one 1,000-call request (50 groups of 100 members, 5 members per call) drains while 20 single-call
+requests arrive at random times; each one's wait is counted in slots (window ÷ calls) from its POST to its call's
+arrival at Graph: p50 and max.
+
+    .venv/bin/python -m bench.backlog [--limit 50/1s] [--workers 1 4] [--depths 1000 5000 20000] [--log FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables import TableClient
+
+from devhost.stack import ROOT, Stack, free_port
+from shared.core.pacing import RateLimit
+
+#: The seed user and the 12 cohort users of the emulator's default tenant (all assigned to the SCIM app).
+USERS = ["9bb0f679-a883-4a6f-8260-35b491b8b8c8"] + [f"c0ffee00-0000-4000-8000-0000000000{i:02d}" for i in range(1, 13)]
+TARGET = "seed-scim-app"
+PER_REQUEST = 100
+LIMITER_TABLE = "ProvisioningLimiter"
+HTTP_TIMEOUT = 120.0
+
+
+@dataclass(frozen=True)
+class Drain:
+    """One depth drained."""
+
+    workers: int
+    depth: int
+    seconds: float
+    rate: float
+    idle: float
+    ops_per_call: float
+    limiter_bytes: int
+    throttled: int
+
+
+@dataclass(frozen=True)
+class Fairness:
+    """Single-call requests' waits, in slots, while a big request drains."""
+
+    workers: int
+    waits: list[float]
+
+
+def _env(limit: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("AzureWebJobsStorage", "GRAPH_BASE_URL", "IDENTITY_ENDPOINT", "IDENTITY_HEADER")
+    }
+    env.update(json.loads((ROOT / "local.settings.example.json").read_text())["Values"])
+    env["GRAPH_RATE_LIMIT"] = limit
+    return env
+
+
+def _post_all(base_url: str, bodies: list[dict[str, Any]]) -> list[str]:
+    with httpx.Client(timeout=HTTP_TIMEOUT) as client, ThreadPoolExecutor(16) as pool:
+        posted = list(pool.map(lambda body: client.post(f"{base_url}/api/provision", json=body), bodies))
+    bad = [p for p in posted if p.status_code != 202]
+    if bad:
+        raise RuntimeError(f"{len(bad)} POSTs not accepted, first: {bad[0].status_code} {bad[0].text[:200]}")
+    return [str(p.json()["requestId"]) for p in posted]
+
+
+def _calls(emulator_url: str) -> list[dict[str, Any]]:
+    answer = httpx.get(f"{emulator_url}/_emulator/calls", params={"operation": "provisionOnDemand"}, timeout=600)
+    calls: list[dict[str, Any]] = answer.raise_for_status().json()["calls"]
+    return calls
+
+
+def _arrival(call: dict[str, Any]) -> float:
+    return datetime.fromisoformat(call["time"]).timestamp()
+
+
+def _accepted(calls: list[dict[str, Any]]) -> list[float]:
+    return sorted(_arrival(c) for c in calls if c["status"] is not None and not c["throttled"])
+
+
+class _LimiterWatch:
+    """Polls the limiter rows once a second and keeps the largest ``state`` seen."""
+
+    def __init__(self, connection: str) -> None:
+        self._connection = connection
+        self._stop = threading.Event()
+        self.largest = 0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with TableClient.from_connection_string(self._connection, LIMITER_TABLE) as table:
+            while not self._stop.wait(1.0):
+                try:
+                    for row in table.list_entities(select=["state"]):
+                        self.largest = max(self.largest, len(str(row.get("state") or "").encode()))
+                except ResourceNotFoundError:
+                    continue
+
+    def __enter__(self) -> _LimiterWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def _storage_requests(log_path: Path) -> int:
+    """Azurite access-log lines so far (one per storage request it served)."""
+    with log_path.open(errors="replace") as log:
+        return sum(1 for line in log if line.startswith("[azurite] ") and '" ' in line and "HTTP/1.1" in line)
+
+
+def _reset(stack: Stack, limit: RateLimit) -> None:
+    assert stack.emulator_url
+    time.sleep(limit.window_seconds * 1.5)  # earlier starts leave every window
+    httpx.post(f"{stack.emulator_url}/_emulator/reset", timeout=HTTP_TIMEOUT).raise_for_status()
+
+
+def _wait_calls(emulator_url: str, count: int, timeout: float) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        calls = _calls(emulator_url)
+        if len(_accepted(calls)) >= count:
+            return calls
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{len(_accepted(calls))}/{count} calls accepted after {timeout:.0f} s")
+        time.sleep(5.0)
+
+
+def drain(stack: Stack, log_path: Path, workers: int, depth: int, limit: RateLimit) -> Drain:
+    """``depth`` calls submitted at once, drained; measured as the module docstring says."""
+    assert stack.emulator_url
+    _reset(stack, limit)
+    subjects = [{"objectId": USERS[i % len(USERS)], "objectTypeName": "User"} for i in range(depth)]
+    bodies = [{"target": TARGET, "subjects": subjects[i : i + PER_REQUEST]} for i in range(0, depth, PER_REQUEST)]
+    ops_before = _storage_requests(log_path)
+    ideal = depth / limit.calls * limit.window_seconds
+    with _LimiterWatch(stack.env["AzureWebJobsStorage"]) as watch:
+        started = time.time()
+        _post_all(stack.base_url, bodies)
+        calls = _wait_calls(stack.emulator_url, depth, 120 + 4 * ideal)
+    ops = _storage_requests(log_path) - ops_before
+    accepted = _accepted(calls)
+    gaps = [b - a for a, b in zip([started, *accepted], accepted, strict=False)]
+    span = accepted[-1] - accepted[0] + limit.window_seconds
+    return Drain(
+        workers=workers,
+        depth=depth,
+        seconds=accepted[-1] - started,
+        rate=len(accepted) / span / (limit.calls / limit.window_seconds),
+        idle=max(gaps[1:], default=0.0),
+        ops_per_call=ops / depth,
+        limiter_bytes=watch.largest,
+        throttled=sum(1 for c in calls if c["throttled"]),
+    )
+
+
+def fairness(stack: Stack, workers: int, limit: RateLimit, singles: int = 20) -> Fairness:
+    """A 1,000-call request drains; ``singles`` one-call requests arrive meanwhile; their waits in slots."""
+    assert stack.emulator_url
+    _reset(stack, limit)
+    run = uuid.uuid4().hex[:6]  # short member ids: 5,000 of them must fit the 256 KiB body limit
+    groups = [
+        {
+            "objectId": f"g{run}{g:02d}",
+            "objectTypeName": "Group",
+            "links": {"members": [{"objectId": f"u{run}{g:02d}{m:02d}", "objectTypeName": "User"} for m in range(100)]},
+        }
+        for g in range(50)
+    ]
+    _post_all(stack.base_url, [{"target": TARGET, "subjects": groups}])
+    drain_seconds = 1000 / limit.calls * limit.window_seconds
+    rng = random.Random(13)
+    moments = sorted(rng.uniform(0.1, 0.7) * drain_seconds for _ in range(singles))
+    began = time.time()
+    submitted: dict[str, float] = {}
+    with httpx.Client(timeout=HTTP_TIMEOUT) as client:
+        for moment in moments:
+            time.sleep(max(0.0, began + moment - time.time()))
+            object_id = str(uuid.uuid4())
+            submitted[object_id] = time.time()
+            body = {"target": TARGET, "subjects": [{"objectId": object_id, "objectTypeName": "User"}]}
+            client.post(f"{stack.base_url}/api/provision", json=body).raise_for_status()
+    calls = _wait_calls(stack.emulator_url, 1000 + singles, 120 + 4 * drain_seconds)
+    slot = limit.window_seconds / limit.calls
+    waits: list[float] = []
+    for call in calls:
+        if call["throttled"] or call["status"] is None:
+            continue
+        sent_body: dict[str, Any] = call.get("body") or {}
+        for parameter in sent_body.get("parameters", []):
+            for subject in parameter.get("subjects", []):
+                sent = submitted.get(subject.get("objectId"))
+                if sent is not None:
+                    waits.append((_arrival(call) - sent) / slot)
+    return Fairness(workers, sorted(waits))
+
+
+def _print(drains: list[Drain], fair: list[Fairness], limit: RateLimit, took: float) -> None:
+    print(f"limit {limit.calls}/{limit.window_seconds:g}s in the emulator and the app; bench took {took:.0f} s")
+    columns = f"{'workers':>8}{'depth':>8}{'drain s':>9}{'rate/lim':>10}{'idle s':>8}{'ops/call':>10}"
+    print(f"{columns}{'limiter B':>11}{'429':>6}")
+    for d in drains:
+        print(
+            f"{d.workers:>8}{d.depth:>8}{d.seconds:>9.1f}{d.rate:>10.2f}{d.idle:>8.2f}{d.ops_per_call:>10.1f}"
+            f"{d.limiter_bytes:>11}{d.throttled:>6}"
+        )
+    by_workers: dict[int, list[Drain]] = {}
+    for d in drains:
+        by_workers.setdefault(d.workers, []).append(d)
+    for workers, rows in sorted(by_workers.items()):
+        rows.sort(key=lambda r: r.depth)
+        if len(rows) > 1:
+            print(
+                f"{workers} worker(s): ops/call at depth {rows[-1].depth} ÷ at {rows[0].depth} = "
+                f"{rows[-1].ops_per_call / rows[0].ops_per_call:.2f} (flat is 1.00)"
+            )
+    for f in fair:
+        if f.waits:
+            print(
+                f"{f.workers} worker(s): {len(f.waits)} single-call requests during a 1,000-call drain waited "
+                f"p50 {statistics.median(f.waits):.0f} slots, max {max(f.waits):.0f} slots"
+            )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.backlog", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--limit", default="50/1s", help="the compressed window, in the emulator and the app")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--depths", type=int, nargs="+", default=[1000, 5000, 20000])
+    parser.add_argument("--no-fairness", action="store_true")
+    parser.add_argument("--log", type=Path, help="the stacks' output, Azurite's access log included")
+    args = parser.parse_args(argv)
+    limit = RateLimit.parse(args.limit)
+    began = time.monotonic()
+    drains: list[Drain] = []
+    fair: list[Fairness] = []
+    log_path = args.log or Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-backlog-{os.getpid()}.log"  # noqa: S108
+    log: IO[str]
+    with log_path.open("w", buffering=1) as log:
+        for workers in args.workers:
+            stack = Stack(
+                port=free_port(),
+                env=_env(args.limit),
+                log=log,
+                emulator_args=["--rate-limit", args.limit],
+                azurite_access_log=True,
+            )
+            with stack:
+                for _ in range(workers - 1):
+                    stack.add_worker()
+                for depth in args.depths:
+                    drains.append(drain(stack, log_path, workers, depth, limit))
+                    print(f"[{time.monotonic() - began:.0f} s] {drains[-1]}", file=sys.stderr, flush=True)
+                if not args.no_fairness:
+                    fair.append(fairness(stack, workers, limit))
+    _print(drains, fair, limit, time.monotonic() - began)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""The ledger's records, typed (pure): a request and its Graph calls, as use cases read and change them.
+
+Records are frozen; a change is ``dataclasses.replace(call, status=CallStatus.RUNNING, ...)``, written back with
+``Ledger.update_call``. ``version`` is an opaque concurrency token from the ledger (the adapter's ETag): a
+record read at one version is written only if the row is still at that version, so use cases pass it back
+without knowing what it is.
+
+The Table schema (keys, ETags, how long text is split, property names) is known only to the ledger adapter
+(``shared.adapters.ledger_codec``): a property is named after its field (``error_code`` is ``errorCode``).
+
+:class:`CallRecord` is the ONE definition of a call's fields. A field with ``metadata=SHOWN`` is part of what a
+caller reads: the status view (``shared.contract.views``), the API model and the OpenAPI document
+(``shared.contract.api_models``) are derived from these marks, in this order. Adding an outcome field: a field
+here (``metadata=SHOWN`` if callers read it) and, when Graph's answer says it, its parsing in ``shared.core.outcome``
+(whose ``Outcome`` fields are applied to the record by name); then regenerate the documents
+(``python -m shared.contract.openapi``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from typing import Any
+
+from shared.core.vocabulary import CallbackStatus, CallStatus, RequestStatus, RuleSource, Source
+
+_SHOWN = "shown"
+#: Metadata of a field callers read (status view, API model, OpenAPI).
+SHOWN: Mapping[str, bool] = {_SHOWN: True}
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One Graph call of a request (ledger row ``call-0001``…)."""
+
+    request_id: str
+    call_id: str
+    subject: Mapping[str, Any] | None = None
+    service_principal_id: str | None = None
+    job_id: str | None = None
+    # -- what a caller reads, in the order they read it --
+    status: CallStatus = field(default=CallStatus.QUEUED, metadata=SHOWN)
+    rule_id: str | None = field(default=None, metadata=SHOWN)
+    rule_source: RuleSource | None = field(default=None, metadata=SHOWN)
+    attempts: int = field(default=0, metadata=SHOWN)
+    not_before: datetime | None = field(default=None, metadata=SHOWN)
+    next_attempt_at: datetime | None = field(default=None, metadata=SHOWN)
+    result: str | None = field(default=None, metadata=SHOWN)
+    action: str | None = field(default=None, metadata=SHOWN)
+    error_code: str | None = field(default=None, metadata=SHOWN)
+    error_message: str | None = field(default=None, metadata=SHOWN)
+    recommended_action: str | None = field(default=None, metadata=SHOWN)
+    change_id: str | None = field(default=None, metadata=SHOWN)
+    reportable_identifier: str | None = field(default=None, metadata=SHOWN)
+    target_object_id: str | None = field(default=None, metadata=SHOWN)
+    failed_step: str | None = field(default=None, metadata=SHOWN)
+    graph_request_id: str | None = field(default=None, metadata=SHOWN)
+    http_status: int | None = field(default=None, metadata=SHOWN)
+    completed_at: datetime | None = field(default=None, metadata=SHOWN)
+    normalisations: tuple[str, ...] | None = field(default=None, metadata=SHOWN)
+    raw_key: str | None = field(default=None, metadata=SHOWN)
+    # -- bookkeeping and evidence, not shown --
+    graph_key: str | None = None
+    graph_client_request_id: str | None = None
+    created_at: datetime | None = None
+    enqueued: bool | None = None
+    claimed_until: datetime | None = None
+    last_attempt_at: datetime | None = None
+    attempt_reason: str | None = None
+    reserved_at: datetime | None = None
+    redriven_at: datetime | None = None
+    throttled_attempts: int | None = None
+    first_failure_at: datetime | None = None
+    failure_streak: int | None = None
+    provisioning_log: str | None = None
+    provisioning_log_blob: str | None = None
+    provisioning_log_length: int | None = None
+    raw_response: str | None = None
+    #: A subject named by ``userPrincipalName``: that name and the object id it resolved to (at the last attempt).
+    user_principal_name: str | None = None
+    object_id: str | None = None
+    version: str | None = field(default=None, compare=False)
+
+
+def camel(name: str) -> str:
+    """A field's name as callers and the ledger spell it: ``error_code`` is ``errorCode``."""
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def shown_call_fields() -> tuple[str, ...]:
+    """The :class:`CallRecord` fields callers read, in order."""
+    return tuple(f.name for f in fields(CallRecord) if f.metadata.get(_SHOWN))
+
+
+@dataclass(frozen=True)
+class OutboxMarks:
+    """The request's outbox (``shared.usecases.outcomes``): which terminal transition was announced, who is
+    announcing it, and where its callback stands. Written only with ``Ledger.update_marks``."""
+
+    notified_for: str | None = None
+    notified_at: datetime | None = None
+    notify_claim_for: str | None = None
+    notify_claimed_until: datetime | None = None
+    callback_for: str | None = None
+    callback_status: CallbackStatus | None = None
+    callback_attempts: int | None = None
+    callback_last_error: str | None = None
+    callback_claimed_until: datetime | None = None
+    callback_next_at: datetime | None = None
+    callback_delivered_at: datetime | None = None
+    callback_http_status: int | None = None
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """A request (ledger row ``request``): where its calls go, and their status added up."""
+
+    request_id: str
+    status: RequestStatus
+    source: Source | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    event_id: str | None = None
+    target: str | None = None
+    service_principal_id: str | None = None
+    job_id: str | None = None
+    rule_id: str | None = None
+    call_count: int = 0
+    counts: Mapping[CallStatus, int] = field(default_factory=dict)
+    event_key: str | None = None
+    normalisations: tuple[str, ...] | None = None
+    reason: str | None = None
+    errors: tuple[Mapping[str, str], ...] | None = None
+    #: Who asked: the caller's name or object id under App Service Authentication (None with keys only).
+    requested_by: str | None = None
+    queue_message_id: str | None = None
+    poison_queue: str | None = None
+    #: Where to POST the status body once the request is finished (allow-listed at intake).
+    callback_url: str | None = None
+    marks: OutboxMarks = field(default_factory=OutboxMarks)
+    version: str | None = field(default=None, compare=False)

@@ -94,3 +94,9 @@ class TableLimiter:
             if await self._write(key, pacing.throttled(state, self._clock(), retry_after), etag):
                 return
             await asyncio.sleep(_conflict_backoff(attempt))
+
+    async def next_free(self, key: str) -> float:
+        """When the next call of this scope could start (epoch seconds), as booked now; nothing is reserved."""
+        await self._ensure_table()
+        state, _ = await self._read(key)
+        return pacing.reserve(state, self._clock(), self._limit).retry_at

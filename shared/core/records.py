@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
-from shared.core.vocabulary import CallStatus, RequestStatus, RuleSource, Source
+from shared.core.vocabulary import CallbackStatus, CallStatus, RequestStatus, RuleSource, Source
 
 _SHOWN = "shown"
 #: Metadata of a field callers read (status view, API model, OpenAPI).
@@ -77,6 +77,9 @@ class CallRecord:
     provisioning_log_blob: str | None = None
     provisioning_log_length: int | None = None
     raw_response: str | None = None
+    #: A subject named by ``userPrincipalName``: that name and the object id it resolved to (at the last attempt).
+    user_principal_name: str | None = None
+    object_id: str | None = None
     version: str | None = field(default=None, compare=False)
 
 
@@ -89,6 +92,25 @@ def camel(name: str) -> str:
 def shown_call_fields() -> tuple[str, ...]:
     """The :class:`CallRecord` fields callers read, in order."""
     return tuple(f.name for f in fields(CallRecord) if f.metadata.get(_SHOWN))
+
+
+@dataclass(frozen=True)
+class OutboxMarks:
+    """The request's outbox (``shared.usecases.outcomes``): which terminal transition was announced, who is
+    announcing it, and where its callback stands. Written only with ``Ledger.update_marks``."""
+
+    notified_for: str | None = None
+    notified_at: datetime | None = None
+    notify_claim_for: str | None = None
+    notify_claimed_until: datetime | None = None
+    callback_for: str | None = None
+    callback_status: CallbackStatus | None = None
+    callback_attempts: int | None = None
+    callback_last_error: str | None = None
+    callback_claimed_until: datetime | None = None
+    callback_next_at: datetime | None = None
+    callback_delivered_at: datetime | None = None
+    callback_http_status: int | None = None
 
 
 @dataclass(frozen=True)
@@ -115,4 +137,7 @@ class RequestRecord:
     requested_by: str | None = None
     queue_message_id: str | None = None
     poison_queue: str | None = None
+    #: Where to POST the status body once the request is finished (allow-listed at intake).
+    callback_url: str | None = None
+    marks: OutboxMarks = field(default_factory=OutboxMarks)
     version: str | None = field(default=None, compare=False)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from shared import telemetry
 from shared.runtime import Runtime, get_runtime
 from shared.usecases import retention, sweeper
+from shared.usecases.schedules import Fired
 
 if TYPE_CHECKING:
     import azure.functions as func
@@ -29,3 +30,14 @@ async def on_sweeper_timer(
     with telemetry.bound(invocationId=invocation_id):
         rt = runtime or get_runtime()
         return await rt.sweeper.run(datetime.now(UTC))
+
+
+async def on_schedules_timer(
+    timer: func.TimerRequest, runtime: Runtime | None = None, *, invocation_id: str | None = None
+) -> list[Fired]:
+    """Submit the occurrences of PROVISIONING_SCHEDULES that are due (once each, whichever instance runs)."""
+    with telemetry.bound(invocationId=invocation_id):
+        rt = runtime or get_runtime()
+        if not rt.settings.schedules:
+            return []
+        return await rt.schedule_runner.run(datetime.now(UTC))

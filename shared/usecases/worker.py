@@ -21,6 +21,7 @@ from shared import telemetry
 from shared.core import retry, textsplit, transitions
 from shared.core.errors import StaleWrite
 from shared.core.ports import (
+    Directory,
     GraphAnswer,
     GraphFailure,
     JobStatus,
@@ -101,6 +102,7 @@ class Worker:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     job_cache: TtlCache[tuple[str, str], JobStatus] | None = None
+    directory: Directory | None = None  # resolves subjects named by userPrincipalName
     writer: CallWriter = field(init=False)
     preparer: CallPreparer = field(init=False)
 
@@ -120,6 +122,7 @@ class Worker:
             claim_seconds=self.policy.claim_seconds,
             job_hold_seconds=self.policy.job_hold_seconds,
             rate_scope=self.policy.rate_scope,
+            directory=self.directory,
         )
 
     async def process(self, item: WorkItem) -> WorkerOutcome:

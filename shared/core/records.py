@@ -58,6 +58,11 @@ class CallRecord:
     graph_request_id: str | None = field(default=None, metadata=SHOWN)
     http_status: int | None = field(default=None, metadata=SHOWN)
     completed_at: datetime | None = field(default=None, metadata=SHOWN)
+    #: A subject named by ``userPrincipalName``: that name and the object id it resolved to (at the last attempt).
+    user_principal_name: str | None = field(default=None, metadata=SHOWN)
+    object_id: str | None = field(default=None, metadata=SHOWN)
+    #: How many of the attempts Graph answered 429 (the operator console charts throttling from it).
+    throttled_attempts: int | None = field(default=None, metadata=SHOWN)
     normalisations: tuple[str, ...] | None = field(default=None, metadata=SHOWN)
     raw_key: str | None = field(default=None, metadata=SHOWN)
     # -- bookkeeping and evidence, not shown --
@@ -70,16 +75,12 @@ class CallRecord:
     attempt_reason: str | None = None
     reserved_at: datetime | None = None
     redriven_at: datetime | None = None
-    throttled_attempts: int | None = None
     first_failure_at: datetime | None = None
     failure_streak: int | None = None
     provisioning_log: str | None = None
     provisioning_log_blob: str | None = None
     provisioning_log_length: int | None = None
     raw_response: str | None = None
-    #: A subject named by ``userPrincipalName``: that name and the object id it resolved to (at the last attempt).
-    user_principal_name: str | None = None
-    object_id: str | None = None
     version: str | None = field(default=None, compare=False)
 
 

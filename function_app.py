@@ -15,7 +15,8 @@ import azure.functions as func
 
 from shared import telemetry
 from shared.contract.names import REQUESTS_QUEUE, WORK_QUEUE
-from shared.triggers import http_api, queue_api, timer_api
+from shared.contract.outcome_events import CALLBACKS_QUEUE
+from shared.triggers import batch_api, http_api, queue_api, timer_api
 
 telemetry.on_app_load(os.environ)
 
@@ -86,3 +87,27 @@ async def backlog_dispatch(timer: func.TimerRequest, context: func.Context) -> N
 async def sweeper(timer: func.TimerRequest, context: func.Context) -> None:
     """Every 5 minutes: re-drive stranded calls and enqueue far-future ones that came within 7 days."""
     await timer_api.on_sweeper_timer(timer, invocation_id=context.invocation_id)
+
+
+# --- Outcome callbacks, batch intake, schedules (h-events) ---------------------------------------------------
+
+
+@app.function_name("provision_batch")
+@app.route(route="provision/batch", methods=["POST"])
+async def provision_batch(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    """POST /api/provision/batch: up to 1,000 requests, each accepted or refused on its own (the literal route wins)."""
+    return await batch_api.provision_batch(req, invocation_id=context.invocation_id)
+
+
+@app.function_name("provision_callbacks")
+@app.queue_trigger(arg_name="msg", queue_name=CALLBACKS_QUEUE, connection="AzureWebJobsStorage")
+async def provision_callbacks(msg: func.QueueMessage, context: func.Context) -> None:
+    """One callback attempt: POST the finished request's status body to its callbackUrl (retried with backoff)."""
+    await queue_api.on_callback_message(msg, invocation_id=context.invocation_id)
+
+
+@app.function_name("provision_schedules")
+@app.timer_trigger(arg_name="timer", schedule="0 * * * * *", use_monitor=False)
+async def provision_schedules(timer: func.TimerRequest, context: func.Context) -> None:
+    """Every minute: submit each due occurrence of PROVISIONING_SCHEDULES once (eventId schedule:{name}:{time})."""
+    await timer_api.on_schedules_timer(timer, invocation_id=context.invocation_id)

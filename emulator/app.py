@@ -14,6 +14,7 @@ from aiohttp import web
 from emulator.calls import CallLog
 from emulator.config import EmulatorConfig
 from emulator.control import add_control_routes
+from emulator.directory_routes import add_directory_routes
 from emulator.entra import EntraIssuer, add_entra_routes
 from emulator.faults import FaultQueue
 from emulator.graph_routes import add_graph_routes
@@ -50,6 +51,7 @@ def create_app(config: EmulatorConfig | None = None) -> web.Application:
     # Registration order matters: each version's catch-all 400 comes after that version's operations.
     add_token_route(app.router)
     add_control_routes(app.router)
+    add_directory_routes(app)
     add_graph_routes(app.router)
     add_entra_routes(app.router)  # last: its paths start with the tenant id, never with a Graph version
     return app

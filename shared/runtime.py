@@ -23,21 +23,26 @@ from shared.settings import Settings
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
     from azure.data.tables.aio import TableClient
+    from azure.storage.queue.aio import QueueClient
 
+    from shared.adapters.graph_directory import GraphDirectory
     from shared.adapters.idempotency import TableEventIndex
     from shared.adapters.lease import TableLease
     from shared.adapters.limiter import TableLimiter
     from shared.adapters.log_store import BlobLogStore
-    from shared.adapters.pending import TablePendingIndex
     from shared.adapters.waiting_room import TableWaitingRoom
     from shared.core.ports import HostProbe, Provisioner
     from shared.usecases.admin_keys import AdminKeyCheck
     from shared.usecases.dispatcher import Dispatcher
     from shared.usecases.health import Health
     from shared.usecases.intake import Intake
+    from shared.usecases.outcomes import AnnouncingPending, Outcomes
     from shared.usecases.rejections import QueueRejections
+    from shared.usecases.retention import Retention
     from shared.usecases.rule_discovery import RuleDiscovery
+    from shared.usecases.schedules import ScheduleRunner
     from shared.usecases.status import Status
+    from shared.usecases.sweeper import Sweeper
     from shared.usecases.worker import Worker
 
 
@@ -72,6 +77,9 @@ class Runtime:
 
     def queue(self, name: str) -> StorageQueue:
         """A queue on the app's storage account, base64 like the Functions trigger expects."""
+        return StorageQueue(self._queue_client(name))
+
+    def _queue_client(self, name: str) -> QueueClient:
         from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
         from azure.storage.queue.aio import QueueClient
 
@@ -91,7 +99,7 @@ class Runtime:
                 message_encode_policy=encode,
                 message_decode_policy=decode,
             )
-        return StorageQueue(client)
+        return client
 
     @cached_property
     def requests_poison_queue(self) -> StorageQueue:
@@ -141,11 +149,16 @@ class Runtime:
         return BlobLogStore(service.get_container_client(CONTAINER))
 
     @cached_property
-    def pending(self) -> TablePendingIndex:
-        """Table ``ProvisioningPending``: the in-flight requests the sweeper looks at."""
-        from shared.adapters.pending import PENDING_TABLE, TablePendingIndex
+    def pending(self) -> AnnouncingPending:
+        """Table ``ProvisioningPending``: the in-flight requests the sweeper looks at.
 
-        return TablePendingIndex(self._table(PENDING_TABLE))
+        A finished request leaves it only once its outcome is announced (events, callback), so a failed
+        announcement is retried by the next sweep.
+        """
+        from shared.adapters.pending import PENDING_TABLE, TablePendingIndex
+        from shared.usecases.outcomes import AnnouncingPending
+
+        return AnnouncingPending(TablePendingIndex(self._table(PENDING_TABLE)), self.outcomes)
 
     @cached_property
     def limiter(self) -> TableLimiter:
@@ -198,6 +211,7 @@ class Runtime:
             pending=self.pending,
             policy=policy,
             backlog=self.dispatcher,
+            directory=self.directory,
         )
 
     @cached_property
@@ -242,7 +256,12 @@ class Runtime:
         """Reads requests (and their large logs) into the views callers see; the ``Prefer: wait`` poll."""
         from shared.usecases.status import Status
 
-        return Status(self.ledger, lambda: self.log_store, self.settings.graph_base_url)
+        return Status(
+            self.ledger,
+            lambda: self.log_store,
+            self.settings.graph_base_url,
+            slots=(self.limiter, self.settings.rate_scope),
+        )
 
     @cached_property
     def health(self) -> Health:
@@ -258,7 +277,71 @@ class Runtime:
         """Records a queued request that can never be valid, and poisons its message at once."""
         from shared.usecases.rejections import QueueRejections
 
-        return QueueRejections(self.ledger, self.requests_poison_queue)
+        return QueueRejections(self.ledger, self.requests_poison_queue, self.outcomes.request_finished)
+
+    @cached_property
+    def sweeper(self) -> Sweeper:
+        """Re-drives stranded calls; enqueues far-future calls that came within the queue's reach."""
+        from shared.usecases.sweeper import Sweeper
+
+        return Sweeper(self.ledger, self.work_queue, self.pending, self.waiting_room)
+
+    @cached_property
+    def retention(self) -> Retention:
+        """Deletes finished requests past ``LEDGER_RETENTION_DAYS``, with their logs and event keys."""
+        from shared.usecases.retention import Retention
+
+        return Retention(self.ledger, self.log_store, self.events, self.settings.ledger_retention_days)
+
+    # --- Outcome events and callbacks, schedules, users by name (h-events) ----------------------------------------
+
+    @cached_property
+    def outcomes(self) -> Outcomes:
+        """Outcome events (``provisioning-outcomes``, Event Grid when configured) and callbacks."""
+        from shared.adapters.callback_http import HttpCallbackClient
+        from shared.adapters.message_queue import TextQueue
+        from shared.contract.outcome_events import CALLBACKS_QUEUE, OUTCOMES_QUEUE
+        from shared.usecases.outcomes import Outcomes
+
+        event_grid = None
+        if self.settings.eventgrid_topic_endpoint:
+            from shared.adapters.event_grid import EventGridPublisher
+
+            credential = self._managed_identity(self.settings.azure_client_id)
+            event_grid = EventGridPublisher(self.settings.eventgrid_topic_endpoint, credential)
+        return Outcomes(
+            ledger=self.ledger,
+            outcomes_queue=TextQueue(self._queue_client(OUTCOMES_QUEUE), keep=True),
+            callbacks_queue=TextQueue(self._queue_client(CALLBACKS_QUEUE)),
+            callbacks=HttpCallbackClient(self.settings.callback_policy),
+            event_grid=event_grid,
+            public_base_url=self.settings.public_base_url,
+        )
+
+    @cached_property
+    def directory(self) -> GraphDirectory:
+        """Users by UPN and group members, through the provisioning adapter's GraphServiceClient."""
+        from shared.adapters.graph import GraphProvisioner
+        from shared.adapters.graph_directory import GraphDirectory
+
+        graph = self.graph
+        assert isinstance(graph, GraphProvisioner)
+        return GraphDirectory(graph.graph_client, self.settings.graph_base_url)
+
+    @cached_property
+    def schedule_runner(self) -> ScheduleRunner:
+        """PROVISIONING_SCHEDULES: each due occurrence submitted once through intake (source ``schedule``)."""
+        from datetime import UTC, datetime
+
+        from shared.core.models import ProvisioningRequest
+        from shared.core.vocabulary import Source
+        from shared.usecases.intake import AcceptCommand, Accepted
+        from shared.usecases.schedules import ScheduleRunner
+
+        async def submit(request: ProvisioningRequest) -> Accepted:
+            return await self.intake().accept(AcceptCommand(request, Source.SCHEDULE, datetime.now(UTC)))
+
+        return ScheduleRunner(self.settings.schedules, submit, self.directory)
 
 
 _runtime: Runtime | None = None

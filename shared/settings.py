@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from shared.core import ids
+from shared.core.callbacks import CallbackPolicy
 from shared.core.errors import SettingsError
 from shared.core.pacing import RateLimit
+from shared.core.schedules import Schedule, parse_schedules
 
 #: Every setting the app reads (the infra test checks the template sets what is required).
 KNOWN_SETTINGS = (
@@ -31,6 +33,9 @@ KNOWN_SETTINGS = (
     "JOB_HOLD_SECONDS",
     "PUBLIC_BASE_URL",
     "GRAPH_RETRY_BUDGET_MINUTES",
+    "CALLBACK_ALLOWED_HOSTS",
+    "EVENTGRID_TOPIC_ENDPOINT",
+    "PROVISIONING_SCHEDULES",
     "AUTH_MODE",
 )
 
@@ -92,18 +97,22 @@ class Settings:
     job_hold_seconds: int = 60
     public_base_url: str | None = None
     retry_budget_minutes: int = 60
+    callback_policy: CallbackPolicy = CallbackPolicy()  # noqa: RUF009 (frozen)
+    eventgrid_topic_endpoint: str | None = None
+    schedules: tuple[Schedule, ...] = ()
     auth_mode: str = "keys"
 
     @classmethod
     def from_environ(cls, env: Mapping[str, str]) -> Settings:
         """Build settings from an environment mapping; raises :class:`SettingsError` naming the setting."""
         base_url = _graph_base_url(env)
+        targets = parse_targets(env.get("PROVISIONING_TARGETS", ""))
         return cls(
             storage=_storage(env),
             graph_base_url=base_url,
             graph_scope=graph_scope_for(base_url),
             azure_client_id=env.get("AZURE_CLIENT_ID") or None,
-            targets=parse_targets(env.get("PROVISIONING_TARGETS", "")),
+            targets=targets,
             allow_unlisted_targets=_bool(env, "ALLOW_UNLISTED_TARGETS", default=False),
             rate_limit=RateLimit.parse(env.get("GRAPH_RATE_LIMIT") or "5/10s"),
             rate_scope=_choice(env, "GRAPH_RATE_SCOPE", ("tenant", "job"), default="tenant"),
@@ -114,6 +123,9 @@ class Settings:
             retry_budget_minutes=_positive_int(
                 env, "GRAPH_RETRY_BUDGET_MINUTES", default=60, maximum=MAX_RETRY_BUDGET_MINUTES
             ),
+            callback_policy=CallbackPolicy.parse(env.get("CALLBACK_ALLOWED_HOSTS")),
+            eventgrid_topic_endpoint=eventgrid_endpoint(env.get("EVENTGRID_TOPIC_ENDPOINT", "")),
+            schedules=parse_schedules(env.get("PROVISIONING_SCHEDULES", ""), targets),
             auth_mode=_choice(env, "AUTH_MODE", AUTH_MODES, default="keys"),
         )
 
@@ -189,6 +201,22 @@ def public_base_url(text: str) -> str | None:
     if "?" in raw or "#" in raw or "@" in parts.netloc:
         raise SettingsError(f"{problem}, without a query, fragment or credentials")
     return raw.rstrip("/")
+
+
+def eventgrid_endpoint(text: str) -> str | None:
+    """``EVENTGRID_TOPIC_ENDPOINT``: the topic's https endpoint (plain http only for this machine); None when unset."""
+    raw = text.strip()
+    if not raw:
+        return None
+    parts = urlsplit(raw)
+    host = (parts.hostname or "").lower()
+    if not host or parts.scheme not in ("https", "http") or (parts.scheme == "http" and host not in LOCAL_HOSTS):
+        raise SettingsError(
+            "EVENTGRID_TOPIC_ENDPOINT must be an https URL such as https://topic.westeurope-1.eventgrid.azure.net/api/events"
+        )
+    if parts.query or parts.fragment or "@" in parts.netloc:
+        raise SettingsError("EVENTGRID_TOPIC_ENDPOINT must not carry a query, fragment or credentials")
+    return raw
 
 
 def _graph_base_url(env: Mapping[str, str]) -> str:

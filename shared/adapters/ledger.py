@@ -28,7 +28,7 @@ from shared.adapters.create_once import CreateOnce
 from shared.contract.names import REQUEST_ROW
 from shared.core import aggregate
 from shared.core.errors import StaleWrite, StoreUnavailable
-from shared.core.records import CallRecord, RequestRecord
+from shared.core.records import CallRecord, OutboxMarks, RequestRecord
 from shared.core.vocabulary import RequestStatus
 
 if TYPE_CHECKING:
@@ -204,3 +204,37 @@ class TableLedger:
                 raise
             return codec.request_from_entity({**dict(request), **entity}, meta.get("etag"))
         raise StaleWrite(f"{request_id}: request row kept changing")
+
+    async def read_request(self, request_id: str) -> RequestRecord | None:
+        """The request row alone (one point read), or None."""
+        await self._ensure_table()
+        try:
+            entity = await self._table.get_entity(request_id, REQUEST_ROW)
+        except ResourceNotFoundError:
+            return None
+        return codec.request_from_entity(entity, entity.metadata["etag"])
+
+    async def update_marks(self, request: RequestRecord, marks: OutboxMarks) -> RequestRecord:
+        """Write the outbox marks onto the request row as it is at ``request.version``; StaleWrite if it moved on.
+
+        The row is replaced (a mark set to None loses its property) with every other property exactly as stored,
+        conditional on the ETag, so nothing another writer wrote can be lost: it would have changed the ETag.
+        """
+        try:
+            entity = await self._table.get_entity(request.request_id, REQUEST_ROW)
+        except ResourceNotFoundError as exc:
+            raise StaleWrite(f"{request.request_id}/{REQUEST_ROW} is gone") from exc
+        etag = str(entity.metadata["etag"])
+        if etag != request.version:
+            raise StaleWrite(f"{request.request_id}/{REQUEST_ROW} changed")
+        row = {k: v for k, v in entity.items() if k not in codec.MARK_PROPERTIES}
+        row.update(codec.marks_properties(marks))
+        try:
+            meta = await self._table.update_entity(
+                row, mode="replace", etag=etag, match_condition=MatchConditions.IfNotModified
+            )
+        except HttpResponseError as exc:
+            if exc.status_code in (404, 412):
+                raise StaleWrite(f"{request.request_id}/{REQUEST_ROW} changed") from exc
+            raise
+        return replace(request, marks=marks, version=str(meta["etag"]))

@@ -22,7 +22,7 @@ from typing import Any, Union
 
 from shared.contract.names import REQUEST_ROW
 from shared.core import textsplit
-from shared.core.records import CallRecord, RequestRecord, camel
+from shared.core.records import CallRecord, OutboxMarks, RequestRecord, camel
 from shared.core.vocabulary import CallStatus
 
 Entity = dict[str, Any]
@@ -31,7 +31,7 @@ Entity = dict[str, Any]
 _SPLIT_TEXTS = frozenset({"provisioning_log", "raw_response"})
 #: Fields that are the row's keys, not properties of their own (the request row also keeps ``requestId``).
 _CALL_KEYS = frozenset({"request_id", "call_id", "version"})
-_REQUEST_KEYS = frozenset({"version", "counts"})
+_REQUEST_KEYS = frozenset({"version", "counts", "marks"})
 
 
 @cache
@@ -119,7 +119,26 @@ def request_to_entity(request: RequestRecord) -> Entity:
         if f.name not in _REQUEST_KEYS:
             entity.update(_encode(f.name, getattr(request, f.name)))
     entity.update(count_properties(request.counts))
+    entity.update(marks_properties(request.marks))
     return entity
+
+
+def marks_properties(marks: OutboxMarks) -> Entity:
+    """The outbox marks as properties (a mark that is None has none)."""
+    entity: Entity = {}
+    for f in fields(OutboxMarks):
+        entity.update(_encode(f.name, getattr(marks, f.name)))
+    return entity
+
+
+def marks_from_entity(entity: Mapping[str, Any]) -> OutboxMarks:
+    """The outbox marks of a request row."""
+    values = {f.name: _decode(OutboxMarks, f.name, entity) for f in fields(OutboxMarks)}
+    return OutboxMarks(**{k: v for k, v in values.items() if v is not None})
+
+
+#: The properties :func:`marks_properties` may write.
+MARK_PROPERTIES = frozenset(camel(f.name) for f in fields(OutboxMarks))
 
 
 def count_properties(counts: Mapping[CallStatus, int]) -> dict[str, int]:
@@ -133,4 +152,10 @@ def request_from_entity(entity: Mapping[str, Any], version: str | None = None) -
     values = {name: _decode(RequestRecord, name, entity) for name in names}
     values = {k: v for k, v in values.items() if v is not None}
     counts = {status: int(entity.get(f"{status.value}Count") or 0) for status in CallStatus}
-    return RequestRecord(request_id=str(entity["PartitionKey"]), counts=counts, version=version, **values)
+    return RequestRecord(
+        request_id=str(entity["PartitionKey"]),
+        counts=counts,
+        marks=marks_from_entity(entity),
+        version=version,
+        **values,
+    )

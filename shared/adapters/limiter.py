@@ -149,3 +149,9 @@ class TableLimiter:
             return pacing.throttled(state, now, retry_after), None
 
         await self._update(key, decide, None)
+
+    async def next_free(self, key: str) -> float:
+        """When the next call of this scope could start (epoch seconds), as booked now; nothing is reserved."""
+        await self._ensure_table()
+        state, _ = await self._read(key)
+        return pacing.reserve(state, self._clock(), self._limit).retry_at

@@ -21,7 +21,12 @@ def _linked(subject: LinkedSubject) -> dict[str, str]:
 
 def graph_subjects(subject: Subject) -> list[dict[str, Any]]:
     """The Graph ``synchronizationJobSubject`` bodies for one requested subject (one per call)."""
-    base: dict[str, Any] = {"objectId": subject.object_id, "objectTypeName": subject.object_type_name}
+    name = (
+        {"objectId": subject.object_id}
+        if subject.object_id is not None
+        else {"userPrincipalName": subject.user_principal_name}  # resolved by the worker before the call
+    )
+    base: dict[str, Any] = {**name, "objectTypeName": subject.object_type_name}
     links = subject.links
     if links is None:
         return [base]

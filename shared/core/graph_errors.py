@@ -24,37 +24,41 @@ IDENTITY = (
 )
 
 
+#: Failures of our own making, named by the code the adapter gives them: the same advice whatever the status.
+_BY_CODE = {
+    "ManagedIdentityUnavailable": IDENTITY,
+    "UnparseableResponse": (
+        "Something answered in Graph's place with a body that is not Graph's JSON (a proxy, a front door "
+        "or a wrong GRAPH_BASE_URL); the raw answer is kept with the call. Check GRAPH_BASE_URL and the "
+        "network path to Graph, then submit the request again."
+    ),
+    "TokenExpired": (
+        "Graph refused the managed identity's token as expired, again after a fresh token was requested. "
+        "Check the instance's clock and the identity, then submit the request again."
+    ),
+}
+#: Advice by HTTP status where Graph's code and message do not change it.
+_BY_STATUS = {
+    403: PERMISSION,
+    409: "Graph reported a conflict with the job's current state; check the job in the portal, then resubmit.",
+    429: "Graph kept throttling this call; it was retried until the attempt limit. Submit it again later.",
+}
+_SERVER_OR_NETWORK = (
+    "Graph or the network failed repeatedly; submit the request again, or check Graph's service health."
+)
+
+
 def recommended_action(http_status: int | None, code: str | None, message: str | None = None) -> str | None:
     """A short instruction for an operator, or None when Graph's own message says it all."""
     text = (message or "").lower()
-    if code == "ManagedIdentityUnavailable":
-        return IDENTITY
-    if code == "UnparseableResponse":
-        return (
-            "Something answered in Graph's place with a body that is not Graph's JSON (a proxy, a front door "
-            "or a wrong GRAPH_BASE_URL); the raw answer is kept with the call. Check GRAPH_BASE_URL and the "
-            "network path to Graph, then submit the request again."
-        )
-    if code == "TokenExpired":
-        return (
-            "Graph refused the managed identity's token as expired, again after a fresh token was requested. "
-            "Check the instance's clock and the identity, then submit the request again."
-        )
-    if http_status == 401:
-        return _unauthorized(code, text)
-    if http_status == 403:
-        return PERMISSION
-    if http_status == 400:
-        return _bad_request(code, text)
-    if http_status == 404:
-        return _not_found(code, text)
-    if http_status == 409:
-        return "Graph reported a conflict with the job's current state; check the job in the portal, then resubmit."
-    if http_status == 429:
-        return "Graph kept throttling this call; it was retried until the attempt limit. Submit it again later."
+    if code in _BY_CODE:
+        return _BY_CODE[code]
     if http_status is None or http_status >= 500:
-        return "Graph or the network failed repeatedly; submit the request again, or check Graph's service health."
-    return None
+        return _SERVER_OR_NETWORK
+    by_message = {401: _unauthorized, 400: _bad_request, 404: _not_found}.get(http_status)
+    if by_message is not None:
+        return by_message(code, text)
+    return _BY_STATUS.get(http_status)
 
 
 def _unauthorized(code: str | None, text: str) -> str:

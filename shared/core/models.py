@@ -9,9 +9,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    model_validator,
+)
 
-from shared.core import ids
+from shared.core import ids, upn
 from shared.core.vocabulary import Priority
 
 MAX_SUBJECTS = 100
@@ -68,6 +77,13 @@ EventId = Annotated[
 ]
 
 
+UserPrincipalName = Annotated[
+    str,
+    _check(upn.is_user_principal_name, "must be a user principal name such as jane.doe@contoso.com"),
+    _schema(r"^[A-Za-z0-9'._!#^~-]{1,64}@[A-Za-z0-9.-]{1,48}$", upn.MAX_LENGTH, format="email"),
+]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
 
@@ -88,11 +104,22 @@ class Links(_Strict):
 
 
 class Subject(_Strict):
-    """One object to provision; Graph takes one per call."""
+    """One object to provision; Graph takes one per call.
 
-    object_id: ObjectId = Field(alias="objectId")
+    Named by ``objectId``, or (Entra users) by ``userPrincipalName``, which the worker resolves through Graph
+    right before the call: exactly one of the two.
+    """
+
+    object_id: ObjectId | None = Field(default=None, alias="objectId")
+    user_principal_name: UserPrincipalName | None = Field(default=None, alias="userPrincipalName")
     object_type_name: ObjectTypeName = Field(alias="objectTypeName")
     links: Links | None = None
+
+    @model_validator(mode="after")
+    def _one_name(self) -> Subject:
+        if (self.object_id is None) == (self.user_principal_name is None):
+            raise ValueError("give exactly one of objectId and userPrincipalName")
+        return self
 
 
 class ProvisioningRequest(_Strict):
@@ -108,6 +135,10 @@ class ProvisioningRequest(_Strict):
     priority: Priority | None = Field(
         default=None,
         description="Order against other requests waiting for the same rate limit: high, normal (default), low.",
+    )
+    #: Where to POST the status body once the request is finished (its host is allow-listed at intake).
+    callback_url: Annotated[str, StringConstraints(min_length=1, max_length=2048)] | None = Field(
+        default=None, alias="callbackUrl"
     )
 
     def not_before_or(self, now: datetime) -> datetime:

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from shared.core import ids
 from shared.core.pacing import LimiterState, RateLimit, Reservation
-from shared.core.records import CallRecord, RequestRecord
+from shared.core.records import CallRecord, OutboxMarks, RequestRecord
 from shared.core.rules import RuleInfo
 
 MAX_VISIBILITY_DELAY_SECONDS = 7 * 24 * 3600 - 60
@@ -129,6 +129,13 @@ class Ledger(Protocol):
 
     async def refresh_request(self, request_id: str, now: datetime) -> RequestRecord | None:
         """Recompute the request's status and counts from its calls; None if the request is unknown."""
+
+    async def read_request(self, request_id: str) -> RequestRecord | None:
+        """The request alone (no calls), or None."""
+
+    async def update_marks(self, request: RequestRecord, marks: OutboxMarks) -> RequestRecord:
+        """Write the request's outbox ``marks`` (nothing else) if its row is still at ``request.version``;
+        the request as written. Raises StaleWrite when the row changed or is gone."""
 
 
 class EventIndex(Protocol):
@@ -246,3 +253,68 @@ class HostProbe(Protocol):
     """
 
     async def get(self, url: str, headers: Mapping[str, str] | None = None) -> HostAnswer: ...
+
+
+# --- Outcomes: events and callbacks when a request finishes ------------------------------------------------------
+
+
+class MessageQueue(Protocol):
+    """A Storage queue that takes text messages, optionally delayed (base64 on the wire)."""
+
+    async def send_text(self, text: str, delay_seconds: float = 0) -> None: ...
+
+
+class EventPublisher(Protocol):
+    """Where outcome events go besides the queue (Event Grid, when configured)."""
+
+    async def publish(self, event: Mapping[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True)
+class CallbackResult:
+    """One callback attempt: delivered (2xx), or why not; ``permanent`` when retrying cannot help."""
+
+    delivered: bool
+    http_status: int | None = None
+    error: str | None = None
+    permanent: bool = False
+
+
+class CallbackClient(Protocol):
+    """POSTs a callback to an allow-listed URL (implemented by ``shared.adapters.callback_http``)."""
+
+    async def post(self, url: str, body: bytes) -> CallbackResult: ...
+
+
+# --- The directory: users by name, group members ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Member:
+    """A group member as Graph lists it: its id and its type (``User``, ``Group``, ``Device``…)."""
+
+    object_id: str
+    object_type_name: str
+
+
+class Directory(Protocol):
+    """Directory reads through Graph (implemented by ``shared.adapters.graph_directory``); never raise."""
+
+    async def user_id(self, user_principal_name: str) -> str | GraphFailure | None:
+        """The object id of the user with this UPN; None when there is none (Graph's 404)."""
+        ...
+
+    async def group_members(self, group_id: str) -> list[Member] | GraphFailure | None:
+        """Every direct member of the group, all pages read; None when there is no such group."""
+        ...
+
+
+class SlotBook(Protocol):
+    """How far the shared limiter is booked (implemented by ``shared.adapters.limiter.TableLimiter``)."""
+
+    @property
+    def limit(self) -> RateLimit: ...
+
+    async def next_free(self, key: str) -> float:
+        """When the next call of this scope could start (epoch seconds)."""
+        ...

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
-from shared.core.vocabulary import CallStatus, Priority, RequestStatus, RuleSource, Source, WaitingFor
+from shared.core.vocabulary import CallbackStatus, CallStatus, Priority, RequestStatus, RuleSource, Source, WaitingFor
 
 _SHOWN = "shown"
 #: Metadata of a field callers read (status view, API model, OpenAPI).
@@ -60,6 +60,11 @@ class CallRecord:
     graph_request_id: str | None = field(default=None, metadata=SHOWN)
     http_status: int | None = field(default=None, metadata=SHOWN)
     completed_at: datetime | None = field(default=None, metadata=SHOWN)
+    #: A subject named by ``userPrincipalName``: that name and the object id it resolved to (at the last attempt).
+    user_principal_name: str | None = field(default=None, metadata=SHOWN)
+    object_id: str | None = field(default=None, metadata=SHOWN)
+    #: How many of the attempts Graph answered 429 (the operator console charts throttling from it).
+    throttled_attempts: int | None = field(default=None, metadata=SHOWN)
     normalisations: tuple[str, ...] | None = field(default=None, metadata=SHOWN)
     raw_key: str | None = field(default=None, metadata=SHOWN)
     # -- bookkeeping and evidence, not shown --
@@ -72,7 +77,6 @@ class CallRecord:
     attempt_reason: str | None = None
     reserved_at: datetime | None = None
     redriven_at: datetime | None = None
-    throttled_attempts: int | None = None
     first_failure_at: datetime | None = None
     failure_streak: int | None = None
     provisioning_log: str | None = None
@@ -95,6 +99,25 @@ def camel(name: str) -> str:
 def shown_call_fields() -> tuple[str, ...]:
     """The :class:`CallRecord` fields callers read, in order."""
     return tuple(f.name for f in fields(CallRecord) if f.metadata.get(_SHOWN))
+
+
+@dataclass(frozen=True)
+class OutboxMarks:
+    """The request's outbox (``shared.usecases.outcomes``): which terminal transition was announced, who is
+    announcing it, and where its callback stands. Written only with ``Ledger.update_marks``."""
+
+    notified_for: str | None = None
+    notified_at: datetime | None = None
+    notify_claim_for: str | None = None
+    notify_claimed_until: datetime | None = None
+    callback_for: str | None = None
+    callback_status: CallbackStatus | None = None
+    callback_attempts: int | None = None
+    callback_last_error: str | None = None
+    callback_claimed_until: datetime | None = None
+    callback_next_at: datetime | None = None
+    callback_delivered_at: datetime | None = None
+    callback_http_status: int | None = None
 
 
 @dataclass(frozen=True)
@@ -122,4 +145,7 @@ class RequestRecord:
     queue_message_id: str | None = None
     poison_queue: str | None = None
     priority: Priority | None = None
+    #: Where to POST the status body once the request is finished (allow-listed at intake).
+    callback_url: str | None = None
+    marks: OutboxMarks = field(default_factory=OutboxMarks)
     version: str | None = field(default=None, compare=False)

@@ -23,7 +23,7 @@ A hard cap on attempts stands behind all of it, so no call is ever made without 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -55,6 +55,8 @@ class Policy:
 
     budget_seconds: float = DEFAULT_BUDGET_SECONDS
     max_attempts: int = HARD_MAX_ATTEMPTS
+    #: The jitter's source (None: the module's); tests pass a seeded one.
+    rng: random.Random | None = field(default=None, compare=False)
 
 
 DEFAULT_POLICY = Policy()
@@ -118,7 +120,6 @@ def decide(
     *,
     retry_after: float | None = None,
     policy: Policy = DEFAULT_POLICY,
-    rng: random.Random | None = None,
 ) -> Decision:
     """Retry or give up after a failed attempt of ``kind`` at ``now``."""
     if kind == "permanent":
@@ -134,7 +135,7 @@ def decide(
             return Decision(False, reason=f"Graph throttled this call {history.throttles} times.")
         if retry_after is not None and retry_after >= 0:
             return Decision(True, min(retry_after, MAX_RETRY_AFTER_SECONDS))
-        return Decision(True, backoff(history.throttles, rng))
+        return Decision(True, backoff(history.throttles, policy.rng))
     started = history.streak_started or now
     remaining = (started + timedelta(seconds=policy.budget_seconds) - now).total_seconds()
     if remaining <= 0:
@@ -146,4 +147,4 @@ def decide(
         )
     # the exponent is the length of this outage, not of the call's whole life: a dropped connection after
     # an earlier, ended outage (or a few 429s) is retried in seconds, not minutes
-    return Decision(True, min(backoff(history.streak or history.attempts, rng), remaining))
+    return Decision(True, min(backoff(history.streak or history.attempts, policy.rng), remaining))

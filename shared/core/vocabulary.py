@@ -107,3 +107,13 @@ class RuleSource(StrEnum):
     REQUEST = "request"
     TARGET = "target"
     SCHEMA = "schema"
+
+
+class CallbackStatus(StrEnum):
+    """``callbackStatus`` on the request row: where the request's callback stands."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    RETRYING = "retrying"
+    DELIVERED = "delivered"
+    FAILED = "failed"

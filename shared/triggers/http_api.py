@@ -1,11 +1,9 @@
 """HTTP boundary: ``func.HttpRequest`` in, ``func.HttpResponse`` out.
 
-Everything a caller can get wrong becomes a 4xx problem+json naming the field; a 5xx only ever means our
-own dependency failed (``503``, retry later) or the app is misconfigured (``500`` type ``misconfigured``, no
-``Retry-After``: retrying cannot help until an operator fixes the setting). Responses follow the
-asynchronous request-reply pattern as Logic Apps' HTTP action expects it: ``202`` with an absolute
-``Location`` and ``Retry-After`` while work is pending, the same ``202`` again on every poll until done,
-then ``200``.
+Everything a caller can get wrong becomes a 4xx problem+json naming the field; a 5xx only ever means our own
+dependency failed (``503``, retry later) or the app is misconfigured (``500`` ``misconfigured``, no ``Retry-After``).
+Responses follow the asynchronous request-reply pattern as Logic Apps' HTTP action expects it: ``202`` with an
+absolute ``Location`` and an honest ``Retry-After`` (``shared.usecases.poll_hint``) while work is pending, then ``200``.
 
 One Functions function serves both the submit and the status route of each way in (``provision`` for
 ``POST /api/provision`` and ``GET /api/provision/{requestId}``; ``provision_graph_compatible`` for Graph's path
@@ -47,7 +45,6 @@ from shared.usecases import intake
 from shared.usecases.status import JobPath
 
 ROUTE_PREFIX = links.ROUTE_PREFIX  # host.json extensions.http.routePrefix
-POLL_SECONDS = 2
 IDEMPOTENCY_HEADER = "client-request-id"
 _CLIENT_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")  # visible ASCII: Graph sends a GUID here
 
@@ -73,10 +70,11 @@ async def _accepted_response(
     req: func.HttpRequest, rt: Runtime, accepted: intake.Accepted, graph_path: JobPath | None = None
 ) -> func.HttpResponse:
     location = await _link(req, rt, *_status_segments(accepted.request_id, graph_path))
+    wait = await rt.status.retry_after(accepted.request_id)
     return json_response(
         202,
         {"requestId": accepted.request_id, "status": accepted.status, "calls": accepted.calls},
-        {"Location": location, "Retry-After": str(POLL_SECONDS)},
+        {"Location": location, "Retry-After": str(wait)},
     )
 
 
@@ -163,7 +161,7 @@ async def _status(req: func.HttpRequest, runtime: Runtime | None, job: JobPath |
         location = await _link(req, rt, *_status_segments(request_id, job))
     except (AzureError, OSError, SettingsError) as exc:
         return dependency_failure(exc)
-    return json_response(202, read.body, {"Location": location, "Retry-After": str(POLL_SECONDS)})
+    return json_response(202, read.body, {"Location": location, "Retry-After": str(read.retry_after)})
 
 
 # --- Graph's own path ----------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from shared.core.ports import WorkItem
 from shared.core.vocabulary import Source
 from shared.runtime import Runtime, get_runtime
 from shared.usecases import intake
+from shared.usecases.outcomes import CallbackMessage
 
 if TYPE_CHECKING:
     import azure.functions as func
@@ -39,6 +40,16 @@ async def on_work_message(
         item = WorkItem.from_json(msg.get_body())
         rt = runtime or get_runtime()
         await rt.worker.process(item)
+
+
+async def on_callback_message(
+    msg: func.QueueMessage, runtime: Runtime | None = None, *, invocation_id: str | None = None
+) -> None:
+    """One callback attempt from ``provisioning-callbacks`` (the next one, if needed, is queued delayed)."""
+    with telemetry.bound(invocationId=invocation_id, messageId=msg.id):
+        message = CallbackMessage.from_json(msg.get_body())
+        rt = runtime or get_runtime()
+        await rt.outcomes.deliver_callback(message)
 
 
 def parse_request_message(body: bytes) -> tuple[ProvisioningRequest, list[str]]:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from shared import telemetry
 from shared.runtime import Runtime, get_runtime
 from shared.usecases import retention, sweeper
+from shared.usecases.schedules import Fired
 
 if TYPE_CHECKING:
     import azure.functions as func
@@ -19,9 +20,7 @@ async def on_retention_timer(
     """Delete requests older than ``LEDGER_RETENTION_DAYS``."""
     with telemetry.bound(invocationId=invocation_id):
         rt = runtime or get_runtime()
-        return await retention.purge(
-            rt.ledger, rt.log_store, rt.events, now=datetime.now(UTC), retention_days=rt.settings.ledger_retention_days
-        )
+        return await rt.retention.run(datetime.now(UTC))
 
 
 async def on_sweeper_timer(
@@ -30,8 +29,7 @@ async def on_sweeper_timer(
     """Re-drive calls whose work message was lost; enqueue far-future calls that came within reach."""
     with telemetry.bound(invocationId=invocation_id):
         rt = runtime or get_runtime()
-        sweep = sweeper.Sweeper(rt.ledger, rt.work_queue, rt.pending, rt.waiting_room)
-        return await sweep.sweep(now=datetime.now(UTC))
+        return await rt.sweeper.run(datetime.now(UTC))
 
 
 async def on_backlog_timer(
@@ -41,3 +39,14 @@ async def on_backlog_timer(
     with telemetry.bound(invocationId=invocation_id):
         rt = runtime or get_runtime()
         return await rt.dispatcher.pump_all()
+
+
+async def on_schedules_timer(
+    timer: func.TimerRequest, runtime: Runtime | None = None, *, invocation_id: str | None = None
+) -> list[Fired]:
+    """Submit the occurrences of PROVISIONING_SCHEDULES that are due (once each, whichever instance runs)."""
+    with telemetry.bound(invocationId=invocation_id):
+        rt = runtime or get_runtime()
+        if not rt.settings.schedules:
+            return []
+        return await rt.schedule_runner.run(datetime.now(UTC))

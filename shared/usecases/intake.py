@@ -138,6 +138,19 @@ def resolve_target(request: ProvisioningRequest, settings: Settings) -> Target:
     )
 
 
+def check_callback(request: ProvisioningRequest, settings: Settings) -> None:
+    """A 400 Problem naming ``/callbackUrl`` when its URL may not be called back (CALLBACK_ALLOWED_HOSTS)."""
+    if request.callback_url is not None:
+        reason = settings.callback_policy.url_problem(request.callback_url)
+        if reason is not None:
+            raise Problem.invalid(
+                "Callback not allowed",
+                f"callbackUrl {reason}.",
+                FieldError("/callbackUrl", reason),
+                slug="callback-not-allowed",
+            )
+
+
 @dataclass(frozen=True)
 class AcceptCommand:
     """A validated request to accept, and how it came in.
@@ -211,6 +224,7 @@ class Intake:
 
     def _plan(self, command: AcceptCommand) -> _Plan:
         target = resolve_target(command.request, self.settings)
+        check_callback(command.request, self.settings)
         start = command.request.not_before_or(command.now)
         delay = (start - command.now).total_seconds()
         if delay > MAX_NOT_BEFORE_DAYS * 86400:
@@ -298,6 +312,7 @@ def _records(command: AcceptCommand, plan: _Plan, request_id: str) -> tuple[Requ
         normalisations=tuple(command.normalisations) or None,
         requested_by=command.requested_by,
         priority=request.priority,
+        callback_url=request.callback_url,
         status=summary.status,
         counts=summary.counts,
     )

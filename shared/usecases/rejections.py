@@ -5,6 +5,7 @@ message moved to ``provisioning-requests-poison`` at once (instead of failing fi
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from shared import telemetry
@@ -22,9 +23,12 @@ log = telemetry.get_logger(__name__)
 class QueueRejections:
     """Records why a ``provisioning-requests`` message was refused, then poisons it ourselves."""
 
-    def __init__(self, ledger: Ledger, poison_queue: WorkQueue) -> None:
+    def __init__(
+        self, ledger: Ledger, poison_queue: WorkQueue, announce: Callable[[str], Awaitable[object]] | None = None
+    ) -> None:
         self._ledger = ledger
         self._poison_queue = poison_queue
+        self._announce = announce  # the outcome event and callback of the rejection (``Outcomes.request_finished``)
 
     async def reject(self, message_id: str, body: bytes, problem: Problem, now: datetime) -> str:
         """Record why the message can never be valid, then move it to the poison queue; the request id recorded."""
@@ -45,6 +49,8 @@ class QueueRejections:
             updated_at=now,
         )
         await self._ledger.create(row, [], tolerate_existing=True)
+        if self._announce is not None:
+            await self._announce(request_id)  # before poisoning: a failure here retries the message
         await self._poison_queue.send_text(body.decode("utf-8", errors="replace"))
         log.warning(
             "queued request rejected and moved to the poison queue",

@@ -31,6 +31,17 @@ class Purged:
     blobs: int
 
 
+class Retention:
+    """The retention use case over its ports, built once per process in ``shared.runtime``."""
+
+    def __init__(self, ledger: Ledger, logs: LogStore, events: EventIndex, retention_days: int) -> None:
+        self._ledger, self._logs, self._events, self._retention_days = ledger, logs, events, retention_days
+
+    async def run(self, now: datetime) -> Purged:
+        """Delete what is past retention (see :func:`purge`)."""
+        return await purge(self._ledger, self._logs, self._events, now=now, retention_days=self._retention_days)
+
+
 async def purge(ledger: Ledger, logs: LogStore, events: EventIndex, *, now: datetime, retention_days: int) -> Purged:
     """Delete every finished request created and last updated more than ``retention_days`` ago (bounded)."""
     cutoff = now - timedelta(days=retention_days)

@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.contract import views
-from shared.core.ports import Ledger, LogStore
-from shared.core.records import RequestRecord
+from shared.core import poll_hint as hints
+from shared.core.ports import Ledger, LogStore, SlotBook
+from shared.core.records import CallRecord, RequestRecord
+from shared.usecases import poll_hint
 
 #: How often the ``Prefer: wait`` poll reads the ledger.
 WAIT_POLL_SECONDS = 0.25
@@ -26,6 +28,8 @@ class StatusRead:
 
     body: dict[str, Any]
     pending: bool
+    #: While pending: seconds before polling again can show progress (``Retry-After``).
+    retry_after: int = hints.MIN_SECONDS
 
 
 class Status:
@@ -41,8 +45,10 @@ class Status:
         logs: Callable[[], LogStore],
         graph_base_url: str,
         poll_seconds: float = WAIT_POLL_SECONDS,
+        slots: tuple[SlotBook, str] | None = None,
     ) -> None:
         self._ledger = ledger
+        self._slots = slots  # the shared limiter and the rate scope, for an honest Retry-After
         self._logs = logs
         self._graph_base_url = graph_base_url
         self.poll_seconds = poll_seconds
@@ -60,7 +66,19 @@ class Status:
                 if call.provisioning_log_blob:
                     blob_logs[call.call_id] = await self._logs().get(call.provisioning_log_blob)
         body = views.request_view(request, calls, include_logs=include_logs, blob_logs=blob_logs)
-        return StatusRead(body, views.is_pending(request))
+        if not views.is_pending(request):
+            return StatusRead(body, False)
+        return StatusRead(body, True, await self._retry_after(request, calls))
+
+    async def retry_after(self, request_id: str) -> int:
+        """``Retry-After`` for a request just accepted: read back, its calls say when they are due."""
+        request, calls = await self._ledger.get_request(request_id)
+        return await self._retry_after(request, calls)
+
+    async def _retry_after(self, request: RequestRecord | None, calls: list[CallRecord]) -> int:
+        if self._slots is None:
+            return hints.MIN_SECONDS
+        return await poll_hint.retry_after(request, calls, *self._slots)
 
     async def wait_for_graph_answer(self, request_id: str, wait: int) -> tuple[int, Any] | None:
         """Poll the ledger until the single call is done or ``wait`` seconds pass; then Graph's answer shape."""

@@ -87,13 +87,19 @@ async def sweep(
 
 @dataclass
 class Sweeper:
-    """The sweep, with the backlog whose lost entries it puts back (None: parked calls are only left alone)."""
+    """The sweeper use case over its ports, built once per process in ``shared.runtime``: one pass per timer run;
+    with the backlog whose lost entries it puts back (None: parked calls are only left alone)."""
 
     ledger: Ledger
     queue: WorkQueue
     pending: PendingIndex
     room: WaitingRoom | None = None
+    grace_seconds: float = GRACE_SECONDS
     _keys: dict[str, set[str]] = field(default_factory=dict)
+
+    async def run(self, now: datetime) -> Swept:
+        """One pass over the in-flight requests (see :meth:`sweep`)."""
+        return await self.sweep(now=now, grace_seconds=self.grace_seconds)
 
     async def sweep(self, *, now: datetime, grace_seconds: float = GRACE_SECONDS) -> Swept:
         """One pass over the in-flight requests."""

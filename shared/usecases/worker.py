@@ -21,6 +21,7 @@ from shared import telemetry
 from shared.core import retry, textsplit, transitions
 from shared.core.errors import StaleWrite
 from shared.core.ports import (
+    Directory,
     GraphAnswer,
     GraphFailure,
     JobStatus,
@@ -104,6 +105,7 @@ class Worker:
     job_cache: TtlCache[tuple[str, str], JobStatus] | None = None
     #: The backlog: calls that find no slot wait there (None: they come back later instead).
     backlog: Dispatcher | None = None
+    directory: Directory | None = None  # resolves subjects named by userPrincipalName
     writer: CallWriter = field(init=False)
     preparer: CallPreparer = field(init=False)
 
@@ -124,6 +126,7 @@ class Worker:
             job_hold_seconds=self.policy.job_hold_seconds,
             rate_scope=self.policy.rate_scope,
             backlog=self.backlog,
+            directory=self.directory,
         )
 
     async def process(self, item: WorkItem) -> WorkerOutcome:

@@ -14,10 +14,11 @@ from typing import Any
 from shared import telemetry
 from shared.core import transitions
 from shared.core.pacing import LimiterState, lateness_for, scope_key
-from shared.core.ports import GraphFailure, JobStatus, Provisioner, RateLimiter
+from shared.core.ports import Directory, GraphFailure, JobStatus, Provisioner, RateLimiter
 from shared.core.records import CallRecord
 from shared.core.rules import NoRule, TtlCache, normalise_types
 from shared.core.vocabulary import RuleSource, WorkerOutcome
+from shared.usecases import subjects
 from shared.usecases.dispatcher import Dispatcher
 from shared.usecases.rule_discovery import RuleDiscovery
 from shared.usecases.worker_calls import CallWriter
@@ -74,6 +75,7 @@ class CallPreparer:
     job_hold_seconds: float
     rate_scope: str
     backlog: Dispatcher | None = None
+    directory: Directory | None = None  # resolves subjects named by userPrincipalName
 
     async def defer(
         self,
@@ -118,9 +120,8 @@ class CallPreparer:
         """Everything before the Graph call: job hold, rule, pacing. An outcome when the item ends here."""
         if call.subject is None:
             raise ValueError("the call's subject is not readable JSON")
-        subject = dict(call.subject)
+        subject, extra, unresolved = await subjects.prepare(self.directory, dict(call.subject))
         sp, job = str(call.service_principal_id), str(call.job_id)
-        extra: dict[str, Any] = {}
 
         held = await self.job_hold(sp, job)
         if held is not None:
@@ -132,6 +133,8 @@ class CallPreparer:
             return WorkerOutcome.HELD
 
         scope = scope_key(self.rate_scope, sp, job)
+        if unresolved is not None:  # a userPrincipalName nobody has, or the directory failed
+            return Ready(sp, job, None, subject, extra, scope, failure=unresolved)
         rule = await self._rule(call, subject, extra)
         if isinstance(rule, WorkerOutcome):
             return rule

@@ -36,6 +36,9 @@ OPTIONAL_WITH_SAFE_DEFAULT: dict[str, str] = {
     "(default 60 s). A tuning knob with a safe default.",
     "GRAPH_RETRY_BUDGET_MINUTES": "How long a call keeps retrying through a Graph outage (default 60 min, at most "
     "240). A tuning knob with a safe default; the bench and tests shorten it.",
+    "CALLBACK_ALLOWED_HOSTS": "Defaults to *.logic.azure.com, the hosts of Logic Apps callback URLs.",
+    "EVENTGRID_TOPIC_ENDPOINT": "Unset: outcome events go to the provisioning-outcomes queue only.",
+    "PROVISIONING_SCHEDULES": "Unset: no recurring schedules.",
     "AUTH_MODE": "keys (the default) keeps the function-key check the host always makes; entra adds the App "
     "Service Authentication role check. The template sets entra when it configures authentication.",
 }
@@ -52,9 +55,6 @@ SATISFIED_BY_ANOTHER_FORM: dict[str, str] = {
 SETTINGS_AHEAD_OF_THE_APP: dict[str, str] = {
     "AUTH_MODE": "entra (App Service Authentication validated the caller; roles from X-MS-CLIENT-PRINCIPAL) or keys "
     "(function keys only): main.bicep authMode, default entra.",
-    "CALLBACK_ALLOWED_HOSTS": "hosts a callbackUrl may name (default *.logic.azure.com): callbackAllowedHosts.",
-    "EVENTGRID_TOPIC_ENDPOINT": "Event Grid topic for outcome events; empty when main.bicep eventGridTopic is none.",
-    "PROVISIONING_SCHEDULES": "JSON array of recurring schedules, default []: provisioningSchedules(Base64).",
 }
 
 #: Settings the template sets that the app does not read but the platform does, each with who reads it.

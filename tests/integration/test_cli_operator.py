@@ -161,4 +161,5 @@ def test_submit_by_user_principal_name(ops: Stack) -> None:
                         "--watch", "--interval", "0.5")  # fmt: skip
     assert done.code == 0, done.err
     (call,) = done.json()["calls"]
-    assert call["subject"]["objectId"] == USER.format(8)
+    assert call["userPrincipalName"] == "cohort.user08@contoso.com"
+    assert call["objectId"] == USER.format(8)  # the id the name resolved to, the one Graph was called with

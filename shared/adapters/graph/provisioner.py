@@ -79,6 +79,11 @@ class GraphProvisioner:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    async def graph_client(self) -> Any:
+        """The GraphServiceClient (built once, off the event loop), for other reads through the same identity
+        and middleware (``shared.adapters.graph_directory``)."""
+        return await self._graph_client()
+
     async def _graph_client(self) -> Any:
         if self._client is None:
             async with self._client_lock:

@@ -18,7 +18,7 @@ from shared.core import aggregate
 from shared.core.errors import StaleWrite
 from shared.core.idempotency import event_key
 from shared.core.ports import KnownEvent, WorkItem
-from shared.core.records import CallRecord, RequestRecord
+from shared.core.records import CallRecord, OutboxMarks, RequestRecord
 from shared.core.vocabulary import RequestStatus
 
 Row = dict[str, Any]
@@ -106,6 +106,20 @@ class InMemoryLedger:
             "_v": self.version,
         }
         return codec.request_from_entity(self.rows[(request_id, REQUEST_ROW)], str(self.version))
+
+    async def read_request(self, request_id: str) -> RequestRecord | None:
+        row = self.rows.get((request_id, REQUEST_ROW))
+        return None if row is None else codec.request_from_entity(row, str(row["_v"]))
+
+    async def update_marks(self, request: RequestRecord, marks: OutboxMarks) -> RequestRecord:
+        key = (request.request_id, REQUEST_ROW)
+        current = self.rows.get(key)
+        if current is None or str(current["_v"]) != request.version:
+            raise StaleWrite("changed")
+        self.version += 1
+        row = {k: v for k, v in current.items() if k not in codec.MARK_PROPERTIES}
+        self.rows[key] = {**row, **codec.marks_properties(marks), "_v": self.version}
+        return replace(request, marks=marks, version=str(self.version))
 
 
 class InMemoryEventIndex:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -93,8 +94,14 @@ def test_retry_policy() -> None:
     assert retry.classify(403) == "permanent"
     assert retry.decide("permanent", retry.History(1), NOW) == retry.Decision(False)
     assert retry.decide("throttled", retry.History(1, 1), NOW, retry_after=7.0) == retry.Decision(True, 7.0)
-    assert retry.decide("throttled", retry.History(1, 1), NOW, rng=rng).delay_seconds <= retry.BASE_DELAY_SECONDS
-    delays = [retry.decide("transient", retry.History(n), NOW, rng=rng).delay_seconds for n in range(1, 12)]
+    assert (
+        retry.decide("throttled", retry.History(1, 1), NOW, policy=retry.Policy(rng=rng)).delay_seconds
+        <= retry.BASE_DELAY_SECONDS
+    )
+    delays = [
+        retry.decide("transient", retry.History(n), NOW, policy=retry.Policy(rng=rng)).delay_seconds
+        for n in range(1, 12)
+    ]
     assert all(0 < d <= retry.MAX_DELAY_SECONDS for d in delays)
     assert delays[-1] > delays[0]
     assert delays[-1] > 100, "backoff grows to minutes: an outage is not met with quick tries"
@@ -173,7 +180,7 @@ def test_transient_delay_is_within_bounds_and_never_past_the_budget(
     started = now - timedelta(seconds=started_ago)
     policy = retry.Policy(budget_seconds=budget)
     history = retry.History(attempts, 0, started, streak=min(streak, attempts))
-    decision = retry.decide("transient", history, now, policy=policy, rng=random.Random(seed))
+    decision = retry.decide("transient", history, now, policy=replace(policy, rng=random.Random(seed)))
     end = started + timedelta(seconds=budget)
     if now >= end:
         assert decision.retry is False

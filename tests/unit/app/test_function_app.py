@@ -39,6 +39,7 @@ def test_routes_and_auth_levels() -> None:
     assert routes == {
         "provision": ("provision/{requestId?}", "FUNCTION", None),
         "health": ("health", "ANONYMOUS", None),
+        "provision_batch": ("provision/batch", "FUNCTION", None),
         "provision_graph_compatible": (
             "servicePrincipals/{servicePrincipalId}/synchronization/jobs/{jobId}/provisionOnDemand/{requestId?}",
             "FUNCTION",
@@ -47,9 +48,11 @@ def test_routes_and_auth_levels() -> None:
         "openapi": ("openapi.json", "FUNCTION", None),
         "provision_requests_queue": (None, None, "provisioning-requests"),
         "provision_work": (None, None, WORK_QUEUE),
+        "provision_callbacks": (None, None, "provisioning-callbacks"),
         "ledger_retention": (None, None, None),
         "sweeper": (None, None, None),
         "backlog_dispatch": (None, None, None),
+        "provision_schedules": (None, None, None),
     }
 
 

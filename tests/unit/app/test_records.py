@@ -23,8 +23,8 @@ from shared.adapters import ledger_codec as codec
 from shared.contract import api_models, openapi, views
 from shared.core import outcome, textsplit, transitions
 from shared.core.ports import GraphAnswer
-from shared.core.records import CallRecord, RequestRecord, camel, shown_call_fields
-from shared.core.vocabulary import CallStatus, Priority, RequestStatus, RuleSource, Source, WaitingFor
+from shared.core.records import CallRecord, OutboxMarks, RequestRecord, camel, shown_call_fields
+from shared.core.vocabulary import CallbackStatus, CallStatus, Priority, RequestStatus, RuleSource, Source, WaitingFor
 
 ROOT = Path(__file__).resolve().parents[3]
 T0 = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
@@ -145,6 +145,28 @@ def test_a_request_survives_the_round_trip_and_old_rows_without_a_cancelled_coun
     assert codec.request_from_entity(entity).counts[CallStatus.QUEUED] == 2
     del entity["cancelledCount"]
     assert codec.request_from_entity(entity).counts[CallStatus.CANCELLED] == 0
+
+
+def test_outbox_marks_are_flat_properties_named_as_the_outbox_wrote_them_and_survive_the_round_trip() -> None:
+    marks = OutboxMarks(
+        notified_for="succeeded@2026-12-02T09:00:05Z",
+        notified_at=T0,
+        callback_for="succeeded@2026-12-02T09:00:05Z",
+        callback_status=CallbackStatus.RETRYING,
+        callback_attempts=2,
+        callback_last_error="answered 500",
+        callback_next_at=T0 + timedelta(seconds=30),
+        callback_http_status=500,
+    )
+    request = RequestRecord(RID, RequestStatus.SUCCEEDED, callback_url="https://a.logic.azure.com/cb", marks=marks)
+    entity = codec.request_to_entity(request)
+    assert entity["notifiedFor"] == marks.notified_for
+    assert entity["callbackStatus"] == "retrying"
+    assert entity["callbackUrl"] == "https://a.logic.azure.com/cb"
+    assert "notifyClaimFor" not in entity
+    assert "marks" not in entity
+    assert set(codec.marks_properties(marks)) <= codec.MARK_PROPERTIES
+    assert codec.request_from_entity(entity) == replace(request, counts=dict.fromkeys(CallStatus, 0))
 
 
 @given(st.text(min_size=0, max_size=200), st.integers(min_value=1, max_value=40))

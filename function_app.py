@@ -75,6 +75,13 @@ async def ledger_retention(timer: func.TimerRequest, context: func.Context) -> N
     await timer_api.on_retention_timer(timer, invocation_id=context.invocation_id)
 
 
+@app.function_name("backlog_dispatch")
+@app.timer_trigger(arg_name="timer", schedule="*/10 * * * * *", use_monitor=False)
+async def backlog_dispatch(timer: func.TimerRequest, context: func.Context) -> None:
+    """Every 10 seconds: hand free rate-limit slots to waiting calls (a safety net; workers do it after calls)."""
+    await timer_api.on_backlog_timer(timer, invocation_id=context.invocation_id)
+
+
 @app.function_name("sweeper")
 @app.timer_trigger(arg_name="timer", schedule="0 */5 * * * *", use_monitor=True)
 async def sweeper(timer: func.TimerRequest, context: func.Context) -> None:

@@ -13,7 +13,11 @@ For each depth in ``--depths`` (default 1,000, 5,000 and 20,000 calls) the calls
 - ``idle s``: the longest stretch with no call arriving at Graph while calls were still due (all are due at once);
 - ``ops/call``: Azurite requests (tables, queues, blobs, every process) during the drain ÷ calls;
 - ``limiter B``: the largest limiter row (its ``state`` property, bytes) seen during the drain, polled each second;
-- ``429``: throttled answers (self-caused: nothing else calls the emulator).
+- ``429``: throttled answers (self-caused: nothing else calls the emulator);
+- ``done``: calls Graph accepted ÷ depth. A drain that stops making progress for ``--stall`` seconds (or runs past
+  its deadline) is reported as it stands instead of aborting the bench, so a slow machine still gives figures;
+- ``load``: the 1-minute load average at the end (the benches share the machine: read the figures with it).
+The storage requests are also broken down by table or queue and method (``--breakdown``).
 
 Then fairness: one 1,000-call request (50 groups of 100 members, 5 members per call) drains while 20 single-call
 requests arrive at random times; each one's wait is counted in slots (window ÷ calls) from its POST to its call's
@@ -28,11 +32,13 @@ import argparse
 import json
 import os
 import random
+import re
 import statistics
 import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -66,6 +72,9 @@ class Drain:
     ops_per_call: float
     limiter_bytes: int
     throttled: int
+    done: float = 1.0
+    load: float = 0.0
+    breakdown: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -74,6 +83,7 @@ class Fairness:
 
     workers: int
     waits: list[float]
+    expected: int = 0
 
 
 def _env(limit: str) -> dict[str, str]:
@@ -137,10 +147,18 @@ class _LimiterWatch:
         self._thread.join(timeout=10)
 
 
-def _storage_requests(log_path: Path) -> int:
-    """Azurite access-log lines so far (one per storage request it served)."""
+_REQUEST_LINE = re.compile(r'"(?P<method>[A-Z]+) /devstoreaccount1/(?P<resource>[A-Za-z0-9-]+)')
+
+
+def _storage_requests(log_path: Path) -> Counter[str]:
+    """Azurite access-log lines so far (one per storage request it served), by method and table or queue."""
+    counts: Counter[str] = Counter()
     with log_path.open(errors="replace") as log:
-        return sum(1 for line in log if line.startswith("[azurite] ") and '" ' in line and "HTTP/1.1" in line)
+        for line in log:
+            if line.startswith("[azurite] ") and "HTTP/1.1" in line:
+                match = _REQUEST_LINE.search(line)
+                counts[f"{match['method']} {match['resource']}" if match else "other"] += 1
+    return counts
 
 
 def _reset(stack: Stack, limit: RateLimit) -> None:
@@ -149,14 +167,27 @@ def _reset(stack: Stack, limit: RateLimit) -> None:
     httpx.post(f"{stack.emulator_url}/_emulator/reset", timeout=HTTP_TIMEOUT).raise_for_status()
 
 
+#: A drain that makes no progress for this long is reported as it stands (``--stall``).
+STALL_SECONDS = 120.0
+_stall = STALL_SECONDS
+
+
 def _wait_calls(emulator_url: str, count: int, timeout: float) -> list[dict[str, Any]]:
+    """The emulator's calls once ``count`` are accepted, or once progress stalls or the deadline passes."""
     deadline = time.monotonic() + timeout
+    seen, progressed = -1, time.monotonic()
     while True:
         calls = _calls(emulator_url)
-        if len(_accepted(calls)) >= count:
+        accepted = len(_accepted(calls))
+        if accepted >= count:
             return calls
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{len(_accepted(calls))}/{count} calls accepted after {timeout:.0f} s")
+        now = time.monotonic()
+        if accepted != seen:
+            seen, progressed = accepted, now
+            print(f"  {accepted}/{count} calls accepted", file=sys.stderr, flush=True)
+        if now > deadline or now - progressed > _stall:
+            print(f"  giving up at {accepted}/{count}: reported as it stands", file=sys.stderr, flush=True)
+            return calls
         time.sleep(5.0)
 
 
@@ -173,23 +204,29 @@ def drain(stack: Stack, log_path: Path, workers: int, depth: int, limit: RateLim
         _post_all(stack.base_url, bodies)
         calls = _wait_calls(stack.emulator_url, depth, 120 + 4 * ideal)
     ops = _storage_requests(log_path) - ops_before
-    accepted = _accepted(calls)
+    accepted = _accepted(calls) or [started]
     gaps = [b - a for a, b in zip([started, *accepted], accepted, strict=False)]
+    if len(accepted) < depth:
+        gaps.append(time.time() - accepted[-1])  # work was still due until the bench gave up
     span = accepted[-1] - accepted[0] + limit.window_seconds
+    done = len(_accepted(calls))
     return Drain(
         workers=workers,
         depth=depth,
         seconds=accepted[-1] - started,
-        rate=len(accepted) / span / (limit.calls / limit.window_seconds),
+        rate=done / span / (limit.calls / limit.window_seconds),
         idle=max(gaps[1:], default=0.0),
-        ops_per_call=ops / depth,
+        ops_per_call=sum(ops.values()) / max(done, 1),
         limiter_bytes=watch.largest,
         throttled=sum(1 for c in calls if c["throttled"]),
+        done=done / depth,
+        load=os.getloadavg()[0],
+        breakdown=tuple(ops.most_common()),
     )
 
 
-def fairness(stack: Stack, workers: int, limit: RateLimit, singles: int = 20) -> Fairness:
-    """A 1,000-call request drains; ``singles`` one-call requests arrive meanwhile; their waits in slots."""
+def fairness(stack: Stack, workers: int, limit: RateLimit, singles: int = 20, big: int = 1000) -> Fairness:
+    """A ``big``-call request drains; ``singles`` one-call requests arrive meanwhile; their waits in slots."""
     assert stack.emulator_url
     _reset(stack, limit)
     run = uuid.uuid4().hex[:6]  # short member ids: 5,000 of them must fit the 256 KiB body limit
@@ -199,10 +236,10 @@ def fairness(stack: Stack, workers: int, limit: RateLimit, singles: int = 20) ->
             "objectTypeName": "Group",
             "links": {"members": [{"objectId": f"u{run}{g:02d}{m:02d}", "objectTypeName": "User"} for m in range(100)]},
         }
-        for g in range(50)
+        for g in range(big // 20)
     ]
     _post_all(stack.base_url, [{"target": TARGET, "subjects": groups}])
-    drain_seconds = 1000 / limit.calls * limit.window_seconds
+    drain_seconds = big / limit.calls * limit.window_seconds
     rng = random.Random(13)
     moments = sorted(rng.uniform(0.1, 0.7) * drain_seconds for _ in range(singles))
     began = time.time()
@@ -214,7 +251,7 @@ def fairness(stack: Stack, workers: int, limit: RateLimit, singles: int = 20) ->
             submitted[object_id] = time.time()
             body = {"target": TARGET, "subjects": [{"objectId": object_id, "objectTypeName": "User"}]}
             client.post(f"{stack.base_url}/api/provision", json=body).raise_for_status()
-    calls = _wait_calls(stack.emulator_url, 1000 + singles, 120 + 4 * drain_seconds)
+    calls = _wait_calls(stack.emulator_url, big + singles, 120 + 4 * drain_seconds)
     slot = limit.window_seconds / limit.calls
     waits: list[float] = []
     for call in calls:
@@ -226,18 +263,21 @@ def fairness(stack: Stack, workers: int, limit: RateLimit, singles: int = 20) ->
                 sent = submitted.get(subject.get("objectId"))
                 if sent is not None:
                     waits.append((_arrival(call) - sent) / slot)
-    return Fairness(workers, sorted(waits))
+    return Fairness(workers, sorted(waits), singles)
 
 
-def _print(drains: list[Drain], fair: list[Fairness], limit: RateLimit, took: float) -> None:
+def _print(drains: list[Drain], fair: list[Fairness], limit: RateLimit, took: float, breakdown: bool) -> None:
     print(f"limit {limit.calls}/{limit.window_seconds:g}s in the emulator and the app; bench took {took:.0f} s")
     columns = f"{'workers':>8}{'depth':>8}{'drain s':>9}{'rate/lim':>10}{'idle s':>8}{'ops/call':>10}"
-    print(f"{columns}{'limiter B':>11}{'429':>6}")
+    print(f"{columns}{'limiter B':>11}{'429':>6}{'done':>7}{'load':>7}")
     for d in drains:
         print(
             f"{d.workers:>8}{d.depth:>8}{d.seconds:>9.1f}{d.rate:>10.2f}{d.idle:>8.2f}{d.ops_per_call:>10.1f}"
-            f"{d.limiter_bytes:>11}{d.throttled:>6}"
+            f"{d.limiter_bytes:>11}{d.throttled:>6}{d.done:>7.2f}{d.load:>7.1f}"
         )
+        if breakdown:
+            calls = max(d.done * d.depth, 1)
+            print("        " + ", ".join(f"{name} {n / calls:.2f}" for name, n in d.breakdown[:12]))
     by_workers: dict[int, list[Drain]] = {}
     for d in drains:
         by_workers.setdefault(d.workers, []).append(d)
@@ -251,9 +291,11 @@ def _print(drains: list[Drain], fair: list[Fairness], limit: RateLimit, took: fl
     for f in fair:
         if f.waits:
             print(
-                f"{f.workers} worker(s): {len(f.waits)} single-call requests during a 1,000-call drain waited "
-                f"p50 {statistics.median(f.waits):.0f} slots, max {max(f.waits):.0f} slots"
+                f"{f.workers} worker(s): {len(f.waits)}/{f.expected} single-call requests during the big drain "
+                f"waited p50 {statistics.median(f.waits):.0f} slots, max {max(f.waits):.0f} slots"
             )
+        else:
+            print(f"{f.workers} worker(s): none of {f.expected} single-call requests reached Graph")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -264,8 +306,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--depths", type=int, nargs="+", default=[1000, 5000, 20000])
     parser.add_argument("--no-fairness", action="store_true")
+    parser.add_argument("--fair-calls", type=int, default=1000, help="calls of the big request in the fairness run")
+    parser.add_argument("--stall", type=float, default=STALL_SECONDS, help="seconds without progress: give up")
+    parser.add_argument("--breakdown", action="store_true", help="storage requests per call by table/queue")
     parser.add_argument("--log", type=Path, help="the stacks' output, Azurite's access log included")
     args = parser.parse_args(argv)
+    global _stall  # one bench run, one setting
+    _stall = args.stall
     limit = RateLimit.parse(args.limit)
     began = time.monotonic()
     drains: list[Drain] = []
@@ -288,8 +335,8 @@ def main(argv: list[str] | None = None) -> int:
                     drains.append(drain(stack, log_path, workers, depth, limit))
                     print(f"[{time.monotonic() - began:.0f} s] {drains[-1]}", file=sys.stderr, flush=True)
                 if not args.no_fairness:
-                    fair.append(fairness(stack, workers, limit))
-    _print(drains, fair, limit, time.monotonic() - began)
+                    fair.append(fairness(stack, workers, limit, big=args.fair_calls))
+    _print(drains, fair, limit, time.monotonic() - began, args.breakdown)
     return 0
 
 

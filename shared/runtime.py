@@ -27,10 +27,13 @@ if TYPE_CHECKING:
 
     from shared.adapters.graph_directory import GraphDirectory
     from shared.adapters.idempotency import TableEventIndex
+    from shared.adapters.lease import TableLease
     from shared.adapters.limiter import TableLimiter
     from shared.adapters.log_store import BlobLogStore
+    from shared.adapters.waiting_room import TableWaitingRoom
     from shared.core.ports import HostProbe, Provisioner
     from shared.usecases.admin_keys import AdminKeyCheck
+    from shared.usecases.dispatcher import Dispatcher
     from shared.usecases.health import Health
     from shared.usecases.intake import Intake
     from shared.usecases.outcomes import AnnouncingPending, Outcomes
@@ -165,6 +168,28 @@ class Runtime:
         return TableLimiter(self._table(LIMITER_TABLE), self.settings.rate_limit)
 
     @cached_property
+    def waiting_room(self) -> TableWaitingRoom:
+        """Table ``ProvisioningBacklog``: calls waiting for a rate-limit slot, in fair order."""
+        from shared.adapters.waiting_room import BACKLOG_TABLE, TableWaitingRoom
+
+        return TableWaitingRoom(self._table(BACKLOG_TABLE))
+
+    @cached_property
+    def lease(self) -> TableLease:
+        """Short named leases (rows of ``ProvisioningLimiter``, partition ``lease``): one dispatcher per scope."""
+        from shared.adapters.lease import TableLease
+        from shared.adapters.limiter import LIMITER_TABLE
+
+        return TableLease(self._table(LIMITER_TABLE))
+
+    @cached_property
+    def dispatcher(self) -> Dispatcher:
+        """Hands free slots to the head of each scope's backlog."""
+        from shared.usecases.dispatcher import Dispatcher
+
+        return Dispatcher(self.ledger, self.work_queue, self.limiter, self.waiting_room, self.lease)
+
+    @cached_property
     def worker(self) -> Worker:
         """The work-item processor with this process's adapters."""
         from shared.core.retry import Policy
@@ -185,6 +210,7 @@ class Runtime:
             limiter=self.limiter,
             pending=self.pending,
             policy=policy,
+            backlog=self.dispatcher,
             directory=self.directory,
         )
 
@@ -258,7 +284,7 @@ class Runtime:
         """Re-drives stranded calls; enqueues far-future calls that came within the queue's reach."""
         from shared.usecases.sweeper import Sweeper
 
-        return Sweeper(self.ledger, self.work_queue, self.pending)
+        return Sweeper(self.ledger, self.work_queue, self.pending, self.waiting_room)
 
     @cached_property
     def retention(self) -> Retention:

@@ -11,7 +11,7 @@ import asyncio
 import random
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 LIMITER_TABLE = "ProvisioningLimiter"
 _PARTITION = "limiter"
 _MAX_CONFLICTS = 50
+T = TypeVar("T")
 
 
 def _conflict_backoff(attempt: int) -> float:
@@ -71,29 +72,83 @@ class TableLimiter:
             raise
         return True
 
-    async def reserve(self, key: str, release: float | None = None) -> pacing.Reservation:
-        """A start slot for one call (possibly in the future), or none within the horizon.
+    async def _update(
+        self,
+        key: str,
+        decide: Callable[[pacing.LimiterState, float], tuple[pacing.LimiterState | None, T]],
+        fallback: T,
+    ) -> T:
+        """Read the row, ``decide`` (a new state to write, or None to write nothing), write it if unchanged.
 
-        ``release``: the caller's earlier slot, which it missed; it is given back in the same write.
+        On a lost ETag race the row is read and the decision made again, with full-jitter backoff.
         """
         await self._ensure_table()
         for attempt in range(_MAX_CONFLICTS):
             state, etag = await self._read(key)
-            reservation = pacing.reserve(state, self._clock(), self._limit, release)
-            if reservation.start is None or await self._write(key, reservation.state, etag):
-                return reservation
+            new, result = decide(state, self._clock())
+            if new is None or await self._write(key, new, etag):
+                return result
             await asyncio.sleep(_conflict_backoff(attempt))
+        return fallback
+
+    async def reserve(self, key: str, release: float | None = None, *, queue_behind: bool = True) -> pacing.Reservation:
+        """A start slot for one call (possibly in the future), or none within the row's bound.
+
+        ``release``: the caller's earlier slot, which it missed; it is given back in the same write.
+        ``queue_behind``: no slot while calls wait in the backlog (False for a call that already waited).
+        """
+
+        def decide(state: pacing.LimiterState, now: float) -> tuple[pacing.LimiterState | None, pacing.Reservation]:
+            reservation = pacing.reserve(state, now, self._limit, release, queue_behind=queue_behind)
+            return (None if reservation.start is None else reservation.state), reservation
+
         # Heavy contention: take no slot, come back shortly.
-        return pacing.Reservation(None, self._clock() + 1.0)
+        return await self._update(key, decide, pacing.Reservation(None, self._clock() + 1.0))
+
+    async def reserve_many(
+        self, key: str, count: int, *, round_: int | None = None, waiting: bool | None = None, ahead: float = 0.0
+    ) -> list[float]:
+        """Up to ``count`` slots in one write, for the backlog's dispatcher, none sooner than ``ahead`` seconds
+        from now; moves the round on, sets ``waiting``."""
+
+        def decide(state: pacing.LimiterState, now: float) -> tuple[pacing.LimiterState | None, list[float]]:
+            slots, new = pacing.reserve_many(state, now, self._limit, count, now + ahead)
+            if round_ is not None:
+                new = pacing.advance_round(new, round_)
+            if waiting is not None:
+                new = pacing.mark_waiting(new, waiting)
+            return (new if new != state else None), slots
+
+        return await self._update(key, decide, [])
+
+    async def mark_waiting(self, key: str) -> None:
+        """Calls wait in the backlog: newcomers queue behind them."""
+
+        def decide(state: pacing.LimiterState, now: float) -> tuple[pacing.LimiterState | None, None]:
+            return (None if state.waiting else pacing.mark_waiting(state, True)), None
+
+        await self._update(key, decide, None)
+
+    async def state(self, key: str) -> pacing.LimiterState:
+        """The row as it is now (read only)."""
+        await self._ensure_table()
+        state, _ = await self._read(key)
+        return state
+
+    async def scopes(self) -> list[str]:
+        """Every scope that has a limiter row (the dispatcher's timer looks at each one's backlog)."""
+        await self._ensure_table()
+        query = "PartitionKey eq @pk"
+        rows = self._table.query_entities(query, parameters={"pk": _PARTITION}, select=["RowKey"])
+        return [str(row["RowKey"]) async for row in rows]
 
     async def report_throttle(self, key: str, retry_after: float) -> None:
         """Graph answered 429: block every instance's new reservations for ``retry_after`` seconds."""
-        await self._ensure_table()
-        for attempt in range(_MAX_CONFLICTS):
-            state, etag = await self._read(key)
-            if await self._write(key, pacing.throttled(state, self._clock(), retry_after), etag):
-                return
-            await asyncio.sleep(_conflict_backoff(attempt))
+
+        def decide(state: pacing.LimiterState, now: float) -> tuple[pacing.LimiterState | None, None]:
+            return pacing.throttled(state, now, retry_after), None
+
+        await self._update(key, decide, None)
 
     async def next_free(self, key: str) -> float:
         """When the next call of this scope could start (epoch seconds), as booked now; nothing is reserved."""

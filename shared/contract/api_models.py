@@ -76,6 +76,7 @@ class RequestStatus(_Doc):
     servicePrincipalId: str | None = None
     jobId: str | None = None
     ruleId: str | None = None
+    priority: Literal["high", "normal", "low"] | None = None
     reason: str | None = None
     errors: list[dict[str, str]] | None = None
     normalisations: list[str] | None = None

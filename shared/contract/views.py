@@ -21,6 +21,7 @@ _REQUEST_FIELDS = (
     "service_principal_id",
     "job_id",
     "rule_id",
+    "priority",
     "status",
     "reason",
     "requested_by",

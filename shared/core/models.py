@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from shared.core import ids, upn
+from shared.core.vocabulary import Priority
 
 MAX_SUBJECTS = 100
 MAX_LINKED = 100
@@ -131,6 +132,10 @@ class ProvisioningRequest(_Strict):
     rule_id: RuleId | None = Field(default=None, alias="ruleId")
     subjects: list[Subject] = Field(min_length=1, max_length=MAX_SUBJECTS)
     not_before: AwareDatetime | None = Field(default=None, alias="notBefore")
+    priority: Priority | None = Field(
+        default=None,
+        description="Order against other requests waiting for the same rate limit: high, normal (default), low.",
+    )
     #: Where to POST the status body once the request is finished (its host is allow-listed at intake).
     callback_url: Annotated[str, StringConstraints(min_length=1, max_length=2048)] | None = Field(
         default=None, alias="callbackUrl"

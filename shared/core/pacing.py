@@ -7,6 +7,12 @@ window (widened by a safety margin) holds more than ``N`` starts. A worker whose
 its item to arrive just before ``t`` (a short lead), then sleeps the rest, so a backlog drains at the limit
 with no 429s and no worker ever sleeps for long.
 
+The row stays small whatever the rate and the depth: it holds the starts of the last (widened) window and at
+most :func:`ahead_for` reserved starts in the future (one window's worth). A call that finds those taken
+gets no slot; it waits in the backlog (:mod:`shared.core.backlog`) until a dispatcher hands it one, instead
+of coming back to ask. The row also carries the scope's fairness ``round`` (the round of the last call
+handed a slot from the backlog) and whether calls are ``waiting`` there, so a newcomer queues behind them.
+
 Why a margin: instances stamp starts with their own clocks and Graph counts arrivals; clock skew, network
 jitter and a start up to ``lateness`` after its reserved time all shift starts. Widening the window by
 ``margin`` keeps any real ``window`` of starts at or under ``N``.
@@ -14,17 +20,25 @@ jitter and a start up to ``lateness`` after its reserved time all shift starts. 
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from shared.core.errors import SettingsError
 
 #: How late after its reserved time a call may still start on that reservation (at most).
 LATENESS_SECONDS = 0.25
-#: How far ahead slots are handed out; beyond, the caller is told to come back later without a slot.
+#: How far apart two instances' clocks (and their paths to Graph) may be, at most. Azure hosts take their time
+#: from Microsoft's GPS-backed stratum 1 servers and pass it to the VMs they run
+#: (https://learn.microsoft.com/azure/virtual-machines/linux/time-sync); measured host-derived errors reach
+#: tens of milliseconds, so two instances may differ by up to about 0.1 s, plus network jitter to Graph.
+SKEW_SECONDS = 0.15
+#: How far ahead slots are handed out at most; beyond, the caller is told to come back later without a slot.
 HORIZON_SECONDS = 15 * 60
+#: How many windows' worth of future starts the limiter row holds at most (see :func:`ahead_for`).
+AHEAD_WINDOWS = 1
 
 
 @dataclass(frozen=True)
@@ -55,20 +69,43 @@ def lateness_for(limit: RateLimit) -> float:
 
 
 def margin_for(limit: RateLimit) -> float:
-    """Safety margin added to the window: 5 % of it (at least 0.1 s) for skew, plus the allowed lateness."""
-    return max(0.1, 0.05 * limit.window_seconds) + lateness_for(limit)
+    """Safety margin added to the window: the clock skew between instances, plus the allowed lateness.
+
+    Both are sized from what they stand for, not from the window: at Graph's 5/10 s that is 0.15 s of skew
+    (:data:`SKEW_SECONDS`) and 0.25 s of lateness, a 10.4 s window, so a backlog can drain at 0.96 of the
+    limit (it was 0.75 s, 0.93). A compressed window (benches, tests) scales both down to 5 % of itself.
+    """
+    return min(SKEW_SECONDS, 0.05 * limit.window_seconds) + lateness_for(limit)
+
+
+def ahead_for(limit: RateLimit) -> int:
+    """Reserved future starts the limiter row holds at most: one window's worth.
+
+    Enough that the dispatcher hands a whole window of slots out in one pass (it pumps at least every half
+    window while calls run, so the next window is always handed out before it begins); small enough that the
+    row stays a few KiB at any rate (each start is about 15 bytes of JSON; Table caps a string property at
+    64 KiB), and that a newcomer waits at most about one window of slots already handed out, plus its round.
+    """
+    return AHEAD_WINDOWS * limit.calls
 
 
 @dataclass(frozen=True)
 class LimiterState:
-    """One limiter row: reserved start times (epoch seconds, sorted) and a throttle block."""
+    """One limiter row: reserved start times (epoch seconds, sorted), a throttle block, the backlog's round."""
 
     starts: tuple[float, ...] = ()
     blocked_until: float = 0.0
+    round: int = 0
+    waiting: bool = False
 
     def to_json(self) -> str:
         """Compact JSON for the Table property."""
-        return json.dumps({"s": [round(t, 3) for t in self.starts], "b": round(self.blocked_until, 3)})
+        data: dict[str, object] = {"s": [round(t, 3) for t in self.starts], "b": round(self.blocked_until, 3)}
+        if self.round:
+            data["r"] = self.round
+        if self.waiting:
+            data["w"] = 1
+        return json.dumps(data, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str | None) -> LimiterState:
@@ -77,9 +114,22 @@ class LimiterState:
             return cls()
         try:
             data = json.loads(text)
-            return cls(tuple(sorted(float(t) for t in data.get("s", []))), float(data.get("b", 0.0)))
+            return cls(
+                tuple(sorted(float(t) for t in data.get("s", []))),
+                float(data.get("b", 0.0)),
+                int(data.get("r", 0)),
+                bool(data.get("w", 0)),
+            )
         except (ValueError, TypeError, AttributeError):
             return cls()
+
+    def ahead(self, now: float) -> int:
+        """Reserved starts still in the future."""
+        return len(self.starts) - bisect.bisect_right(self.starts, now)
+
+    def free(self, now: float, limit: RateLimit) -> int:
+        """How many more future starts the row may hold now."""
+        return max(0, ahead_for(limit) - self.ahead(now))
 
 
 @dataclass(frozen=True)
@@ -91,11 +141,18 @@ class Reservation:
     state: LimiterState = field(default_factory=LimiterState)
 
 
-def reserve(state: LimiterState, now: float, limit: RateLimit, release: float | None = None) -> Reservation:
+def reserve(
+    state: LimiterState, now: float, limit: RateLimit, release: float | None = None, *, queue_behind: bool = True
+) -> Reservation:
     """The earliest start at or after ``now`` that keeps every widened window at or under the limit.
 
     ``release`` gives back a slot that was reserved but never used (its holder arrived too late to start
     on it): nobody started a call then, so it must not keep counting against the budget.
+
+    No slot (``start`` None) when the row already holds :func:`ahead_for` future starts, or when calls wait
+    in the backlog and ``queue_behind`` (everyone but the dispatcher): a newcomer waits behind them. A caller
+    giving a missed slot back (``release``) replaces it and is not held to the bound: the row grows by at most
+    one start per call in flight.
     """
     window = limit.window_seconds + margin_for(limit)
     starts = sorted(t for t in state.starts if t > now - window)
@@ -103,31 +160,77 @@ def reserve(state: LimiterState, now: float, limit: RateLimit, release: float | 
         match = next((t for t in starts if abs(t - release) < 1e-3), None)
         if match is not None and match < now:
             starts.remove(match)
+    kept = LimiterState(tuple(starts), state.blocked_until, state.round, state.waiting)
+    if (queue_behind and state.waiting) or (release is None and kept.free(now, limit) == 0):
+        return Reservation(None, _next_free(kept, now, window), kept)
     lower = max(now, state.blocked_until)
     # The earliest feasible time is ``lower`` or the moment an existing start leaves the window.
     candidates = sorted({lower, *(t + window for t in starts if t + window > lower)})
     # the last start + window is always feasible, so the search ends
     start = next(c for c in candidates if _feasible(starts, c, window, limit.calls))
-    kept = LimiterState(tuple(starts), state.blocked_until)
     if start - now > HORIZON_SECONDS:
         return Reservation(None, now + HORIZON_SECONDS / 2, kept)
-    return Reservation(start, start, LimiterState(tuple(sorted([*starts, start])), state.blocked_until))
+    bisect.insort(starts, start)
+    return Reservation(start, start, LimiterState(tuple(starts), state.blocked_until, state.round, state.waiting))
+
+
+def _next_free(state: LimiterState, now: float, window: float) -> float:
+    """When a place in the row frees up: the earliest future start has passed (or one window, if none)."""
+    future = [t for t in state.starts if t > now]
+    return (future[0] if future else now + window) + 1e-3
+
+
+def reserve_many(
+    state: LimiterState, now: float, limit: RateLimit, count: int, earliest: float | None = None
+) -> tuple[list[float], LimiterState]:
+    """Up to ``count`` slots for the dispatcher (it goes first: the backlog is who newcomers queue behind).
+
+    Fewer slots than asked when the row fills. ``earliest``: no slot before then (a dispatched call's message
+    must reach a worker first); it holds back only these slots, not the row's throttle block.
+    """
+    slots: list[float] = []
+    blocked = state.blocked_until
+    for _ in range(count):
+        ask = replace(state, blocked_until=max(blocked, earliest or now))
+        reservation = reserve(ask, now, limit, queue_behind=False)
+        state = replace(reservation.state, blocked_until=blocked)
+        if reservation.start is None:
+            break
+        slots.append(reservation.start)
+    return slots, state
+
+
+def advance_round(state: LimiterState, round_: int) -> LimiterState:
+    """The scope's fairness round moved on to ``round_`` (never back)."""
+    return replace(state, round=round_) if round_ > state.round else state
+
+
+def mark_waiting(state: LimiterState, waiting: bool) -> LimiterState:
+    """Record whether calls wait in the backlog (newcomers then queue behind them instead of taking a slot)."""
+    return replace(state, waiting=waiting)
 
 
 def _feasible(starts: list[float], candidate: float, window: float, calls: int) -> bool:
-    """True if adding ``candidate`` leaves every run of ``calls``+1 starts spanning at least ``window``."""
-    ordered = sorted([*starts, candidate])
-    index = ordered.index(candidate)
+    """True if adding ``candidate`` leaves every run of ``calls``+1 starts spanning at least ``window``.
+
+    ``starts`` is sorted; the check looks only at the runs that would include ``candidate`` (O(calls)).
+    """
+    index = bisect.bisect_left(starts, candidate)
+
+    def at(k: int) -> float:
+        return starts[k] if k < index else candidate if k == index else starts[k - 1]
+
+    size = len(starts) + 1
     for lo in range(max(0, index - calls), index + 1):
         hi = lo + calls
-        if hi < len(ordered) and ordered[hi] - ordered[lo] < window - 1e-6:
+        if hi < size and at(hi) - at(lo) < window - 1e-6:
             return False
     return True
 
 
 def throttled(state: LimiterState, now: float, retry_after: float) -> LimiterState:
     """Graph said 429: nobody starts a call before ``now + retry_after``."""
-    return LimiterState(state.starts, max(state.blocked_until, now + retry_after))
+    return replace(state, blocked_until=max(state.blocked_until, now + retry_after))
 
 
 def count_in_any_window(starts: list[float], window: float) -> int:

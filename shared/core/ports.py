@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from shared.core import ids
-from shared.core.pacing import RateLimit, Reservation
+from shared.core.pacing import LimiterState, RateLimit, Reservation
 from shared.core.records import CallRecord, OutboxMarks, RequestRecord
 from shared.core.rules import RuleInfo
 
@@ -165,6 +165,53 @@ class RateLimiter(Protocol):
     async def reserve(self, key: str, release: float | None = None) -> Reservation: ...
 
     async def report_throttle(self, key: str, retry_after: float) -> None: ...
+
+
+class SlotBank(RateLimiter, Protocol):
+    """The limiter as the backlog uses it: slots handed out in bulk, newcomers queued behind waiting calls."""
+
+    async def reserve(self, key: str, release: float | None = None, *, queue_behind: bool = True) -> Reservation: ...
+
+    async def state(self, key: str) -> LimiterState: ...
+
+    async def reserve_many(
+        self, key: str, count: int, *, round_: int | None = None, waiting: bool | None = None, ahead: float = 0.0
+    ) -> list[float]: ...
+
+    async def mark_waiting(self, key: str) -> None: ...
+
+    async def scopes(self) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class Parked:
+    """One entry of the backlog: a call waiting for a slot of ``scope``, at ``key`` (its place)."""
+
+    scope: str
+    key: str
+    request_id: str
+    call_id: str
+    etag: str | None = None
+
+
+class WaitingRoom(Protocol):
+    """Calls waiting for a slot, per scope, in fairness order (``shared.adapters.waiting_room``)."""
+
+    async def park(self, entry: Parked) -> None: ...
+
+    async def head(self, scope: str, limit: int) -> list[Parked]: ...
+
+    async def remove(self, entry: Parked) -> None: ...
+
+    async def keys(self, scope: str) -> set[str]: ...
+
+
+class Lease(Protocol):
+    """A short exclusive lease by name, across instances (``shared.adapters.lease``)."""
+
+    async def acquire(self, name: str, seconds: float) -> str | None: ...
+
+    async def release(self, name: str, token: str) -> None: ...
 
 
 class WorkQueue(Protocol):

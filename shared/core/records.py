@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
-from shared.core.vocabulary import CallbackStatus, CallStatus, RequestStatus, RuleSource, Source
+from shared.core.vocabulary import CallbackStatus, CallStatus, Priority, RequestStatus, RuleSource, Source, WaitingFor
 
 _SHOWN = "shown"
 #: Metadata of a field callers read (status view, API model, OpenAPI).
@@ -46,6 +46,8 @@ class CallRecord:
     attempts: int = field(default=0, metadata=SHOWN)
     not_before: datetime | None = field(default=None, metadata=SHOWN)
     next_attempt_at: datetime | None = field(default=None, metadata=SHOWN)
+    #: ``slot`` while it waits in the backlog for a rate-limit slot (fair order: README, ADR 0007).
+    waiting_for: WaitingFor | None = field(default=None, metadata=SHOWN)
     result: str | None = field(default=None, metadata=SHOWN)
     action: str | None = field(default=None, metadata=SHOWN)
     error_code: str | None = field(default=None, metadata=SHOWN)
@@ -81,6 +83,10 @@ class CallRecord:
     provisioning_log_blob: str | None = None
     provisioning_log_length: int | None = None
     raw_response: str | None = None
+    #: The request's priority (None: normal), and the call's place and scope in the backlog once it parked.
+    priority: Priority | None = None
+    backlog_key: str | None = None
+    backlog_scope: str | None = None
     version: str | None = field(default=None, compare=False)
 
 
@@ -138,6 +144,7 @@ class RequestRecord:
     requested_by: str | None = None
     queue_message_id: str | None = None
     poison_queue: str | None = None
+    priority: Priority | None = None
     #: Where to POST the status body once the request is finished (allow-listed at intake).
     callback_url: str | None = None
     marks: OutboxMarks = field(default_factory=OutboxMarks)

@@ -68,6 +68,20 @@ class RateScope(StrEnum):
     JOB = "job"
 
 
+class Priority(StrEnum):
+    """How a request's calls are ordered against others waiting for the same budget (contract ``priority``)."""
+
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+
+class WaitingFor(StrEnum):
+    """What a ``waiting`` call waits for, when it is not a time (call-row ``waitingFor``)."""
+
+    SLOT = "slot"
+
+
 class WorkerOutcome(StrEnum):
     """What one work item came to (the worker's return value, logged and counted; not stored)."""
 
@@ -82,6 +96,7 @@ class WorkerOutcome(StrEnum):
     CLAIMED = "claimed"
     EARLY = "early"
     PACED = "paced"
+    PARKED = "parked"
     HELD = "held"
     SUPERSEDED = "superseded"
 

@@ -32,6 +32,15 @@ async def on_sweeper_timer(
         return await rt.sweeper.run(datetime.now(UTC))
 
 
+async def on_backlog_timer(
+    timer: func.TimerRequest, runtime: Runtime | None = None, *, invocation_id: str | None = None
+) -> int:
+    """Hand free rate-limit slots to the backlog of every scope (the workers do it too, after their calls)."""
+    with telemetry.bound(invocationId=invocation_id):
+        rt = runtime or get_runtime()
+        return await rt.dispatcher.pump_all()
+
+
 async def on_schedules_timer(
     timer: func.TimerRequest, runtime: Runtime | None = None, *, invocation_id: str | None = None
 ) -> list[Fired]:

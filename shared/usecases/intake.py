@@ -292,6 +292,7 @@ def _records(command: AcceptCommand, plan: _Plan, request_id: str) -> tuple[Requ
             next_attempt_at=plan.start,
             created_at=now,
             enqueued=None if plan.on_queue else False,
+            priority=request.priority,
         )
         for i, body in enumerate(fanout.plan_calls(request.subjects))
     ]
@@ -310,6 +311,7 @@ def _records(command: AcceptCommand, plan: _Plan, request_id: str) -> tuple[Requ
         event_key=event_key(request.event_id) if request.event_id is not None else None,
         normalisations=tuple(command.normalisations) or None,
         requested_by=command.requested_by,
+        priority=request.priority,
         callback_url=request.callback_url,
         status=summary.status,
         counts=summary.counts,

@@ -36,6 +36,7 @@ from shared.core.ports import (
 from shared.core.records import CallRecord
 from shared.core.rules import TtlCache
 from shared.core.vocabulary import CallStatus, WorkerOutcome
+from shared.usecases.dispatcher import Dispatcher, is_parked
 from shared.usecases.rule_discovery import RuleDiscovery
 from shared.usecases.worker_calls import MAX_SAVE_TRIES, MAX_STORAGE_RETRIES, CallWriter
 from shared.usecases.worker_prepare import (
@@ -102,6 +103,8 @@ class Worker:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     job_cache: TtlCache[tuple[str, str], JobStatus] | None = None
+    #: The backlog: calls that find no slot wait there (None: they come back later instead).
+    backlog: Dispatcher | None = None
     directory: Directory | None = None  # resolves subjects named by userPrincipalName
     writer: CallWriter = field(init=False)
     preparer: CallPreparer = field(init=False)
@@ -122,6 +125,7 @@ class Worker:
             claim_seconds=self.policy.claim_seconds,
             job_hold_seconds=self.policy.job_hold_seconds,
             rate_scope=self.policy.rate_scope,
+            backlog=self.backlog,
             directory=self.directory,
         )
 
@@ -137,26 +141,9 @@ class Worker:
                 log.error("work item points to no call row; dropped")
                 return WorkerOutcome.MISSING
             now = self.clock()
-            if call.status.is_terminal:
-                # The worker that finished it may have died before updating the request: make sure it is current.
-                await self.writer.refresh(item.request_id, now)
-                log.info("call already finished; duplicate work item ignored", extra={"status": call.status})
-                return WorkerOutcome.DUPLICATE
-            claimed_until = call.claimed_until or _NEVER
-            if call.status is CallStatus.RUNNING and claimed_until > now:
-                # Another worker holds it, or one died holding it: look again once the claim has run out.
-                await self.queue.send(item, (claimed_until - now).total_seconds() + 1)
-                log.info("call is claimed by another worker; looking again after the claim")
-                return WorkerOutcome.CLAIMED
-            due = call.next_attempt_at or _NEVER
-            if call.reserved_at is not None and call.status is CallStatus.WAITING:
-                due = call.reserved_at - timedelta(seconds=LEAD_SECONDS + 1)
-            waits = call.status in (CallStatus.SCHEDULED, CallStatus.WAITING)
-            if waits and (due - now).total_seconds() > EARLY_TOLERANCE_SECONDS:
-                await self.queue.send(item, (due - now).total_seconds())
-                log.info("work item arrived early; put back until due", extra={"due": due.isoformat()})
-                return WorkerOutcome.EARLY
-
+            settled = await self._settled(call, now) or await self._not_now(item, call, now)
+            if settled is not None:
+                return settled
             previous_attempts = call.attempts
             if previous_attempts >= self.policy.retry_policy.max_attempts:
                 return await self._exhausted(item, call, previous_attempts)
@@ -173,6 +160,40 @@ class Worker:
         await self.queue.send(item, 1.0)
         log.info("the call kept changing while it was claimed; looking again shortly")
         return WorkerOutcome.CLAIMED
+
+    async def _settled(self, call: CallRecord, now: datetime) -> WorkerOutcome | None:
+        """Why this message has nothing to do, if so: the call is finished, or it waits in the backlog."""
+        if call.status.is_terminal:
+            # The worker that finished it may have died before updating the request: make sure it is current.
+            await self.writer.refresh(call.request_id, now)
+            log.info("call already finished; duplicate work item ignored", extra={"status": call.status})
+            return WorkerOutcome.DUPLICATE
+        if is_parked(call):
+            # it waits in the backlog, which hands it a slot and a work item: this one is a duplicate
+            log.info("call waits in the backlog for a slot; duplicate work item ignored")
+            return WorkerOutcome.PARKED
+        return None
+
+    async def _not_now(self, item: WorkItem, call: CallRecord, now: datetime) -> WorkerOutcome | None:
+        """Why the call is not attempted now, if so: claimed by another worker, not yet due, or it joins the
+        calls already waiting for its scope's slots (parked before any claim)."""
+        claimed_until = call.claimed_until or _NEVER
+        if call.status is CallStatus.RUNNING and claimed_until > now:
+            # Another worker holds it, or one died holding it: look again once the claim has run out.
+            await self.queue.send(item, (claimed_until - now).total_seconds() + 1)
+            log.info("call is claimed by another worker; looking again after the claim")
+            return WorkerOutcome.CLAIMED
+        due = call.next_attempt_at or _NEVER
+        if call.reserved_at is not None and call.status is CallStatus.WAITING:
+            due = call.reserved_at - timedelta(seconds=LEAD_SECONDS + 1)
+        waits = call.status in (CallStatus.SCHEDULED, CallStatus.WAITING)
+        if waits and (due - now).total_seconds() > EARLY_TOLERANCE_SECONDS:
+            await self.queue.send(item, (due - now).total_seconds())
+            log.info("work item arrived early; put back until due", extra={"due": due.isoformat()})
+            return WorkerOutcome.EARLY
+        if self.backlog is not None and await self.backlog.park_fresh(call, self.policy.rate_scope, now):
+            return WorkerOutcome.PARKED
+        return None
 
     async def _exhausted(self, item: WorkItem, call: CallRecord, attempts: int) -> WorkerOutcome:
         """A call already at the hard cap of attempts ends ``failed``, without another Graph call."""
@@ -199,6 +220,8 @@ class Worker:
             return await self._record_failure(item, call, ready.failure, attempts, ready.extra)
         assert ready.rule_id is not None
         result = await self._call_graph(ready.service_principal_id, ready.job_id, ready.rule_id, ready.subject)
+        if self.backlog is not None:
+            await self.backlog.pump_soon(ready.scope)  # the call freed a place: hand slots to the backlog
         if isinstance(result, GraphFailure):
             if result.http_status == 429:
                 # a bare 429 blocks the scope for our own backoff, grown by this call's 429s (not all its attempts)

@@ -13,12 +13,13 @@ from typing import Any
 
 from shared import telemetry
 from shared.core import transitions
-from shared.core.pacing import lateness_for, scope_key
+from shared.core.pacing import LimiterState, lateness_for, scope_key
 from shared.core.ports import Directory, GraphFailure, JobStatus, Provisioner, RateLimiter
 from shared.core.records import CallRecord
 from shared.core.rules import NoRule, TtlCache, normalise_types
 from shared.core.vocabulary import RuleSource, WorkerOutcome
 from shared.usecases import subjects
+from shared.usecases.dispatcher import Dispatcher
 from shared.usecases.rule_discovery import RuleDiscovery
 from shared.usecases.worker_calls import CallWriter
 
@@ -73,6 +74,7 @@ class CallPreparer:
     claim_seconds: float
     job_hold_seconds: float
     rate_scope: str
+    backlog: Dispatcher | None = None
     directory: Directory | None = None  # resolves subjects named by userPrincipalName
 
     async def defer(
@@ -192,7 +194,14 @@ class CallPreparer:
             now = self.clock()
             if slot is None or now > slot + lateness:
                 missed = slot.timestamp() if slot is not None else None
-                reservation = await self.limiter.reserve(scope, release=missed)
+                if self.backlog is None:
+                    reservation = await self.limiter.reserve(scope, release=missed)
+                else:  # a call the backlog already handed a slot does not queue behind the backlog again
+                    behind = call.backlog_key is None
+                    reservation = await self.backlog.limiter.reserve(scope, release=missed, queue_behind=behind)
+                    if reservation.start is None:
+                        await self.park(call, previous_attempts, scope, reservation.state)
+                        return None
                 if reservation.start is None:
                     until = datetime.fromtimestamp(reservation.retry_at, UTC)
                     await self.defer(call, previous_attempts, until, {"reserved_at": None})
@@ -215,6 +224,15 @@ class CallPreparer:
         await self.defer(call, previous_attempts, until, {"reserved_at": None})
         log.warning("rate limit: kept missing slots under load; deferred")
         return None
+
+    async def park(self, call: CallRecord, previous_attempts: int, scope: str, state: LimiterState) -> None:
+        """No slot soon: the call waits in the backlog (entry first, then the row), and its message completes."""
+        assert self.backlog is not None
+        now = self.clock()
+        changes = {**await self.backlog.park(scope, call, state), "attempts": previous_attempts, "next_attempt_at": now}
+        if await self.writer.transition(call, changes, owner=previous_attempts + 1, now=now) is not None:
+            await self.backlog.parked(scope, state)
+        log.info("rate limit: no slot soon; waiting in the backlog", extra={"backlogKey": changes["backlog_key"]})
 
     async def keep_claim(self, call: CallRecord, previous_attempts: int, ready: Ready) -> CallRecord | WorkerOutcome:
         """The call, still claimed by this attempt with time enough left to make the call and record it.

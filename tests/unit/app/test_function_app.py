@@ -51,6 +51,7 @@ def test_routes_and_auth_levels() -> None:
         "provision_callbacks": (None, None, "provisioning-callbacks"),
         "ledger_retention": (None, None, None),
         "sweeper": (None, None, None),
+        "backlog_dispatch": (None, None, None),
         "provision_schedules": (None, None, None),
     }
 

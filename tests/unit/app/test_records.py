@@ -24,11 +24,19 @@ from shared.contract import api_models, openapi, views
 from shared.core import outcome, textsplit, transitions
 from shared.core.ports import GraphAnswer
 from shared.core.records import CallRecord, OutboxMarks, RequestRecord, camel, shown_call_fields
-from shared.core.vocabulary import CallbackStatus, CallStatus, RequestStatus, RuleSource, Source
+from shared.core.vocabulary import CallbackStatus, CallStatus, Priority, RequestStatus, RuleSource, Source, WaitingFor
 
 ROOT = Path(__file__).resolve().parents[3]
 T0 = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
 RID = "0" * 32
+
+
+_ENUM_VALUES: dict[str, Any] = {
+    "status": CallStatus.FAILED,
+    "rule_source": RuleSource.SCHEMA,
+    "waiting_for": WaitingFor.SLOT,
+    "priority": Priority.HIGH,
+}
 
 
 def full_call(**changes: Any) -> CallRecord:
@@ -40,10 +48,8 @@ def full_call(**changes: Any) -> CallRecord:
         kind = str(f.type)
         if "datetime" in kind:
             values[f.name] = T0 + timedelta(minutes=len(values))
-        elif f.name == "status":
-            values[f.name] = CallStatus.FAILED
-        elif f.name == "rule_source":
-            values[f.name] = RuleSource.SCHEMA
+        elif f.name in _ENUM_VALUES:
+            values[f.name] = _ENUM_VALUES[f.name]
         elif f.name == "subject":
             values[f.name] = {"objectId": "u1", "objectTypeName": "User"}
         elif "tuple" in kind:

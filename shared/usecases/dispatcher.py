@@ -1,0 +1,237 @@
+"""The dispatcher: hands free rate-limit slots to the head of a scope's backlog.
+
+A call that finds no slot within the limiter's short horizon is *parked* by the worker: an entry in the
+backlog (:class:`shared.core.ports.WaitingRoom`, ordered by :mod:`shared.core.backlog`) first, then its row
+marked ``waitingFor: slot``; its work message completes. It costs nothing while it waits, however long.
+
+:meth:`Dispatcher.pump` fills the limiter's free places from the head of the backlog: under a short lease
+(one dispatcher per scope at a time, across instances) it reads the head, checks each call still waits for
+a slot, reserves their slots in one limiter write, then for each call writes its slot on the row (ETag),
+enqueues its work item to arrive just before the slot, and only then deletes the entry. So an entry is
+never lost: a crash leaves an entry whose call either still waits (dispatched again next time) or holds a
+slot already (the entry is dropped as stale). Workers pump after their Graph call (at most twice a window
+per instance), and a timer pumps every scope as a safety net. Storage operations per call are a constant:
+no call is read or moved again while it waits, whatever the depth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from shared import telemetry
+from shared.core.backlog import Place, place_for
+from shared.core.errors import StaleWrite
+from shared.core.pacing import LimiterState, scope_key
+from shared.core.ports import Lease, Ledger, Parked, SlotBank, WaitingRoom, WorkItem, WorkQueue
+from shared.core.records import CallRecord
+from shared.core.vocabulary import CallStatus, WaitingFor
+
+log = telemetry.get_logger(__name__)
+
+#: How long one pump may hold a scope's lease (a pump takes well under a second; a dead one blocks this long).
+LEASE_SECONDS = 15.0
+#: Rounds of head-read, reserve and hand-out in one pump (each fills up to the limiter's free places).
+MAX_PASSES = 3
+#: A dispatched call's message arrives this long before its slot (the worker's own lead; queue delays are
+#: whole seconds and polling is not punctual), and the worker sleeps the rest.
+LEAD_SECONDS = 3.0
+#: A slot handed out of the backlog lies at least this far ahead (see :meth:`Dispatcher._ahead`).
+DISPATCH_AHEAD_SECONDS = 2.0
+#: Storage requests one pump makes at once (a window of slots is handed out in one go).
+CONCURRENCY = 16
+
+T = TypeVar("T")
+
+
+async def _bounded(jobs: list[Coroutine[Any, Any, T]]) -> list[T]:
+    """Run ``jobs`` concurrently, at most :data:`CONCURRENCY` at a time, results in order."""
+    semaphore = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(job: Coroutine[Any, Any, T]) -> T:
+        async with semaphore:
+            return await job
+
+    return list(await asyncio.gather(*(one(j) for j in jobs)))
+
+
+def _stale(call: CallRecord | None) -> bool:
+    """An entry whose call will not become parked at it without writing the entry again (pure).
+
+    A ``running`` or ``queued`` call may be between its worker's two parking writes (entry first, then the
+    row): its entry must stay. Any other call that does not wait at this entry gets it written again if it
+    parks later.
+    """
+    return call is None or call.status not in (CallStatus.RUNNING, CallStatus.QUEUED, CallStatus.SCHEDULED)
+
+
+def is_parked(call: CallRecord, key: str | None = None) -> bool:
+    """The call waits in the backlog (at ``key``, when given) for a slot (pure)."""
+    return (
+        call.status is CallStatus.WAITING
+        and call.waiting_for is WaitingFor.SLOT
+        and (key is None or call.backlog_key == key)
+    )
+
+
+@dataclass
+class Dispatcher:
+    """Moves calls from the backlog into slots; one :meth:`pump` per scope at a time across instances."""
+
+    ledger: Ledger
+    queue: WorkQueue
+    limiter: SlotBank
+    room: WaitingRoom
+    lease: Lease
+    clock: Callable[[], float] = time.time
+    _last_pump: dict[str, float] = field(default_factory=dict)
+
+    async def park(self, scope: str, call: CallRecord, state: LimiterState) -> dict[str, Any]:
+        """Write a call's backlog entry; the changes that mark its row parked (the worker writes them, as its attempt).
+
+        A call parked before keeps its place. The entry is written before the row says ``waitingFor: slot``,
+        so a parked call always has its entry (the sweeper re-parks one whose entry was lost anyway).
+        """
+        key = call.backlog_key or place_for(call.priority, state.round, call.request_id, call.call_id).key
+        await self.room.park(Parked(scope, key, call.request_id, call.call_id))
+        return {
+            "status": CallStatus.WAITING,
+            "claimed_until": None,
+            "reserved_at": None,
+            "waiting_for": WaitingFor.SLOT,
+            "backlog_key": key,
+            "backlog_scope": scope,
+        }
+
+    async def park_fresh(self, call: CallRecord, rate_scope: str, now: datetime) -> bool:
+        """Park a call never attempted yet, before any claim, when calls already wait for its scope's slots.
+
+        A flood of new calls (a big request, a burst of them) is parked at two writes each (the entry, then
+        the row, conditional on the version read) and one read of the limiter row, instead of a claim, two
+        refreshes of the request and a second write: so the flood drains from the queue fast and the messages
+        the dispatcher times for their slots are not stuck behind it. The request's counts are refreshed by the
+        call's next transition. True when the call was parked; False to go on as usual (not fresh, no backlog
+        yet, or the row changed meanwhile: the claim then re-reads it).
+        """
+        fresh = call.status in (CallStatus.QUEUED, CallStatus.SCHEDULED) and not call.attempts
+        if not fresh or call.backlog_key is not None or call.reserved_at is not None:
+            return False
+        scope = scope_key(rate_scope, str(call.service_principal_id), str(call.job_id))
+        state = await self.limiter.state(scope)
+        if not state.waiting and state.free(self.clock(), self.limiter.limit) > 0:
+            return False
+        changes = await self.park(scope, call, state)
+        try:
+            await self.ledger.update_call(replace(call, **changes, next_attempt_at=now))
+        except StaleWrite:
+            return False
+        await self.parked(scope, state)
+        log.info(
+            "rate limit: calls wait for this scope; waiting in the backlog",
+            extra={"backlogKey": changes["backlog_key"]},
+        )
+        return True
+
+    async def parked(self, scope: str, state: LimiterState) -> None:
+        """A call is parked: newcomers must queue behind it (one limiter write, only when not yet so)."""
+        if not state.waiting:
+            await self.limiter.mark_waiting(scope)
+
+    async def pump_soon(self, scope: str) -> int:
+        """Pump unless this instance pumped the scope less than half a window ago (workers call this after a call).
+
+        Never raises: the caller's own work must go on, and the timer pumps too.
+        """
+        now = self.clock()
+        if now - self._last_pump.get(scope, float("-inf")) < self.limiter.limit.window_seconds / 2:
+            return 0
+        try:
+            return await self.pump(scope)
+        except Exception:
+            log.warning("could not hand slots to the backlog; the timer will", exc_info=True)
+            return 0
+
+    async def pump_all(self) -> int:
+        """Pump every scope that has a limiter row (the timer's safety net)."""
+        handed = 0
+        for scope in await self.limiter.scopes():
+            handed += await self.pump(scope)
+        return handed
+
+    async def pump(self, scope: str) -> int:
+        """Hand the free slots of ``scope`` to the head of its backlog; how many calls got one."""
+        self._last_pump[scope] = self.clock()
+        name = f"dispatch-{scope}"
+        token = await self.lease.acquire(name, LEASE_SECONDS)
+        if token is None:
+            return 0  # another instance is dispatching this scope right now
+        handed = 0
+        try:
+            for _ in range(MAX_PASSES):
+                given, more = await self._pass(scope)
+                handed += given
+                if not more:
+                    break
+        finally:
+            await self.lease.release(name, token)
+        if handed:
+            log.info("backlog: calls handed a slot", extra={"scope": scope, "calls": handed})
+        return handed
+
+    async def _pass(self, scope: str) -> tuple[int, bool]:
+        """One read of the head and hand-out; whether another pass may find more to do."""
+        state = await self.limiter.state(scope)
+        free = state.free(self.clock(), self.limiter.limit)
+        if free == 0:
+            return 0, False
+        entries = await self.room.head(scope, free)
+        calls = await _bounded([self.ledger.get_call(e.request_id, e.call_id) for e in entries])
+        ready: list[tuple[Parked, CallRecord]] = []
+        stale: list[Parked] = []
+        for entry, call in zip(entries, calls, strict=True):
+            if call is not None and is_parked(call, entry.key):
+                ready.append((entry, call))
+            elif _stale(call):
+                stale.append(entry)  # the call was handed a slot, finished, or is gone
+            # else: a worker holds the call and may be parking it right now (entry written, row not yet): keep
+        await _bounded([self.room.remove(entry) for entry in stale])
+        emptied = len(entries) < free
+        if not ready:
+            if emptied and state.waiting:
+                await self.limiter.reserve_many(scope, 0, waiting=False)
+            return 0, bool(entries) and not emptied
+        round_ = max(Place.parse(entry.key).round for entry, _ in ready)
+        slots = await self.limiter.reserve_many(
+            scope, len(ready), round_=round_, waiting=False if emptied else None, ahead=self._ahead()
+        )
+        results = await _bounded([self._hand(e, c, slot) for (e, c), slot in zip(ready, slots, strict=False)])
+        return sum(results), not emptied and len(slots) == len(ready)
+
+    def _ahead(self) -> float:
+        """How far ahead a dispatched slot must lie: a message takes this long to reach a worker and be claimed
+        (queue polling backs off to 2 s when idle; then a read and a claim). Half a window for short ones."""
+        return min(DISPATCH_AHEAD_SECONDS, self.limiter.limit.window_seconds / 2)
+
+    async def _hand(self, entry: Parked, call: CallRecord, slot: float) -> bool:
+        """Give one parked call its slot: row first (version), then its work item, then the entry goes."""
+        at = datetime.fromtimestamp(slot, UTC)
+        try:
+            await self.ledger.update_call(replace(call, waiting_for=None, reserved_at=at, next_attempt_at=at))
+        except StaleWrite:
+            fresh = await self.ledger.get_call(entry.request_id, entry.call_id)
+            if fresh is None or not is_parked(fresh, entry.key):
+                if _stale(fresh):
+                    await self.room.remove(entry)
+                return False  # taken over meanwhile: its slot goes unused
+            try:
+                await self.ledger.update_call(replace(fresh, waiting_for=None, reserved_at=at, next_attempt_at=at))
+            except StaleWrite:
+                return False  # keeps its entry: the next pump looks again
+        delay = max(0.0, slot - self.clock() - LEAD_SECONDS)
+        await self.queue.send(WorkItem(entry.request_id, entry.call_id), float(int(delay)))
+        await self.room.remove(entry)
+        return True

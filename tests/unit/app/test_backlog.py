@@ -1,0 +1,381 @@
+"""Deep backlogs: the bounded limiter row, the fairness order, and calls parked and dispatched instead of circling.
+
+The end-to-end tests run the real worker and dispatcher over in-memory ports and a simulated queue and clock:
+every message is processed when it becomes visible, every sleep moves the clock. So they show, without I/O,
+what the integration benches measure: the limit is respected, a newcomer is not stuck behind a big request,
+and the storage operations per call do not grow with the depth.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shared.adapters import ledger_codec as codec
+from shared.core import pacing
+from shared.core.backlog import Place, call_index, place_for
+from shared.core.pacing import LimiterState, RateLimit, ahead_for, count_in_any_window, margin_for, reserve
+from shared.core.ports import GraphAnswer, JobStatus, Parked, WorkItem
+from shared.core.records import CallRecord, RequestRecord
+from shared.core.rules import RuleInfo
+from shared.core.vocabulary import Priority
+from shared.usecases import sweeper
+from shared.usecases.dispatcher import Dispatcher, is_parked
+from shared.usecases.rule_discovery import RuleDiscovery
+from shared.usecases.worker import Worker
+from tests.fixtures import seed_response
+from tests.unit.app.backlog_fakes import InMemoryLease, InMemorySlotBank, InMemoryWaitingRoom
+from tests.unit.app.fakes import InMemoryLedger, InMemoryLogStore, InMemoryPending, queued_call_row
+
+T0 = datetime(2026, 12, 2, 8, 0, tzinfo=UTC)
+LIMIT = RateLimit(5, 10.0)
+SUCCESS = seed_response(2)
+
+# --- the order ----------------------------------------------------------------------------------------------
+
+places = st.builds(
+    Place,
+    st.sampled_from(list(Priority)),
+    st.integers(0, 10**9),
+    st.from_regex(r"[0-9a-f]{32}", fullmatch=True),
+    st.integers(1, 9999).map(lambda i: f"call-{i:04d}"),
+)
+_RANK = {Priority.HIGH: 0, Priority.NORMAL: 1, Priority.LOW: 2}
+
+
+@given(places, places)
+def test_keys_sort_as_the_policy_orders(a: Place, b: Place) -> None:
+    def policy(p: Place) -> tuple[int, int, str, str]:
+        return _RANK[p.priority], p.round, p.request_id, p.call_id
+
+    assert (a.key < b.key) == (policy(a) < policy(b))
+    assert Place.parse(a.key) == a
+
+
+def test_a_place_is_the_scope_round_plus_the_call_index_and_priority_defaults_to_normal() -> None:
+    assert call_index("call-0001") == 0
+    assert place_for(None, 40, "r", "call-0003") == Place(Priority.NORMAL, 42, "r", "call-0003")
+    assert place_for("high", 40, "r", "call-0001").priority is Priority.HIGH
+    assert place_for("bogus", 0, "r", "call-0001").priority is Priority.NORMAL
+
+
+def test_a_one_call_request_is_placed_within_one_round_of_a_big_one() -> None:
+    big = [place_for(None, 100, "0" * 32, f"call-{i + 1:04d}").key for i in range(1000)]
+    # the scope has handed out 10 rounds since the big request parked: the newcomer goes into round 110
+    single = place_for(None, 110, "f" * 32, "call-0001").key
+    order = sorted([*big[10:], single])
+    assert order.index(single) <= 1
+    assert sorted([*big, place_for("low", 0, "1" * 32, "call-0001").key])[-1].startswith("2-")
+
+
+# --- the bounded limiter row --------------------------------------------------------------------------------
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.builds(RateLimit, st.integers(1, 60), st.sampled_from([0.5, 1.0, 10.0])), st.integers(1, 400))
+def test_the_row_never_holds_more_than_a_window_of_future_starts(limit: RateLimit, asks: int) -> None:
+    state = LimiterState()
+    for i in range(asks):
+        state = reserve(state, i * 0.01, limit).state
+        assert state.ahead(i * 0.01) <= ahead_for(limit)
+        # the last window's starts kept for the feasibility check (one more at its closed edge) plus the
+        # bounded future, ~15 bytes each
+        assert len(state.starts) <= limit.calls + 1 + ahead_for(limit)
+    assert len(state.to_json()) < 64 * 1024
+
+
+def test_a_refusal_says_when_a_place_frees_up() -> None:
+    state = LimiterState()
+    for _ in range(ahead_for(LIMIT) + LIMIT.calls):
+        state = reserve(state, 0.0, LIMIT).state
+    r = reserve(state, 0.0, LIMIT)
+    assert r.start is None
+    window = LIMIT.window_seconds + margin_for(LIMIT)
+    assert 0.0 < r.retry_at <= window + 0.01
+
+
+def test_newcomers_queue_behind_waiting_calls_but_the_dispatcher_does_not() -> None:
+    state = pacing.mark_waiting(LimiterState(), True)
+    assert reserve(state, 0.0, LIMIT).start is None
+    assert reserve(state, 0.0, LIMIT, queue_behind=False).start == 0.0
+    slots, after = pacing.reserve_many(state, 0.0, LIMIT, 7)
+    assert slots == [0.0] * 5 + [LIMIT.window_seconds + margin_for(LIMIT)] * 2
+    assert pacing.advance_round(after, 12).round == 12
+    assert pacing.advance_round(pacing.advance_round(after, 12), 3).round == 12, "the round never goes back"
+    later, _ = pacing.reserve_many(LimiterState(), 0.0, LIMIT, 2, earliest=2.0)
+    assert later == [2.0, 2.0], "no dispatched slot sooner than its message can get there"
+    missed = pacing.reserve(after, 0.5, LIMIT, release=0.0, queue_behind=False)
+    assert missed.start is not None, "a call giving back the slot it missed is not held to the bound"
+
+
+def test_the_old_row_format_still_reads_and_the_new_one_round_trips() -> None:
+    assert LimiterState.from_json('{"s": [1.5, 2.25], "b": 3.0}') == LimiterState((1.5, 2.25), 3.0)
+    state = LimiterState((1.5,), 0.0, 7, True)
+    assert LimiterState.from_json(state.to_json()) == state
+
+
+# --- the dispatcher over fakes ------------------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def ts(self) -> float:
+        return self.now.timestamp()
+
+
+class CountingLedger(InMemoryLedger):
+    """Counts reads and writes, as a stand-in for storage operations."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: Counter[str] = Counter()
+
+    async def get_call(self, request_id: str, call_id: str) -> CallRecord | None:
+        self.ops["ledger.get_call"] += 1
+        return await super().get_call(request_id, call_id)
+
+    async def update_call(self, call: CallRecord) -> CallRecord:
+        self.ops["ledger.update_call"] += 1
+        return await super().update_call(call)
+
+    async def refresh_request(self, request_id: str, now: datetime) -> RequestRecord | None:
+        self.ops["ledger.refresh"] += 1
+        return await super().refresh_request(request_id, now)
+
+    def record(self, request_id: str, call_id: str) -> CallRecord:
+        row = self.rows[(request_id, call_id)]
+        return codec.call_from_entity(row, str(row["_v"]))
+
+
+@dataclass
+class SimQueue:
+    """Messages become visible after their delay on the simulated clock."""
+
+    clock: Clock
+    heap: list[tuple[datetime, int, WorkItem]] = field(default_factory=list)
+    seq: int = 0
+    sent: int = 0
+
+    async def ping(self) -> None:
+        return None
+
+    async def send_text(self, text: str) -> None:
+        raise AssertionError("not used")
+
+    async def send(self, item: WorkItem, delay_seconds: float = 0) -> None:
+        self.seq += 1
+        self.sent += 1
+        heapq.heappush(self.heap, (self.clock() + timedelta(seconds=delay_seconds), self.seq, item))
+
+
+class SimGraph:
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.posts: list[tuple[datetime, str]] = []
+
+    async def provision_on_demand(self, sp: str, job: str, rule: str, subject: dict[str, Any]) -> GraphAnswer:
+        self.posts.append((self.clock(), str(subject["objectId"])))
+        return GraphAnswer(SUCCESS["key"], SUCCESS["value"], "graph-req")
+
+    async def schema_rules(self, sp: str, job: str) -> list[RuleInfo]:
+        return [RuleInfo("rule-1", "USER", True, ("User",))]
+
+    async def job_status(self, sp: str, job: str) -> JobStatus:
+        return JobStatus("Active")
+
+
+@dataclass
+class Sim:
+    clock: Clock
+    ledger: CountingLedger
+    queue: SimQueue
+    graph: SimGraph
+    bank: InMemorySlotBank
+    room: InMemoryWaitingRoom
+    dispatcher: Dispatcher
+    worker: Worker
+
+    def submit(self, request_id: str, calls: int, priority: str | None = None) -> None:
+        for i in range(calls):
+            call_id = f"call-{i + 1:04d}"
+            subject = json.dumps({"objectId": f"{request_id[:4]}-{i}", "objectTypeName": "User"})
+            row = queued_call_row(request_id, self.clock(), RowKey=call_id, subject=subject, priority=priority)
+            self.ledger.rows[(request_id, call_id)] = {k: v for k, v in row.items() if v is not None}
+            self.queue.seq += 1
+            heapq.heappush(self.queue.heap, (self.clock(), self.queue.seq, WorkItem(request_id, call_id)))
+
+    async def step(self) -> bool:
+        if not self.queue.heap:
+            return False
+        due, _, item = heapq.heappop(self.queue.heap)
+        self.clock.now = max(self.clock.now, due)
+        await self.worker.process(item)
+        return True
+
+    async def park_some(self, count: int) -> list[str]:
+        """Process messages until ``count`` calls wait in the backlog; their keys, in order."""
+        while len(self.room.entries) < count:
+            assert await self.step(), "nothing parked"
+        return sorted(k for _, k in self.room.entries)
+
+    async def run_until(self, when: datetime) -> None:
+        while self.queue.heap and self.queue.heap[0][0] <= when:
+            await self.step()
+        self.clock.now = max(self.clock.now, when)
+
+    async def drain(self, max_steps: int = 100_000) -> None:
+        for _ in range(max_steps):
+            if not await self.step():
+                if not self.room.entries:
+                    return
+                self.clock.now += timedelta(seconds=10)  # the timer's safety net
+                await self.dispatcher.pump_all()
+        raise AssertionError("did not drain")
+
+
+def sim(limit: RateLimit = LIMIT) -> Sim:
+    clock = Clock()
+    ledger, queue, graph = CountingLedger(), SimQueue(clock), SimGraph(clock)
+    bank = InMemorySlotBank(clock.ts, limit)
+    room = InMemoryWaitingRoom()
+    dispatcher = Dispatcher(ledger, queue, bank, room, InMemoryLease(clock.ts), clock=clock.ts)
+
+    async def sleep(seconds: float) -> None:
+        clock.now += timedelta(seconds=seconds)
+
+    worker = Worker(
+        ledger=ledger,
+        queue=queue,
+        graph=graph,
+        rules=RuleDiscovery(graph),
+        logs=InMemoryLogStore(),
+        limiter=bank,
+        pending=InMemoryPending(),
+        backlog=dispatcher,
+        clock=clock,
+        sleep=sleep,
+    )
+    return Sim(clock, ledger, queue, graph, bank, room, dispatcher, worker)
+
+
+async def test_a_backlog_parks_drains_within_the_limit_and_leaves_nothing_behind() -> None:
+    s = sim()
+    s.submit("1" * 32, 60)
+    await s.drain()
+    assert len(s.graph.posts) == 60
+    starts = [t.timestamp() for t, _ in s.graph.posts]
+    assert count_in_any_window(starts, LIMIT.window_seconds) <= LIMIT.calls
+    window = LIMIT.window_seconds + margin_for(LIMIT)
+    gaps = [b - a for a, b in zip(sorted(starts), sorted(starts)[1:], strict=False)]
+    assert max(gaps) <= window + 2.0, "no idle stretch: a window's slots, then the next (handed out 2 s ahead)"
+    assert 60 / ((max(starts) - min(starts)) / window + 1) / LIMIT.calls >= 0.85, "drained close to the limit"
+    assert all(str(r["status"]) == "succeeded" for r in s.ledger.rows.values())
+    assert not s.room.entries
+    assert all(len(st.starts) <= LIMIT.calls + ahead_for(LIMIT) for st in s.bank.states.values())
+
+
+async def test_a_one_call_request_starts_within_a_few_slots_while_a_big_one_drains() -> None:
+    s = sim()
+    s.submit("1" * 32, 200)
+    await s.run_until(T0 + timedelta(seconds=60))
+    submitted = s.clock()
+    s.submit("2" * 32, 1)
+    await s.drain()
+    [(started, _)] = [(t, who) for t, who in s.graph.posts if who.startswith("2222")]
+    slot = (LIMIT.window_seconds + margin_for(LIMIT)) / LIMIT.calls
+    waited = (started - submitted).total_seconds() / slot
+    # the slots already handed out (one window ahead) go first, then the newcomer within about one round
+    assert waited <= ahead_for(LIMIT) + 3, f"waited {waited:.1f} slots"
+    assert waited <= 10, "the issue's bar: within 10 slots"
+
+
+async def test_high_priority_goes_before_normal_and_low_after_it() -> None:
+    s = sim()
+    s.submit("1" * 32, 40, priority="low")
+    s.submit("2" * 32, 40)
+    s.submit("3" * 32, 40, priority="high")
+    await s.drain()
+    order = [who[:4] for _, who in s.graph.posts]
+    tail = order[2 * ahead_for(LIMIT) :]  # after the slots taken before anyone parked
+    assert tail.index("1111") > max(i for i, w in enumerate(tail) if w == "3333")
+
+
+async def test_storage_operations_per_call_do_not_grow_with_the_depth() -> None:
+    per_call = []
+    for depth in (50, 500):
+        s = sim()
+        s.submit("1" * 32, depth)
+        await s.drain()
+        ops = sum(s.ledger.ops.values()) + s.queue.sent + len(s.room.removed) * 2
+        per_call.append(ops / depth)
+    assert per_call[1] <= per_call[0] * 1.2, per_call
+
+
+async def test_a_duplicate_message_leaves_a_parked_call_to_the_backlog() -> None:
+    s = sim()
+    s.submit("1" * 32, 30)
+    [key] = await s.park_some(1)
+    call_id = Place.parse(key).call_id
+    assert is_parked(s.ledger.record("1" * 32, call_id))
+    version = s.ledger.rows[("1" * 32, call_id)]["_v"]
+    assert await s.worker.process(WorkItem("1" * 32, call_id)) == "parked"
+    assert s.ledger.rows[("1" * 32, call_id)]["_v"] == version, "a parked call is left alone"
+
+
+async def test_a_stale_entry_is_dropped_and_a_lost_one_is_parked_again_by_the_sweeper() -> None:
+    s = sim()
+    s.submit("1" * 32, 30)
+    keys = await s.park_some(2)
+    # one entry is lost (storage restored, a hand edit): the sweeper parks the call again, at its own place
+    lost = s.room.entries.pop(("tenant", keys[0]))[0]
+    pending = InMemoryPending()
+    pending.entries["1" * 32] = T0
+    s.ledger.rows[("1" * 32, "request")] = {"PartitionKey": "1" * 32, "RowKey": "request", "status": "pending", "_v": 0}
+    sweep = sweeper.Sweeper(s.ledger, s.queue, pending, s.room)
+    swept = await sweep.sweep(now=s.clock() + timedelta(hours=1))
+    assert swept.reparked == 1, "a lost entry comes back"
+    calls = [s.ledger.record(pk, rk) for (pk, rk) in s.ledger.rows if rk != "request"]
+    parked_calls = [c for c in calls if is_parked(c)]
+    assert len(parked_calls) == 2
+    assert not any(c.redriven_at for c in parked_calls), "a parked call is not stranded: no message for it"
+    assert ("tenant", lost.key) in s.room.entries
+    # an entry whose call no longer waits (finished meanwhile) is dropped by the dispatcher, not dispatched
+    row = s.ledger.rows[("1" * 32, lost.call_id)]
+    s.ledger.rows[("1" * 32, lost.call_id)] = {**row, "status": "succeeded", "waitingFor": None}
+    s.clock.now += timedelta(minutes=5)
+    await s.dispatcher.pump("tenant")
+    assert ("tenant", lost.key) not in s.room.entries
+    assert s.ledger.rows[("1" * 32, lost.call_id)]["status"] == "succeeded"
+
+
+async def test_one_dispatcher_per_scope_at_a_time() -> None:
+    s = sim()
+    s.submit("1" * 32, 30)
+    await s.park_some(3)
+    token = await s.dispatcher.lease.acquire("dispatch-tenant", 15.0)
+    assert token is not None
+    s.clock.now += timedelta(seconds=30)  # places free up, but another instance holds the lease... for 15 s
+    assert (
+        await Dispatcher(s.ledger, s.queue, s.bank, s.room, s.dispatcher.lease, clock=lambda: T0.timestamp()).pump(
+            "tenant"
+        )
+        == 0
+    )
+    assert await s.dispatcher.pump("tenant") == 3, "an expired lease is taken over (3 parked, places are free)"
+
+
+def test_a_parked_entry_points_at_its_call() -> None:
+    entry = Parked("tenant", place_for(None, 0, "1" * 32, "call-0001").key, "1" * 32, "call-0001")
+    assert Place.parse(entry.key).call_id == entry.call_id

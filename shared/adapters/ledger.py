@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
 
 _BATCH = 100  # Table transactions take at most 100 operations
+#: Read-recompute-write rounds of a request's status before giving up (each lost to another worker's write).
+_REFRESH_TRIES = 12
 #: Up to this many rows a request is written row by row, not as a transaction: a transaction is a multipart
 #: MIME body that azure-core builds and parses with the ``email`` package, about 16 ms of CPU per request on
 #: the intake path (cProfile under bench/intake), several times the cost of a plain JSON insert per row.
@@ -178,7 +181,10 @@ class TableLedger:
     async def refresh_request(self, request_id: str, now: datetime) -> RequestRecord | None:
         """Recompute the request's status and counts from its calls (ETag-safe against concurrent workers)."""
         await self._ensure_table()
-        for _ in range(10):
+        for attempt in range(_REFRESH_TRIES):
+            if attempt:
+                # many workers of one request finish together: spread their retries instead of colliding again
+                await asyncio.sleep(random.uniform(0, min(0.5, 0.02 * 2**attempt)))  # noqa: S311 (jitter)
             try:
                 request = await self._table.get_entity(request_id, REQUEST_ROW)
             except ResourceNotFoundError:

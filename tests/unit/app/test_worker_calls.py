@@ -104,3 +104,24 @@ async def test_the_ledger_adapter_names_what_a_failed_write_means(error: Excepti
     ledger = TableLedger(FailingTable(error))  # type: ignore[arg-type]
     with pytest.raises(raised):
         await ledger.update_call(CallRecord(RID, "call-0001", version="v1"))
+
+
+class ContendedLedger(InMemoryLedger):
+    """Every status refresh loses to other workers of the same request."""
+
+    async def refresh_request(self, request_id: str, now: datetime) -> Any:
+        raise StaleWrite(f"{request_id}: request row kept changing")
+
+
+async def test_losing_the_request_row_to_other_workers_does_not_fail_the_transition() -> None:
+    """Raising here failed the invocation after the call was written (or claimed), so its message came back
+    only after the whole claim; the request row is derived state that the other workers and the sweeper redo."""
+    ledger = ContendedLedger()
+    ledger.rows[(RID, "call-0001")] = queued_call_row(RID, T0)
+    w, queue, _ = writer(ledger)
+    call = await ledger.get_call(RID, "call-0001")
+    assert call is not None
+    saved = await w.transition(call, {"status": CallStatus.WAITING}, owner=0, now=T0, requeue=5.0)
+    assert saved is not None
+    assert ledger.rows[(RID, "call-0001")]["status"] == "waiting"
+    assert [(item.call_id, delay) for item, delay in queue.sent] == [("call-0001", 5.0)]

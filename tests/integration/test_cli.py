@@ -1,13 +1,28 @@
-"""The ``provisioning`` CLI against the real local stack, on the routes that exist today: submit and status."""
+"""The ``provisioning`` CLI against the real local stack: submit and status.
+
+On a stack of its own: it provisions cohort users the shared stack's other modules expect to create fresh (a
+second Create of one user is answered Skipped, and their call logs would hold this module's calls too).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import pytest
 
 from devhost.stack import Stack
 from tests.integration.cli_run import fail_next_call, provisioning
+from tests.integration.conftest import app_stack
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """This module's own stack (see the module's docstring)."""
+    with app_stack(tmp_path_factory, "cli") as running:
+        yield running
+
 
 #: Users of the emulator's default tenant (cohort.user01… in emulator/tenants/default.json).
 USER = "c0ffee00-0000-4000-8000-0000000000{:02d}"

@@ -56,6 +56,11 @@ class TableRequestIndex:
     async def file_new(self, entry: Indexed) -> None:
         """File a new request under every partition it can be found by (idempotent: upserts)."""
         await self._ensure_table()
+        await self._upsert_all(self.new_entities(entry))
+
+    @classmethod
+    def new_entities(cls, entry: Indexed) -> list[dict[str, Any]]:
+        """The entities :meth:`file_new` writes for a new request."""
         key = listing.row_key(entry.request_id)
         fixed = entry.fixed_partitions()
         ids = json.dumps(list(entry.object_ids), separators=(",", ":"))
@@ -63,8 +68,8 @@ class TableRequestIndex:
         entities[0]["partitions"] = json.dumps(fixed, separators=(",", ":"))  # the ALL entry: what to forget
         entities.append({"PartitionKey": listing.status_partition(entry.status), "RowKey": key, "objectIds": ids})
         if entry.pending and entry.target:
-            entities.append(self._backlog_entity(entry, key))
-        await self._upsert_all(entities)
+            entities.append(cls._backlog_entity(entry, key))
+        return entities
 
     @staticmethod
     def _backlog_entity(entry: Indexed, key: str) -> dict[str, Any]:

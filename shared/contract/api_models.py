@@ -21,8 +21,10 @@ class Accepted(_Doc):
     """``202 Accepted``: where and how soon to poll."""
 
     requestId: str = Field(pattern=r"^[0-9a-f]{32}$")
-    status: Literal["pending", "succeeded", "failed", "rejected"]
+    status: Literal["pending", "succeeded", "failed", "rejected", "cancelled"]
     calls: int = Field(ge=0)
+    links: dict[str, str] | None = Field(default=None, description="retry: when this eventId's request failed")
+    advice: str | None = None
 
 
 class CallOutcome(_Doc):
@@ -30,7 +32,9 @@ class CallOutcome(_Doc):
 
     callId: str
     subject: dict[str, Any] | None
-    status: Literal["queued", "scheduled", "waiting", "running", "succeeded", "skipped", "failed", "rejected"]
+    status: Literal[
+        "queued", "scheduled", "waiting", "running", "succeeded", "skipped", "failed", "rejected", "cancelled"
+    ]
     attempts: int
     ruleId: str | None = None
     ruleSource: Literal["request", "target", "schema"] | None = None
@@ -50,13 +54,16 @@ class CallOutcome(_Doc):
     completedAt: str | None = None
     rawKey: str | None = None
     provisioningLog: str | None = Field(default=None, description="Only with ?include=provisioningLog")
+    attemptHistory: list[dict[str, Any]] | None = Field(
+        default=None, description="Only with ?include=attempts: the rounds before a retry, oldest first"
+    )
 
 
 class RequestStatus(_Doc):
     """A request and every call it made."""
 
     requestId: str
-    status: Literal["pending", "succeeded", "failed", "rejected"]
+    status: Literal["pending", "succeeded", "failed", "rejected", "cancelled"]
     source: Literal["http", "queue", "graph-compatible", "schedule"]
     eventId: str | None = None
     target: str | None = None

@@ -71,7 +71,12 @@ def paths() -> dict[str, Any]:
                 ],
                 "responses": {
                     "200": _json("RequestList", "One page, newest first"),
-                    "400": _problem("A filter is invalid; errors[] names the parameter (/status, /top…)"),
+                    "400": {
+                        "description": "A filter is invalid (errors[] names the parameter: /status, /top…); or, "
+                        "as text, a URL longer than the host reads (8 KiB), refused before the app",
+                        "content": {**_PROBLEM, "text/plain": {"schema": {"type": "string"}}},
+                    },
+                    "414": {"description": "URL too long (answered by the host)"},
                     "503": _COMMON["503"],
                 },
             }

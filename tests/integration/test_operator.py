@@ -68,7 +68,7 @@ def test_a_failed_request_is_found_retried_and_succeeds_with_both_attempts_reada
     assert summary["objectIds"] == [_user(1)]
     assert (summary["callCount"], summary["counts"]["failed"]) == (1, 1)
     assert request_id not in [s["requestId"] for s in _list(stack, status="pending", since=since)["value"]]
-    assert [s["requestId"] for s in _list(stack, objectId=_user(1).upper())["value"]] == [request_id]
+    assert [s["requestId"] for s in _list(stack, objectId=_user(1).upper(), since=since)["value"]] == [request_id]
 
     again = httpx.post(f"{stack.base_url}/api/provision", json=body, timeout=HTTP_TIMEOUT)
     assert again.json()["requestId"] == request_id

@@ -94,7 +94,7 @@ class Runtime:
         from shared.adapters.poison import StoragePoisonQueue
 
         return tuple(
-            StoragePoisonQueue(poison, self._queue_client(poison), self._queue_client(source))
+            StoragePoisonQueue(poison, self._queue_client(poison, raw=True), self._queue_client(source, raw=True))
             for poison, source in ((REQUESTS_POISON_QUEUE, REQUESTS_QUEUE), (WORK_POISON_QUEUE, WORK_QUEUE))
         )
 
@@ -102,12 +102,14 @@ class Runtime:
         """A queue on the app's storage account, base64 like the Functions trigger expects."""
         return StorageQueue(self._queue_client(name))
 
-    def _queue_client(self, name: str) -> QueueClient:
+    def _queue_client(self, name: str, *, raw: bool = False) -> QueueClient:
+        """``raw``: messages as stored, not base64-decoded (a poison queue may hold text that is not base64)."""
         from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
         from azure.storage.queue.aio import QueueClient
 
         storage = self.settings.storage
-        encode, decode = TextBase64EncodePolicy(), TextBase64DecodePolicy()
+        encode = None if raw else TextBase64EncodePolicy()
+        decode = None if raw else TextBase64DecodePolicy()
         if storage.connection_string:
             client = QueueClient.from_connection_string(
                 storage.connection_string, name, message_encode_policy=encode, message_decode_policy=decode

@@ -7,6 +7,8 @@ already allows), never on neither. Messages not asked for are made visible again
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 from collections.abc import Collection
 from typing import TYPE_CHECKING
@@ -23,7 +25,12 @@ _BATCH = 32  # the Queue service's most messages per receive and per peek
 
 
 class StoragePoisonQueue:
-    """One poison queue and its source queue (both base64, as the Functions host writes and reads them)."""
+    """One poison queue and its source queue, read and written as stored (no encoding policy on either client).
+
+    The host expects base64, but a message that was not base64 is exactly what lands on a poison queue, so
+    peeking decodes each message itself (base64 when it is, the text as stored otherwise), and a requeue sends
+    the stored text back byte for byte.
+    """
 
     def __init__(self, name: str, poison: QueueClient, source: QueueClient) -> None:
         self._name = name
@@ -47,7 +54,10 @@ class StoragePoisonQueue:
         """The first ``limit`` (at most 32) messages, left where they are."""
         await self._ensure()
         messages = await self._poison.peek_messages(max_messages=max(1, min(limit, _BATCH)))
-        return [PoisonMessage(str(m.id), str(m.content), m.inserted_on, int(m.dequeue_count or 0)) for m in messages]
+        return [
+            PoisonMessage(str(m.id), _decoded(str(m.content)), m.inserted_on, int(m.dequeue_count or 0))
+            for m in messages
+        ]
 
     async def requeue(self, message_ids: Collection[str] | None, limit: int) -> int:
         """Move messages (every one, or those named) to the source queue: send first, then delete."""
@@ -80,3 +90,11 @@ class StoragePoisonQueue:
             for message in held:
                 await self._poison.update_message(message, visibility_timeout=0)
         return moved
+
+
+def _decoded(content: str) -> str:
+    """The message's text as the host would read it: base64-decoded UTF-8, or as stored when it is not that."""
+    try:
+        return base64.b64decode(content, validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return content

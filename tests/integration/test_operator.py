@@ -148,18 +148,25 @@ def test_poison_messages_are_listed_with_their_reason_and_a_requeued_one_is_proc
     with contextlib.suppress(ResourceExistsError):
         poison.create_queue()
     sent = poison.send_message(base64.b64encode(good.encode()).decode())
+    # what the host poisons without the app seeing it: a message that is not base64 at all
+    work_poison = _queue(stack, "provisioning-work-poison")
+    with contextlib.suppress(ResourceExistsError):
+        work_poison.create_queue()
+    work_poison.send_message("plain text, not base64!")
 
     def listed() -> dict[str, dict[str, Any]] | None:
         answer = httpx.get(f"{stack.base_url}/api/poison", timeout=HTTP_TIMEOUT)
         assert answer.status_code == 200, answer.text
         by_body = {m["body"]: m for m in answer.json()["value"]}
-        return by_body if rejected in by_body and good in by_body else None
+        wanted = (rejected, good, "plain text, not base64!")
+        return by_body if all(body in by_body for body in wanted) else None
 
     messages = wait_until(listed, "both messages on the poison queue")
     assert "subjects" in messages[rejected]["reason"]
     assert messages[rejected]["requestId"]
     assert "host" in messages[good]["reason"]
     assert messages[good]["messageId"] == sent.id
+    assert "Not a work item" in messages["plain text, not base64!"]["reason"]
 
     moved = httpx.post(
         f"{stack.base_url}/api/poison/requeue",

@@ -22,11 +22,12 @@ import asyncio
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from azure.core.exceptions import HttpResponseError
+from azure.core.exceptions import AzureError
 from azure.data.tables.aio import TableClient
 
 from devhost.stack import Stack
@@ -38,6 +39,18 @@ from shared.core.listing import Indexed, ListFilter
 from shared.core.request_ids import new_request_id
 from shared.core.vocabulary import RequestStatus
 from shared.usecases.operator.listing import list_requests
+
+
+async def _again(write: Callable[[], Awaitable[object]]) -> None:
+    """A write, repeated a few times: a loaded Azurite fails one at times (a 500, a reset); upserts repeat safely."""
+    for attempt in range(5):
+        try:
+            await write()
+            return
+        except AzureError:
+            if attempt == 4:
+                raise
+            await asyncio.sleep(2**attempt)
 
 
 async def _populate(index_table: TableClient, ledger_table: TableClient, start: int, n: int, args: Any) -> None:
@@ -60,18 +73,11 @@ async def _populate(index_table: TableClient, ledger_table: TableClient, start: 
 
     async def batch(entities: list[dict[str, Any]]) -> None:
         async with semaphore:
-            for attempt in range(5):  # a loaded Azurite sometimes fails a batch (500, no error code): upserts repeat
-                try:
-                    await index_table.submit_transaction([("upsert", e) for e in entities])
-                    return
-                except HttpResponseError:
-                    if attempt == 4:
-                        raise
-                    await asyncio.sleep(2**attempt)
+            await _again(lambda: index_table.submit_transaction([("upsert", e) for e in entities]))
 
     async def row(entity: dict[str, Any]) -> None:
         async with semaphore:
-            await ledger_table.upsert_entity(entity)
+            await _again(lambda: ledger_table.upsert_entity(entity))
 
     batches = [e[k : k + 100] for e in by_partition.values() for k in range(0, len(e), 100)]
     await asyncio.gather(*(batch(b) for b in batches), *(row(r) for r in rows))

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from shared import telemetry
 from shared.adapters.ledger import TableLedger
 from shared.adapters.work_queue import StorageQueue
-from shared.contract.names import REQUESTS_POISON_QUEUE, TABLE_NAME, WORK_QUEUE
+from shared.contract.names import REQUESTS_POISON_QUEUE, REQUESTS_QUEUE, TABLE_NAME, WORK_POISON_QUEUE, WORK_QUEUE
 from shared.core.errors import SettingsError
 from shared.settings import Settings
 
@@ -29,10 +29,14 @@ if TYPE_CHECKING:
     from shared.adapters.idempotency import TableEventIndex
     from shared.adapters.limiter import TableLimiter
     from shared.adapters.log_store import BlobLogStore
+    from shared.adapters.poison import StoragePoisonQueue
+    from shared.adapters.request_index import TableRequestIndex
     from shared.core.ports import HostProbe, Provisioner
     from shared.usecases.admin_keys import AdminKeyCheck
     from shared.usecases.health import Health
     from shared.usecases.intake import Intake
+    from shared.usecases.operator.actions import RequestActions
+    from shared.usecases.operator.targets import TargetHealth
     from shared.usecases.outcomes import AnnouncingPending, Outcomes
     from shared.usecases.rejections import QueueRejections
     from shared.usecases.retention import Retention
@@ -69,19 +73,52 @@ class Runtime:
 
     @cached_property
     def ledger(self) -> TableLedger:
-        """The ledger on the app's storage account."""
-        return TableLedger(self._table(TABLE_NAME))
+        """The ledger on the app's storage account; it keeps the request index up to date as statuses change."""
+        return TableLedger(self._table(TABLE_NAME), index=self.request_index)
+
+    @cached_property
+    def request_index(self) -> TableRequestIndex:
+        """Table ``ProvisioningIndex``: requests by filter value, newest first, and each target's backlog."""
+        from shared.adapters.request_index import INDEX_TABLE, TableRequestIndex
+
+        return TableRequestIndex(self._table(INDEX_TABLE))
+
+    @cached_property
+    def request_actions(self) -> RequestActions:
+        """Retry and cancel (``POST /api/provision/{id}/retry|cancel``)."""
+        from shared.usecases.operator.actions import RequestActions
+
+        return RequestActions(self.ledger, self.work_queue, self.pending)
+
+    @cached_property
+    def target_health(self) -> TargetHealth:
+        """Job status (cached briefly), backlog and drain estimate of the configured targets."""
+        from shared.usecases.operator.targets import TargetHealth
+
+        return TargetHealth(self.graph, self.request_index, self.settings.rate_limit, self.settings.rate_scope)
+
+    @cached_property
+    def poison_queues(self) -> tuple[StoragePoisonQueue, ...]:
+        """``provisioning-requests-poison`` and ``provisioning-work-poison``, each with its source queue."""
+        from shared.adapters.poison import StoragePoisonQueue
+
+        return tuple(
+            StoragePoisonQueue(poison, self._queue_client(poison, raw=True), self._queue_client(source, raw=True))
+            for poison, source in ((REQUESTS_POISON_QUEUE, REQUESTS_QUEUE), (WORK_POISON_QUEUE, WORK_QUEUE))
+        )
 
     def queue(self, name: str) -> StorageQueue:
         """A queue on the app's storage account, base64 like the Functions trigger expects."""
         return StorageQueue(self._queue_client(name))
 
-    def _queue_client(self, name: str) -> QueueClient:
+    def _queue_client(self, name: str, *, raw: bool = False) -> QueueClient:
+        """``raw``: messages as stored, not base64-decoded (a poison queue may hold text that is not base64)."""
         from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
         from azure.storage.queue.aio import QueueClient
 
         storage = self.settings.storage
-        encode, decode = TextBase64EncodePolicy(), TextBase64DecodePolicy()
+        encode = None if raw else TextBase64EncodePolicy()
+        decode = None if raw else TextBase64DecodePolicy()
         if storage.connection_string:
             client = QueueClient.from_connection_string(
                 storage.connection_string, name, message_encode_policy=encode, message_decode_policy=decode

@@ -164,7 +164,7 @@ class Groups:
 def _runner(schedules: list[dict[str, Any]], directory: Groups) -> tuple[ScheduleRunner, InMemoryLedger, InMemoryQueue]:
     settings = _settings(schedules)
     ledger, queue, events, pending = InMemoryLedger(), InMemoryQueue(), RacingEvents(), InMemoryPending()
-    ids = iter(f"20261202T100000000Z-{n:016x}" for n in range(1000))
+    ids = iter(f"{0x0196:04x}{n:028x}" for n in range(1000))
 
     intake_ = intake.Intake(settings, ledger, queue, events, pending, new_request_id=lambda _now: next(ids))
 

@@ -284,7 +284,7 @@ class JobsOnly:
 def request_records(
     request_id: str,
     now: datetime,
-    statuses: list[CallStatus],
+    statuses: Sequence[str],
     *,
     target: str = "t1",
     event_id: str | None = None,
@@ -296,7 +296,7 @@ def request_records(
             request_id,
             f"call-{i + 1:04d}",
             subject={"objectId": f"user-{i + 1}", "objectTypeName": "User"},
-            status=status,
+            status=CallStatus(status),
             created_at=now,
             next_attempt_at=now,
         )

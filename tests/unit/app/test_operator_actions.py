@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,22 +14,30 @@ from shared.core import aggregate
 from shared.core.operations import Health
 from shared.core.pacing import RateLimit
 from shared.core.ports import GraphFailure, JobStatus, PoisonMessage, WorkItem
+from shared.core.records import Attempt, CallRecord
 from shared.core.request_ids import new_request_id
 from shared.core.rules import TtlCache
+from shared.core.vocabulary import CallStatus, RequestStatus
 from shared.settings import Target
 from shared.usecases.operator import poison
 from shared.usecases.operator.actions import RequestActions
 from shared.usecases.operator.targets import TargetHealth, drain_seconds
-from tests.unit.app.fakes import InMemoryPending, InMemoryQueue
-from tests.unit.app.operator_fakes import FakePoisonQueue, IndexedLedger, JobsOnly, request_rows
+from tests.unit.app.fakes import (
+    FakePoisonQueue,
+    InMemoryLedger,
+    InMemoryPending,
+    InMemoryQueue,
+    JobsOnly,
+    request_records,
+)
 
 NOW = datetime(2026, 12, 2, 10, 0, tzinfo=UTC)
 
 
-async def _setup(statuses: list[str], **more: object) -> tuple[RequestActions, IndexedLedger, InMemoryQueue, str]:
-    ledger = IndexedLedger()
+async def _setup(statuses: list[str], **more: object) -> tuple[RequestActions, InMemoryLedger, InMemoryQueue, str]:
+    ledger = InMemoryLedger()
     request_id = new_request_id(NOW)
-    request, calls = request_rows(request_id, NOW - timedelta(minutes=5), statuses, **more)  # type: ignore[arg-type]
+    request, calls = request_records(request_id, NOW - timedelta(minutes=5), statuses, **more)  # type: ignore[arg-type]
     await ledger.create(request, calls)
     queue = InMemoryQueue()
     return RequestActions(ledger, queue, InMemoryPending(), clock=lambda: NOW), ledger, queue, request_id
@@ -40,20 +49,20 @@ async def _setup(statuses: list[str], **more: object) -> tuple[RequestActions, I
 async def test_cancel_cancels_what_has_not_started_and_leaves_a_running_call() -> None:
     actions, _, _, request_id = await _setup(["queued", "scheduled", "waiting", "running", "succeeded"])
     request, calls = await actions.cancel(request_id, by="op-1")
-    assert [c["status"] for c in calls] == ["cancelled"] * 3 + ["running", "succeeded"]
-    assert request["status"] == "pending", "the running call still finishes"
-    assert (request["cancelledBy"], request["cancelledAt"]) == ("op-1", NOW)
-    assert calls[0]["cancelledBy"] == "op-1"
+    assert [c.status for c in calls] == ["cancelled"] * 3 + ["running", "succeeded"]
+    assert request.status == "pending", "the running call still finishes"
+    assert (request.cancelled_by, request.cancelled_at) == ("op-1", NOW)
+    assert calls[0].cancelled_by == "op-1"
 
 
 async def test_a_request_whose_calls_all_ended_or_were_cancelled_is_cancelled_unless_one_failed() -> None:
     actions, _, _, request_id = await _setup(["queued", "succeeded", "skipped"])
     request, _ = await actions.cancel(request_id)
-    assert request["status"] == "cancelled"
-    assert request["cancelledCount"] == 1
+    assert request.status == "cancelled"
+    assert request.counts[CallStatus.CANCELLED] == 1
     actions, _, _, request_id = await _setup(["scheduled", "failed"], target="t2")
     request, _ = await actions.cancel(request_id)
-    assert request["status"] == "failed"
+    assert request.status == "failed"
 
 
 async def test_cancelling_a_finished_request_is_409_and_an_unknown_one_404() -> None:
@@ -83,32 +92,27 @@ async def test_retry_archives_each_failed_round_and_queues_a_new_one() -> None:
     call = await ledger.get_call(request_id, "call-0001")
     assert call is not None
     await ledger.update_call(
-        call,
-        {
-            "errorCode": "EntryConflict",
-            "attempts": 3,
-            "provisioningLog": "log",
-            "provisioningLog_1": "more",
-            "failureStreak": 2,
-        },
+        replace(call, error_code="EntryConflict", attempts=3, provisioning_log="log" * 30_000, failure_streak=2)
     )
     retried = await actions.retry(request_id, by="op-2")
     assert (retried.status, retried.call_ids) == ("pending", ("call-0001", "call-0003"))
     assert queue.sent == [(WorkItem(request_id, "call-0001"), 0), (WorkItem(request_id, "call-0003"), 0)]
     fresh = await ledger.get_call(request_id, "call-0001")
     assert fresh is not None
-    assert (fresh["status"], fresh["attempts"], fresh["retries"], fresh["retriedBy"]) == ("queued", 0, 1, "op-2")
-    assert not {"errorCode", "provisioningLog", "provisioningLog_1", "failureStreak"} & set(fresh)
+    assert (fresh.status, fresh.attempts, fresh.retries, fresh.retried_by) == ("queued", 0, 1, "op-2")
+    assert (fresh.error_code, fresh.provisioning_log, fresh.failure_streak) == (None, None, None)
+    assert not any(k.startswith("provisioningLog") for k in ledger.rows[(request_id, "call-0001")])
     (first, _) = await ledger.attempts(request_id)
-    assert (first["callId"], first["attemptNumber"], first["errorCode"], first["attempts"]) == (
+    assert (first.call.call_id, first.number, first.call.error_code, first.call.attempts) == (
         "call-0001",
         1,
         "EntryConflict",
         3,
     )
-    request = await ledger.request_row(request_id)
+    assert first.call.provisioning_log == "log" * 30_000, "the archived round keeps its (split) log"
+    request = await ledger.read_request(request_id)
     assert request is not None
-    assert (request["status"], request["retriedBy"]) == ("pending", "op-2")
+    assert (request.status, request.retried_by) == ("pending", "op-2")
 
 
 async def test_a_second_round_is_archived_as_number_two() -> None:
@@ -116,9 +120,9 @@ async def test_a_second_round_is_archived_as_number_two() -> None:
     await actions.retry(request_id)
     call = await ledger.get_call(request_id, "call-0001")
     assert call is not None
-    await ledger.update_call(call, {"status": "failed", "errorCode": "Again"})
+    await ledger.update_call(replace(call, status=CallStatus.FAILED, error_code="Again"))
     await actions.retry(request_id)
-    assert [(a["attemptNumber"], a.get("errorCode")) for a in await ledger.attempts(request_id)] == [
+    assert [(a.number, a.call.error_code) for a in await ledger.attempts(request_id)] == [
         (1, None),
         (2, "Again"),
     ]
@@ -135,14 +139,21 @@ async def test_retry_with_no_failed_call_is_409(statuses: list[str]) -> None:
 
 def test_attempt_history_is_shown_per_call_oldest_first() -> None:
     body = {"calls": [{"callId": "call-0001"}, {"callId": "call-0002"}]}
+    failed = CallRecord("r", "call-0001", status=CallStatus.FAILED)
     rows = [
-        {"callId": "call-0001", "attemptNumber": 1, "status": "failed", "errorCode": "A", "completedAt": NOW},
-        {"callId": "call-0001", "attemptNumber": 2, "status": "failed", "errorCode": "B", "internal": "x"},
+        Attempt(1, replace(failed, error_code="A", completed_at=NOW)),
+        Attempt(2, replace(failed, error_code="B", graph_key="internal")),
     ]
     shown = operator_views.attach_attempts(body, rows)
     assert shown["calls"][0]["attemptHistory"] == [
-        {"attemptNumber": 1, "status": "failed", "errorCode": "A", "completedAt": "2026-12-02T10:00:00Z"},
-        {"attemptNumber": 2, "status": "failed", "errorCode": "B"},
+        {
+            "attemptNumber": 1,
+            "status": "failed",
+            "attempts": 0,
+            "errorCode": "A",
+            "completedAt": "2026-12-02T10:00:00Z",
+        },
+        {"attemptNumber": 2, "status": "failed", "attempts": 0, "errorCode": "B"},
     ]
     assert shown["calls"][1]["attemptHistory"] == []
 
@@ -174,9 +185,10 @@ def test_drain_is_the_backlog_at_the_limit_rounded_up() -> None:
 
 
 async def test_targets_show_job_status_backlog_and_drain_and_graph_is_asked_once_per_cache_period() -> None:
-    ledger = IndexedLedger()
-    for i, statuses in enumerate((["queued"] * 8 + ["scheduled"], ["waiting", "running"])):
-        request, calls = request_rows(new_request_id(NOW + timedelta(seconds=i)), NOW, statuses, target=f"t{i + 1}")
+    ledger = InMemoryLedger()
+    queued, scheduled = [CallStatus.QUEUED] * 8, [CallStatus.SCHEDULED]
+    for i, statuses in enumerate((queued + scheduled, [CallStatus.WAITING, CallStatus.RUNNING])):
+        request, calls = request_records(new_request_id(NOW + timedelta(seconds=i)), NOW, statuses, target=f"t{i + 1}")
         await ledger.create(request, calls)
     graph = JobsOnly(
         {"j1": JobStatus("Quarantine", "EncounteredQuarantineException"), "j2": GraphFailure(503, "x", "down")}
@@ -208,8 +220,8 @@ async def test_targets_show_job_status_backlog_and_drain_and_graph_is_asked_once
 
 
 async def test_with_a_budget_per_job_a_target_drains_its_own_backlog() -> None:
-    ledger = IndexedLedger()
-    request, calls = request_rows(new_request_id(NOW), NOW, ["queued"] * 5, target="t1")
+    ledger = InMemoryLedger()
+    request, calls = request_records(new_request_id(NOW), NOW, [CallStatus.QUEUED] * 5, target="t1")
     await ledger.create(request, calls)
     graph = JobsOnly({"j1": JobStatus("Active"), "j2": JobStatus("Active")})
     health = TargetHealth(graph, ledger.index, RateLimit(5, 10), scope="job")
@@ -222,23 +234,22 @@ async def test_with_a_budget_per_job_a_target_drains_its_own_backlog() -> None:
 
 
 async def test_poison_messages_carry_the_ledgers_reason() -> None:
-    ledger = IndexedLedger()
+    ledger = InMemoryLedger()
     text = json.dumps({"subjects": []})
     request_id = new_request_id(NOW)
-    request, _ = request_rows(request_id, NOW, [])
-    request.update(
-        {
-            "status": "rejected",
-            "reason": "The request body is not valid",
-            "errors": json.dumps([{"pointer": "/subjects", "detail": "too short"}]),
-            "messageHash": poison.message_hash(text),
-        }
+    request, _ = request_records(request_id, NOW, [])
+    request = replace(
+        request,
+        status=RequestStatus.REJECTED,
+        reason="The request body is not valid",
+        errors=({"pointer": "/subjects", "detail": "too short"},),
+        message_hash=poison.message_hash(text),
     )
     await ledger.create(request, [])
 
     failed_call_id = new_request_id(NOW + timedelta(seconds=1))
-    failed, calls = request_rows(failed_call_id, NOW, ["failed"])
-    calls[0].update({"errorCode": "ServiceUnavailable", "errorMessage": "Graph was down"})
+    failed, calls = request_records(failed_call_id, NOW, [CallStatus.FAILED])
+    calls[0] = replace(calls[0], error_code="ServiceUnavailable", error_message="Graph was down")
     await ledger.create(failed, calls)
 
     def message(i: int, body: str) -> PoisonMessage:

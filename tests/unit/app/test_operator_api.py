@@ -16,20 +16,28 @@ from shared.settings import Settings
 from shared.triggers import operator_api
 from shared.usecases.operator.actions import RequestActions
 from shared.usecases.operator.targets import TargetHealth
-from tests.unit.app.fakes import InMemoryPending, InMemoryQueue
-from tests.unit.app.operator_fakes import FakePoisonQueue, IndexedLedger, JobsOnly, request_rows
+from shared.usecases.status import Status
+from tests.unit.app.fakes import (
+    FakePoisonQueue,
+    InMemoryLedger,
+    InMemoryLogStore,
+    InMemoryPending,
+    InMemoryQueue,
+    JobsOnly,
+    request_records,
+)
 
 TARGETS = json.dumps({"scim": {"servicePrincipalId": "c8c95753-f628-48e1-9fab-76c2d4cf624c", "jobId": "job-1"}})
 BASE = "https://app.example.net"
 NOW = datetime(2026, 12, 2, 10, 0, tzinfo=UTC)
 
 
-def runtime() -> tuple[Runtime, IndexedLedger, FakePoisonQueue]:
+def runtime() -> tuple[Runtime, InMemoryLedger, FakePoisonQueue]:
     settings = Settings.from_environ(
         {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "PROVISIONING_TARGETS": TARGETS, "PUBLIC_BASE_URL": BASE}
     )
     rt = Runtime(settings)
-    ledger, queue, pending = IndexedLedger(), InMemoryQueue(), InMemoryPending()
+    ledger, queue, pending = InMemoryLedger(), InMemoryQueue(), InMemoryPending()
     poison = FakePoisonQueue("provisioning-work-poison", [PoisonMessage("m1", "not a work item", NOW, 5)])
     rt.__dict__.update(
         ledger=ledger,
@@ -37,6 +45,7 @@ def runtime() -> tuple[Runtime, IndexedLedger, FakePoisonQueue]:
         pending=pending,
         request_index=ledger.index,
         request_actions=RequestActions(ledger, queue, pending),
+        status=Status(ledger, InMemoryLogStore, settings.graph_base_url),
         target_health=TargetHealth(JobsOnly({"job-1": JobStatus("Active")}), ledger.index, settings.rate_limit),
         poison_queues=(poison,),
     )
@@ -50,9 +59,9 @@ def request(method: str, url: str, body: Any = None, **route: str) -> func.HttpR
     return func.HttpRequest(method, url, headers=headers, params=params, route_params=route, body=raw)
 
 
-async def _seed(ledger: IndexedLedger, statuses: list[str], seconds: int = 0) -> str:
+async def _seed(ledger: InMemoryLedger, statuses: list[str], seconds: int = 0) -> str:
     request_id = new_request_id(NOW + timedelta(seconds=seconds))
-    row, calls = request_rows(request_id, NOW + timedelta(seconds=seconds), statuses, target="scim")
+    row, calls = request_records(request_id, NOW + timedelta(seconds=seconds), statuses, target="scim")
     await ledger.create(row, calls)
     return request_id
 

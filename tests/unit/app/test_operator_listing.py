@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,22 +14,22 @@ from shared.contract.problems import Problem
 from shared.core import listing
 from shared.core.listing import ListFilter
 from shared.core.request_ids import new_request_id
-from shared.core.vocabulary import RequestStatus, Source
+from shared.core.vocabulary import CallStatus, RequestStatus, Source
 from shared.usecases.operator.listing import list_requests
-from tests.unit.app.operator_fakes import IndexedLedger, request_rows
+from tests.unit.app.fakes import InMemoryLedger, request_records
 
 T0 = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
 
 
-async def _ledger_with(n: int, statuses: list[str] | None = None) -> tuple[IndexedLedger, list[str]]:
+async def _ledger_with(n: int, statuses: list[str] | None = None) -> tuple[InMemoryLedger, list[str]]:
     """``n`` requests a second apart; request i has call status ``statuses[i % len]``."""
-    ledger = IndexedLedger()
+    ledger = InMemoryLedger()
     ids = []
     for i in range(n):
         now = T0 + timedelta(seconds=i)
         request_id = new_request_id(now)
         status = (statuses or ["failed"])[i % len(statuses or ["failed"])]
-        request, calls = request_rows(request_id, now, [status], target="t1" if i % 2 else "t2", event_id=f"e-{i}")
+        request, calls = request_records(request_id, now, [status], target="t1" if i % 2 else "t2", event_id=f"e-{i}")
         await ledger.create(request, calls)
         ids.append(request_id)
     return ledger, ids
@@ -67,7 +68,7 @@ async def test_a_status_change_moves_the_entry() -> None:
     ledger, ids = await _ledger_with(1, ["queued"])
     call = await ledger.get_call(ids[0], "call-0001")
     assert call is not None
-    await ledger.update_call(call, {"status": "failed"})
+    await ledger.update_call(replace(call, status=CallStatus.FAILED))
     await ledger.refresh_request(ids[0], T0)
     pending = await list_requests(ListFilter(status=RequestStatus.PENDING), index=ledger.index, ledger=ledger)
     failed = await list_requests(ListFilter(status=RequestStatus.FAILED), index=ledger.index, ledger=ledger)

@@ -347,12 +347,14 @@ class Runtime:
         from shared.core.models import ProvisioningRequest
         from shared.core.vocabulary import Source
         from shared.usecases.intake import AcceptCommand, Accepted
+        from shared.usecases.operator import bulk
         from shared.usecases.schedules import ScheduleRunner
 
         async def submit(request: ProvisioningRequest) -> Accepted:
             return await self.intake().accept(AcceptCommand(request, Source.SCHEDULE, datetime.now(UTC)))
 
-        return ScheduleRunner(self.settings.schedules, submit, self.directory)
+        retry_failed = bulk.FailedRetry(self.request_index, self.ledger, self.request_actions)
+        return ScheduleRunner(self.settings.schedules, submit, self.directory, retry_failed)
 
 
 _runtime: Runtime | None = None

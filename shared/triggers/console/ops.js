@@ -1,0 +1,107 @@
+// Targets (job health, backlog, drain estimate) and poison messages (with requeue).
+import { api } from './api.js';
+import { announce, confirmAction, el, formatSeconds, replace, showError, statusBadge, timeElement } from './dom.js';
+
+const BACKLOG = ['queued', 'scheduled', 'waiting', 'running'];
+
+function quarantineText(quarantine) {
+  if (!quarantine) return '';
+  if (typeof quarantine === 'string') return quarantine;
+  const parts = [quarantine.reason, quarantine.currentBegan && `since ${quarantine.currentBegan}`,
+    quarantine.nextAttempt && `next attempt ${quarantine.nextAttempt}`].filter(Boolean);
+  return parts.length ? parts.join('; ') : 'quarantined';
+}
+
+function targetRow(target) {
+  const status = target.jobStatus || {};
+  const backlog = target.backlog || {};
+  return el('tr', { 'data-target': target.name },
+    el('th', { scope: 'row', text: target.name }),
+    el('td', {}, statusBadge(status.code || 'unknown')),
+    el('td', { text: quarantineText(status.quarantine) }),
+    BACKLOG.map((name) => el('td', { class: 'num', text: backlog[name] ?? 0 })),
+    el('td', { class: 'num', text: formatSeconds(target.estimatedDrainSeconds) }),
+    el('td', { class: 'mono wrap', text: target.servicePrincipalId || '' }),
+    el('td', { class: 'mono wrap', text: target.jobId || '' }));
+}
+
+export async function renderTargets(main) {
+  const { data } = await api.targets();
+  const targets = (data && data.value) || [];
+  const refresh = el('button', { type: 'button', id: 'targets-refresh', text: 'Refresh' });
+  refresh.addEventListener('click', () => renderTargets(main).catch((error) => showError(error.message)));
+  replace(main,
+    el('h2', { text: 'Targets' }),
+    el('div', { class: 'toolbar' }, refresh),
+    el('div', { class: 'scroll' }, el('table', { id: 'targets-table', class: 'data' },
+      el('caption', { text: `${targets.length} configured targets: provisioning job health and backlog` }),
+      el('thead', {}, el('tr', {}, ['Target', 'Job status', 'Quarantine', ...BACKLOG.map((b) => `Backlog ${b}`),
+        'Drain estimate', 'Service principal', 'Job'].map((h) => el('th', { scope: 'col', text: h })))),
+      el('tbody', {}, targets.map(targetRow)))));
+  announce(`${targets.length} targets shown.`);
+}
+
+// --- poison -----------------------------------------------------------------------------------------------------
+
+function messagesByQueue(data) {
+  const groups = new Map();
+  for (const queue of (data && data.queues) || []) groups.set(queue.name || queue.queue, queue.value || queue.messages || []);
+  for (const message of (data && data.value) || []) {
+    const queue = message.queue || 'unknown';
+    if (!groups.has(queue)) groups.set(queue, []);
+    groups.get(queue).push(message);
+  }
+  return groups;
+}
+
+function poisonTable(main, queue, messages) {
+  const id = `poison-${queue.replace(/[^a-z0-9-]/gi, '')}`;
+  const boxes = [];
+  const rows = messages.map((message, index) => {
+    const messageId = message.messageId || message.id;
+    const box = el('input', { type: 'checkbox', id: `${id}-m${index}`, value: messageId });
+    boxes.push(box);
+    return el('tr', { 'data-message-id': messageId },
+      el('td', {}, box, el('label', { for: box.id, class: 'visually-hidden', text: `Select message ${messageId}` })),
+      el('th', { scope: 'row', class: 'mono wrap', text: messageId }),
+      el('td', { class: 'mono wrap' }, message.requestId
+        ? el('a', { href: `#/request/${encodeURIComponent(message.requestId)}`, text: message.requestId }) : ''),
+      el('td', { text: message.reason || (message.ledger && message.ledger.reason) || '' }),
+      el('td', { class: 'num', text: message.dequeueCount ?? '' }),
+      el('td', {}, timeElement(message.insertedOn || message.insertedAt)));
+  });
+  const selected = el('button', { type: 'button', text: 'Requeue selected' });
+  const all = el('button', { type: 'button', text: `Requeue all of ${queue}`, disabled: !messages.length || undefined });
+  const requeue = async (ids) => {
+    const what = ids ? `${ids.length} selected messages` : `every message in ${queue}`;
+    if (!(await confirmAction('Requeue poison messages?', `Move ${what} back to be processed again.`, 'Requeue'))) return;
+    try {
+      const { data } = await api.requeue(queue, ids);
+      const moved = data && (data.requeued ?? data.moved ?? data.count);
+      announce(`${moved ?? 'The'} messages requeued from ${queue}.`);
+      await renderPoison(main);
+      showError('');
+    } catch (error) { showError(error.message); }
+  };
+  selected.addEventListener('click', () => {
+    const ids = boxes.filter((b) => b.checked).map((b) => b.value);
+    if (!ids.length) { showError('Select at least one message first.'); return; }
+    requeue(ids);
+  });
+  all.addEventListener('click', () => requeue(undefined));
+  return el('section', { 'aria-labelledby': `${id}-h` },
+    el('h3', { id: `${id}-h`, text: `${queue} (${messages.length})` }),
+    el('div', { class: 'toolbar', role: 'group', 'aria-label': `Requeue from ${queue}` }, selected, all),
+    el('div', { class: 'scroll' }, el('table', { class: 'data', id }, el('caption', { class: 'visually-hidden', text: `Messages in ${queue}` }),
+      el('thead', {}, el('tr', {}, ['Select', 'Message', 'Request', 'Reason', 'Dequeued', 'Inserted'].map((h) => el('th', { scope: 'col', text: h })))),
+      el('tbody', {}, rows.length ? rows : el('tr', {}, el('td', { colspan: '6', text: 'No messages.' }))))));
+}
+
+export async function renderPoison(main) {
+  const { data } = await api.poison();
+  const groups = messagesByQueue(data);
+  const total = [...groups.values()].reduce((n, list) => n + list.length, 0);
+  replace(main, el('h2', { text: 'Poison messages' }), [...groups.entries()].map(([queue, list]) => poisonTable(main, queue, list)),
+    groups.size ? null : el('p', { text: 'No poison queue reported.' }));
+  announce(`${total} poison messages shown.`);
+}

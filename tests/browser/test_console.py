@@ -106,6 +106,7 @@ def test_a_failed_request_shows_graphs_outcome_advice_and_steps(session: Session
     expect(call.locator("ol.timeline li").nth(1)).to_contain_text("EntryExportAdd")
     expect(page.get_by_role("button", name="Retry failed calls")).to_be_enabled()
     expect(page.get_by_role("button", name="Cancel request")).to_be_disabled()
+    session.screenshot("detail-failed")
     assert _left_localhost(session) == []
     assert session.console_errors == []
 

@@ -4,6 +4,11 @@ import { announce, confirmAction, el, formatSeconds, replace, showError, statusB
 
 const BACKLOG = ['queued', 'scheduled', 'waiting', 'running'];
 
+function jobDetail(status) {
+  if (status.error) return typeof status.error === 'string' ? status.error : JSON.stringify(status.error);
+  return quarantineText(status.quarantine);
+}
+
 function quarantineText(quarantine) {
   if (!quarantine) return '';
   if (typeof quarantine === 'string') return quarantine;
@@ -18,7 +23,7 @@ function targetRow(target) {
   return el('tr', { 'data-target': target.name },
     el('th', { scope: 'row', text: target.name }),
     el('td', {}, statusBadge(status.code || 'unknown')),
-    el('td', { text: quarantineText(status.quarantine) }),
+    el('td', { text: jobDetail(status) }),
     BACKLOG.map((name) => el('td', { class: 'num', text: backlog[name] ?? 0 })),
     el('td', { class: 'num', text: formatSeconds(target.estimatedDrainSeconds) }),
     el('td', { class: 'mono wrap', text: target.servicePrincipalId || '' }),
@@ -35,7 +40,7 @@ export async function renderTargets(main) {
     el('div', { class: 'toolbar' }, refresh),
     el('div', { class: 'scroll' }, el('table', { id: 'targets-table', class: 'data' },
       el('caption', { text: `${targets.length} configured targets: provisioning job health and backlog` }),
-      el('thead', {}, el('tr', {}, ['Target', 'Job status', 'Quarantine', ...BACKLOG.map((b) => `Backlog ${b}`),
+      el('thead', {}, el('tr', {}, ['Target', 'Job status', 'Quarantine or error', ...BACKLOG.map((b) => `Backlog ${b}`),
         'Drain estimate', 'Service principal', 'Job'].map((h) => el('th', { scope: 'col', text: h })))),
       el('tbody', {}, targets.map(targetRow)))));
   announce(`${targets.length} targets shown.`);
@@ -43,8 +48,11 @@ export async function renderTargets(main) {
 
 // --- poison -----------------------------------------------------------------------------------------------------
 
+// Both poison queues are always listed, so an empty one says so instead of vanishing.
+const POISON_QUEUES = ['provisioning-requests-poison', 'provisioning-work-poison'];
+
 function messagesByQueue(data) {
-  const groups = new Map();
+  const groups = new Map(POISON_QUEUES.map((name) => [name, []]));
   for (const queue of (data && data.queues) || []) groups.set(queue.name || queue.queue, queue.value || queue.messages || []);
   for (const message of (data && data.value) || []) {
     const queue = message.queue || 'unknown';
@@ -102,6 +110,6 @@ export async function renderPoison(main) {
   const groups = messagesByQueue(data);
   const total = [...groups.values()].reduce((n, list) => n + list.length, 0);
   replace(main, el('h2', { text: 'Poison messages' }), [...groups.entries()].map(([queue, list]) => poisonTable(main, queue, list)),
-    groups.size ? null : el('p', { text: 'No poison queue reported.' }));
+    total ? null : el('p', { text: 'No poison messages.' }));
   announce(`${total} poison messages shown.`);
 }

@@ -7,6 +7,7 @@ const REQUEST_STATUSES = ['pending', 'succeeded', 'failed', 'rejected', 'cancell
 const SOURCES = ['http', 'queue', 'graph-compatible', 'schedule'];
 const FILTERS = ['status', 'target', 'source', 'eventId', 'objectId', 'since', 'until', 'top'];
 const POLL_MS = 2000;
+const TIME_FIELDS = new Set(['notBefore', 'completedAt', 'retriedAt', 'lastAttemptAt']);
 
 function field(id, label, control, hint) {
   return el('div', { class: 'field' }, el('label', { for: id, text: label }), control,
@@ -130,13 +131,14 @@ function timeline(steps) {
 function attemptHistory(call) {
   const history = call.attemptHistory || call.previousAttempts || (Array.isArray(call.attempts) ? call.attempts : null);
   if (!history || !history.length) return null;
-  const columns = ['attempt', 'status', 'result', 'errorCode', 'httpStatus', 'completedAt', 'retriedBy'];
+  const columns = [['attemptNumber', 'Round'], ['status', 'Status'], ['result', 'Graph result'], ['errorCode', 'Error code'],
+    ['httpStatus', 'HTTP'], ['attempts', 'Attempts'], ['completedAt', 'Completed'], ['retriedAt', 'Retried'], ['retriedBy', 'Retried by']];
   return el('table', { class: 'data attempts' },
-    el('caption', { text: `Attempt history (${history.length})` }),
-    el('thead', {}, el('tr', {}, columns.map((c) => el('th', { scope: 'col', text: c })))),
-    el('tbody', {}, history.map((attempt, index) => el('tr', {}, columns.map((c) => el('td', {
-      text: c === 'attempt' ? (attempt.attempt ?? attempt.number ?? index + 1) : (attempt[c] ?? ''),
-    }))))));
+    el('caption', { text: `Earlier rounds of this call (${history.length}), oldest first` }),
+    el('thead', {}, el('tr', {}, columns.map(([, label]) => el('th', { scope: 'col', text: label })))),
+    el('tbody', {}, history.map((attempt, index) => el('tr', {}, columns.map(([name]) => el('td', {},
+      name === 'attemptNumber' ? String(attempt.attemptNumber ?? index + 1)
+        : TIME_FIELDS.has(name) ? timeElement(attempt[name]) : String(attempt[name] ?? '')))))));
 }
 
 const CALL_FIELDS = [
@@ -149,7 +151,8 @@ const CALL_FIELDS = [
 function callSection(call) {
   const subject = call.subject || {};
   const facts = el('dl', { class: 'facts' }, CALL_FIELDS.filter(([name]) => call[name] !== undefined && !Array.isArray(call[name]))
-    .map(([name, label]) => [el('dt', { text: label }), el('dd', { text: String(call[name]) })]));
+    .map(([name, label]) => [el('dt', { text: label }),
+      el('dd', {}, TIME_FIELDS.has(name) ? timeElement(call[name]) : String(call[name]))]));
   return el('section', { class: 'call', 'data-call-id': call.callId, 'aria-labelledby': `h-${call.callId}` },
     el('h4', { id: `h-${call.callId}` }, `${call.callId} · ${subject.objectTypeName || ''} `,
       el('span', { class: 'mono', text: subject.objectId || subject.userPrincipalName || '' }), ' ', statusBadge(call.status)),

@@ -18,7 +18,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, Route, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, Route, expect, sync_playwright
 
 from devhost.stack import Stack
 from tests.integration.conftest import app_stack
@@ -40,6 +40,7 @@ CHROMIUM_ARGS = [
 ARTIFACTS = ROOT / "tests" / "artifacts"
 #: Milliseconds Playwright waits for one expectation or action: a loaded 2-core machine is slow, never this slow.
 UI_TIMEOUT_MS = 60_000
+expect.set_options(timeout=UI_TIMEOUT_MS)  # expect() has its own default (5 s), apart from the context's
 
 
 @pytest.fixture(scope="session")

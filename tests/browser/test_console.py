@@ -7,23 +7,30 @@ gets the call a new attempt. Screenshots of the list, the detail and the targets
 
 from __future__ import annotations
 
+import base64
 import json
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+from azure.core.exceptions import ResourceNotFoundError
+from azure.storage.queue import QueueClient
 from playwright.sync_api import expect
 
 from devhost.stack import Stack
+from shared.contract.names import REQUESTS_POISON_QUEUE, REQUESTS_QUEUE
 from shared.triggers import console_api
 from tests.browser.conftest import Session
 from tests.integration.conftest import wait_done
-from tests.integration.timeouts import HTTP_TIMEOUT
+from tests.integration.timeouts import HTTP_TIMEOUT, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
-SUBJECT = "c0ffee00-0000-4000-8000-0000000000c1"
+# Assigned to seed-scim-app in the emulator's default tenant: once the injected Failure is used up, a new attempt
+# really provisions it (Create, or Skipped when already there: both end the request succeeded).
+SUBJECT = "e1a2b3c4-0001-4a5b-8c6d-000000000001"
 KEY = "console-test-key"
 
 
@@ -158,5 +165,64 @@ def test_the_console_finds_a_failed_request_retries_it_and_shows_it_succeed(
     assert api_calls, "the page called the API"
     assert all(headers.get("x-functions-key") == KEY for _, headers in api_calls)
     assert all("code=" not in url for url, _ in api_calls)
+    assert _left_localhost(session) == []
+    assert session.console_errors == []
+
+
+def test_a_request_scheduled_an_hour_ahead_is_cancelled_from_the_console(
+    session: Session, console_stack: Stack
+) -> None:
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat().replace("+00:00", "Z")
+    body = {
+        "target": "seed-scim-app",
+        "notBefore": later,
+        "subjects": [{"objectId": SUBJECT, "objectTypeName": "User"}],
+    }
+    posted = httpx.post(f"{console_stack.base_url}/api/provision", json=body, timeout=HTTP_TIMEOUT)
+    assert posted.status_code == 202, posted.text
+    request_id = posted.json()["requestId"]
+    page = session.page
+    page.goto(f"/api/console#/request/{request_id}")
+    expect(page.locator('#request-facts [data-fact="Status"]')).to_have_text("pending")
+    expect(page.locator("section.call .badge")).to_have_text("scheduled")
+    page.get_by_role("button", name="Cancel request").click()
+    dialog = page.get_by_role("dialog", name="Cancel this request?")
+    dialog.get_by_role("button", name="Cancel request").click()
+    expect(page.locator('#request-facts [data-fact="Status"]')).to_have_text("cancelled")
+    expect(page.locator("section.call .badge")).to_have_text("cancelled")
+    expect(page.get_by_role("button", name="Cancel request")).to_be_disabled()
+    expect(page.locator("#announce")).to_contain_text(f"Request {request_id} is now cancelled")
+    assert wait_done(posted.headers["Location"])["status"] == "cancelled"
+    assert _left_localhost(session) == []
+    assert session.console_errors == []
+
+
+def test_a_poison_message_is_shown_with_its_reason_and_requeued(session: Session, console_stack: Stack) -> None:
+    invalid = json.dumps({"eventId": "console-poison-1", "target": "seed-scim-app", "subjects": []})
+    queue = QueueClient.from_connection_string(console_stack.env["AzureWebJobsStorage"], REQUESTS_QUEUE)
+    queue.send_message(base64.b64encode(invalid.encode()).decode())
+    poison = QueueClient.from_connection_string(console_stack.env["AzureWebJobsStorage"], REQUESTS_POISON_QUEUE)
+
+    def poisoned() -> bool:
+        try:
+            return any(base64.b64decode(m.content).decode() == invalid for m in poison.peek_messages(max_messages=32))
+        except ResourceNotFoundError:  # the poison queue is created on first use
+            return False
+
+    wait_until(poisoned, "the invalid message reached the poison queue")
+    page = session.page
+    page.goto("/api/console#/poison")
+    table = page.locator(f"#poison-{REQUESTS_POISON_QUEUE}")
+    row = table.locator("tbody tr").filter(has_text="console-poison-1")
+    expect(row).to_be_visible()
+    expect(row).to_contain_text("not valid")  # the ledger's reason
+    session.screenshot("poison")
+    row.get_by_role("checkbox").check()
+    page.get_by_role("group", name=f"Requeue from {REQUESTS_POISON_QUEUE}").get_by_role(
+        "button", name="Requeue selected"
+    ).click()
+    page.get_by_role("dialog", name="Requeue poison messages?").get_by_role("button", name="Requeue").click()
+    expect(page.locator("#poison-result")).to_have_text(f"1 messages requeued from {REQUESTS_POISON_QUEUE}.")
+    expect(page.locator("#announce")).to_contain_text(f"1 messages requeued from {REQUESTS_POISON_QUEUE}")
     assert _left_localhost(session) == []
     assert session.console_errors == []

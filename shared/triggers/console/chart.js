@@ -7,7 +7,7 @@ import { announce, el, replace, showError, svg } from './dom.js';
 const MAX_PAGES = 25;
 const WIDTH = 720;
 const HEIGHT = 220;
-const PAD = { left: 40, right: 10, top: 10, bottom: 30 };
+const PAD = { left: 40, right: 24, top: 10, bottom: 30 };
 
 async function summariesSince(since) {
   const found = [];

@@ -3,6 +3,7 @@ import { api } from './api.js';
 import { announce, confirmAction, el, formatSeconds, replace, showError, statusBadge, timeElement } from './dom.js';
 
 const BACKLOG = ['queued', 'scheduled', 'waiting', 'running'];
+const BODY_SHOWN = 300; // characters of a message's text shown in the table
 
 function jobDetail(status) {
   if (status.error) return typeof status.error === 'string' ? status.error : JSON.stringify(status.error);
@@ -75,6 +76,7 @@ function poisonTable(main, queue, messages) {
       el('td', { class: 'mono wrap' }, message.requestId
         ? el('a', { href: `#/request/${encodeURIComponent(message.requestId)}`, text: message.requestId }) : ''),
       el('td', { text: message.reason || (message.ledger && message.ledger.reason) || '' }),
+      el('td', { class: 'mono wrap body' }, String(message.body || '').slice(0, BODY_SHOWN)),
       el('td', { class: 'num', text: message.dequeueCount ?? '' }),
       el('td', {}, timeElement(message.insertedOn || message.insertedAt)));
   });
@@ -86,9 +88,8 @@ function poisonTable(main, queue, messages) {
     try {
       const { data } = await api.requeue(queue, ids);
       const moved = data && (data.requeued ?? data.moved ?? data.count);
-      announce(`${moved ?? 'The'} messages requeued from ${queue}.`);
-      await renderPoison(main);
       showError('');
+      await renderPoison(main, `${moved ?? 'The'} messages requeued from ${queue}.`);
     } catch (error) { showError(error.message); }
   };
   selected.addEventListener('click', () => {
@@ -101,15 +102,17 @@ function poisonTable(main, queue, messages) {
     el('h3', { id: `${id}-h`, text: `${queue} (${messages.length})` }),
     el('div', { class: 'toolbar', role: 'group', 'aria-label': `Requeue from ${queue}` }, selected, all),
     el('div', { class: 'scroll' }, el('table', { class: 'data', id }, el('caption', { class: 'visually-hidden', text: `Messages in ${queue}` }),
-      el('thead', {}, el('tr', {}, ['Select', 'Message', 'Request', 'Reason', 'Dequeued', 'Inserted'].map((h) => el('th', { scope: 'col', text: h })))),
-      el('tbody', {}, rows.length ? rows : el('tr', {}, el('td', { colspan: '6', text: 'No messages.' }))))));
+      el('thead', {}, el('tr', {}, ['Select', 'Message', 'Request', 'Reason', 'Message text', 'Dequeued', 'Inserted'].map((h) => el('th', { scope: 'col', text: h })))),
+      el('tbody', {}, rows.length ? rows : el('tr', {}, el('td', { colspan: '7', text: 'No messages.' }))))));
 }
 
-export async function renderPoison(main) {
+export async function renderPoison(main, done) {
   const { data } = await api.poison();
   const groups = messagesByQueue(data);
   const total = [...groups.values()].reduce((n, list) => n + list.length, 0);
-  replace(main, el('h2', { text: 'Poison messages' }), [...groups.entries()].map(([queue, list]) => poisonTable(main, queue, list)),
+  replace(main, el('h2', { text: 'Poison messages' }),
+    done ? el('p', { class: 'notice', id: 'poison-result', text: done }) : null,
+    [...groups.entries()].map(([queue, list]) => poisonTable(main, queue, list)),
     total ? null : el('p', { text: 'No poison messages.' }));
-  announce(`${total} poison messages shown.`);
+  announce(`${done ? `${done} ` : ''}${total} poison messages shown.`);
 }

@@ -132,7 +132,9 @@ function attemptHistory(call) {
   const history = call.attemptHistory || call.previousAttempts || (Array.isArray(call.attempts) ? call.attempts : null);
   if (!history || !history.length) return null;
   const columns = [['attemptNumber', 'Round'], ['status', 'Status'], ['result', 'Graph result'], ['errorCode', 'Error code'],
-    ['httpStatus', 'HTTP'], ['attempts', 'Attempts'], ['completedAt', 'Completed'], ['retriedAt', 'Retried'], ['retriedBy', 'Retried by']];
+    ['errorMessage', 'Error'], ['httpStatus', 'HTTP'], ['attempts', 'Attempts'], ['completedAt', 'Completed'],
+    ['retriedAt', 'Retried'], ['retriedBy', 'Retried by']]
+    .filter(([name]) => name === 'attemptNumber' || history.some((attempt) => attempt[name] !== undefined && attempt[name] !== null));
   return el('table', { class: 'data attempts' },
     el('caption', { text: `Earlier rounds of this call (${history.length}), oldest first` }),
     el('thead', {}, el('tr', {}, columns.map(([, label]) => el('th', { scope: 'col', text: label })))),

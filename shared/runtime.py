@@ -16,19 +16,24 @@ from typing import TYPE_CHECKING
 from shared import telemetry
 from shared.adapters.ledger import TableLedger
 from shared.adapters.work_queue import StorageQueue
-from shared.contract.names import REQUESTS_POISON_QUEUE, TABLE_NAME, WORK_QUEUE
+from shared.contract.names import REQUESTS_POISON_QUEUE, REQUESTS_QUEUE, TABLE_NAME, WORK_POISON_QUEUE, WORK_QUEUE
 from shared.core.errors import SettingsError
 from shared.settings import Settings
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
     from azure.data.tables.aio import TableClient
+    from azure.storage.queue.aio import QueueClient
 
     from shared.adapters.idempotency import TableEventIndex
     from shared.adapters.limiter import TableLimiter
     from shared.adapters.log_store import BlobLogStore
     from shared.adapters.pending import TablePendingIndex
+    from shared.adapters.poison import StoragePoisonQueue
+    from shared.adapters.request_index import TableRequestIndex
     from shared.core.ports import Provisioner
+    from shared.usecases.operator.actions import RequestActions
+    from shared.usecases.operator.targets import TargetHealth
     from shared.usecases.rule_discovery import RuleDiscovery
     from shared.usecases.worker import Worker
 
@@ -59,11 +64,45 @@ class Runtime:
 
     @cached_property
     def ledger(self) -> TableLedger:
-        """The ledger on the app's storage account."""
-        return TableLedger(self._table(TABLE_NAME))
+        """The ledger on the app's storage account; it keeps the request index up to date as statuses change."""
+        return TableLedger(self._table(TABLE_NAME), index=self.request_index)
+
+    @cached_property
+    def request_index(self) -> TableRequestIndex:
+        """Table ``ProvisioningIndex``: requests by filter value, newest first, and each target's backlog."""
+        from shared.adapters.request_index import INDEX_TABLE, TableRequestIndex
+
+        return TableRequestIndex(self._table(INDEX_TABLE))
+
+    @cached_property
+    def request_actions(self) -> RequestActions:
+        """Retry and cancel (``POST /api/provision/{id}/retry|cancel``)."""
+        from shared.usecases.operator.actions import RequestActions
+
+        return RequestActions(self.ledger, self.work_queue, self.pending)
+
+    @cached_property
+    def target_health(self) -> TargetHealth:
+        """Job status (cached briefly), backlog and drain estimate of the configured targets."""
+        from shared.usecases.operator.targets import TargetHealth
+
+        return TargetHealth(self.graph, self.request_index, self.settings.rate_limit, self.settings.rate_scope)
+
+    @cached_property
+    def poison_queues(self) -> tuple[StoragePoisonQueue, ...]:
+        """``provisioning-requests-poison`` and ``provisioning-work-poison``, each with its source queue."""
+        from shared.adapters.poison import StoragePoisonQueue
+
+        return tuple(
+            StoragePoisonQueue(poison, self._queue_client(poison), self._queue_client(source))
+            for poison, source in ((REQUESTS_POISON_QUEUE, REQUESTS_QUEUE), (WORK_POISON_QUEUE, WORK_QUEUE))
+        )
 
     def queue(self, name: str) -> StorageQueue:
         """A queue on the app's storage account, base64 like the Functions trigger expects."""
+        return StorageQueue(self._queue_client(name))
+
+    def _queue_client(self, name: str) -> QueueClient:
         from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
         from azure.storage.queue.aio import QueueClient
 
@@ -83,7 +122,7 @@ class Runtime:
                 message_encode_policy=encode,
                 message_decode_policy=decode,
             )
-        return StorageQueue(client)
+        return client
 
     @cached_property
     def requests_poison_queue(self) -> StorageQueue:

@@ -8,6 +8,7 @@ update is conditional on the ETag read, so two workers can never silently overwr
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -16,11 +17,13 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError, Resour
 
 from shared.adapters.create_once import CreateOnce
 from shared.contract.names import REQUEST_ROW
-from shared.core import aggregate
+from shared.core import aggregate, listing
 from shared.core.errors import StaleWrite
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
+
+    from shared.core.ports import RequestIndex
 
 _BATCH = 100  # Table transactions take at most 100 operations
 
@@ -31,9 +34,10 @@ Entity = dict[str, Any]
 class TableLedger:
     """Reads and writes request and call rows."""
 
-    def __init__(self, table: TableClient) -> None:
+    def __init__(self, table: TableClient, index: RequestIndex | None = None) -> None:
         self._table = table
         self._ensure_table = CreateOnce(self._table.create_table)
+        self._index = index  # ProvisioningIndex: written before the request row changes (shared.adapters.request_index)
 
     async def ping(self) -> None:
         """Reach the table service (used by the health check); raises if it does not answer."""
@@ -50,6 +54,8 @@ class TableLedger:
         from azure.data.tables import TableErrorCode, TableTransactionError
 
         await self._ensure_table()
+        if self._index is not None:
+            await self._index.file_new(_indexed(request, request, calls))
         rows = [{k: v for k, v in row.items() if v is not None} for row in (*calls, request)]
         for start in range(0, len(rows), _BATCH):
             try:
@@ -83,6 +89,8 @@ class TableLedger:
     async def delete_request(self, request_id: str) -> int:
         """Delete a request's whole partition (calls first, the request row last); returns rows deleted."""
         await self._ensure_table()
+        if self._index is not None:
+            await self._index.forget(request_id)
         rows = [
             dict(e)
             async for e in self._table.query_entities(
@@ -152,6 +160,10 @@ class TableLedger:
             if all(request.get(k) == v for k, v in props.items()):
                 return dict(request)
             entity = {"PartitionKey": request_id, "RowKey": REQUEST_ROW, **props, "updatedAt": now}
+            old_status = str(request.get("status"))
+            if self._index is not None:
+                indexed = _indexed(request, props, ())
+                await self._index.before_change(old_status, indexed)
             try:
                 await self._table.update_entity(
                     entity,
@@ -163,5 +175,69 @@ class TableLedger:
                 if exc.status_code == 412:
                     continue
                 raise
+            if self._index is not None:
+                await self._index.after_change(old_status, indexed)
             return {**dict(request), **entity}
         raise StaleWrite(f"{request_id}: request row kept changing")
+
+    # --- operator actions (shared.core.ports.OperatorLedger) ---------------------------------------------------
+
+    async def request_row(self, request_id: str) -> Entity | None:
+        """The request row alone (one point read), or None."""
+        await self._ensure_table()
+        try:
+            return dict(await self._table.get_entity(request_id, REQUEST_ROW))
+        except ResourceNotFoundError:
+            return None
+
+    async def stamp_request(self, request_id: str, changes: Mapping[str, Any]) -> None:
+        """Merge who did what (``retriedBy``, ``cancelledAt``…) into the request row; status and counts untouched."""
+        stamps = {k: v for k, v in changes.items() if v is not None}
+        entity = {"PartitionKey": request_id, "RowKey": REQUEST_ROW, **stamps}
+        await self._table.update_entity(entity, mode="merge")
+
+    async def archive_attempt(self, call: Mapping[str, Any], number: int) -> None:
+        """Keep a finished round of a call as row ``attempt-0001-01`` before a retry clears it (idempotent).
+
+        Its own row, not a property of the call: a finished call can hold a provisioning log of up to 600 KB,
+        so two of them would not fit one entity. Outside the ``call-`` RowKey range, so reading a request's
+        calls never reads its history.
+        """
+        await self._ensure_table()
+        row = {k: v for k, v in call.items() if k != "_etag" and v is not None}
+        row["RowKey"] = f"{_ATTEMPT_PREFIX}{str(call['RowKey'])[len('call-') :]}-{number:02d}"
+        row["callId"] = call["RowKey"]
+        row["attemptNumber"] = number
+        with contextlib.suppress(ResourceExistsError):
+            await self._table.create_entity(row)
+
+    async def attempts(self, request_id: str) -> list[Entity]:
+        """Every archived round of every call of a request, in call and round order."""
+        await self._ensure_table()
+        query = "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi"
+        params = {"pk": request_id, "lo": _ATTEMPT_PREFIX, "hi": "attempt."}
+        rows = [dict(e) async for e in self._table.query_entities(query, parameters=params)]
+        return sorted(rows, key=lambda e: str(e["RowKey"]))
+
+
+_ATTEMPT_PREFIX = "attempt-"
+
+
+def _indexed(request: Mapping[str, Any], props: Mapping[str, Any], calls: list[Entity] | tuple[()]) -> listing.Indexed:
+    """What the request index files a request under, from its row (``props`` override its status and counts)."""
+    subjects = []
+    for call in calls:
+        try:
+            subjects.append(json.loads(str(call.get("subject") or "null")))
+        except ValueError:
+            continue
+    return listing.Indexed(
+        request_id=str(request["PartitionKey"]),
+        status=str(props.get("status")),
+        target=str(request["target"]) if request.get("target") else None,
+        source=str(request["source"]) if request.get("source") else None,
+        event_id=str(request["eventId"]) if request.get("eventId") else None,
+        object_ids=listing.object_ids_of(subjects),
+        backlog=listing.backlog_counts(props),
+        message_hash=str(request["messageHash"]) if request.get("messageHash") else None,
+    )

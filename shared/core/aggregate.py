@@ -2,7 +2,8 @@
 
 The request row stores counts by status so an operator's table query shows progress without reading every
 call; the rule for the overall status is the contract's: pending while any call is unfinished, then
-``failed`` if any call failed, else ``succeeded`` (skipped counts as done: Graph had nothing to change).
+``failed`` if any call failed, else ``cancelled`` if an operator cancelled any call, else ``succeeded``
+(skipped counts as done: Graph had nothing to change).
 """
 
 from __future__ import annotations
@@ -11,9 +12,19 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-CALL_STATUSES = ("queued", "scheduled", "waiting", "running", "succeeded", "skipped", "failed", "rejected")
+CALL_STATUSES = (
+    "queued",
+    "scheduled",
+    "waiting",
+    "running",
+    "succeeded",
+    "skipped",
+    "failed",
+    "rejected",
+    "cancelled",
+)
 PENDING_CALL_STATUSES = frozenset({"queued", "scheduled", "waiting", "running"})
-TERMINAL_CALL_STATUSES = frozenset({"succeeded", "skipped", "failed", "rejected"})
+TERMINAL_CALL_STATUSES = frozenset({"succeeded", "skipped", "failed", "rejected", "cancelled"})
 PENDING = "pending"
 
 
@@ -43,6 +54,9 @@ def summarize(call_statuses: Iterable[str]) -> Summary:
         # a call the app refused (no rule fits) is a failure of the request; "rejected" as a request status
         # is kept for a request that was itself refused (an invalid queue message)
         status = "failed"
+    elif counts["cancelled"]:
+        # an operator cancelled what had not started; what did run succeeded or was skipped
+        status = "cancelled"
     else:
         status = "succeeded"
     return Summary(status, {name: counts.get(name, 0) for name in CALL_STATUSES})

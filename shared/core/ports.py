@@ -7,12 +7,13 @@ them in; tests pass fakes that implement the same Protocols.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from shared.core import ids
+from shared.core.listing import Indexed
 from shared.core.pacing import RateLimit, Reservation
 from shared.core.rules import RuleInfo
 
@@ -166,3 +167,66 @@ class LogStore(Protocol):
     async def get(self, name: str) -> str | None: ...
 
     async def delete_request(self, request_id: str) -> int: ...
+
+
+class RequestIndex(Protocol):
+    """Table ``ProvisioningIndex``: requests by filter value, newest first (``shared.adapters.request_index``).
+
+    Written by the ledger on the paths that change a request's status: the new entries before the ledger row,
+    the stale one after it, so a crash in between leaves at most an entry that readers check and skip.
+    """
+
+    async def file_new(self, entry: Indexed) -> None: ...
+
+    async def before_change(self, old_status: str | None, entry: Indexed) -> None: ...
+
+    async def after_change(self, old_status: str | None, entry: Indexed) -> None: ...
+
+    async def forget(self, request_id: str) -> None: ...
+
+    def entries(
+        self, partition: str, after: str | None, newest: str | None, oldest: str | None, page_size: int
+    ) -> IndexScan: ...
+
+    async def backlog(self, target: str) -> dict[str, int]: ...
+
+
+class IndexScan(Protocol):
+    """Index entries in RowKey order (newest request first): ``(rowKey, objectIds)``; counts what it read."""
+
+    rows_read: int
+
+    def __aiter__(self) -> AsyncIterator[tuple[str, tuple[str, ...]]]: ...
+
+
+class OperatorLedger(Ledger, Protocol):
+    """The ledger as operator actions use it: :class:`Ledger` and a little more (``TableLedger`` implements it)."""
+
+    async def request_row(self, request_id: str) -> Row | None: ...
+
+    async def stamp_request(self, request_id: str, changes: Mapping[str, Any]) -> None: ...
+
+    async def archive_attempt(self, call: Mapping[str, Any], number: int) -> None: ...
+
+    async def attempts(self, request_id: str) -> list[Row]: ...
+
+
+class PoisonQueue(Protocol):
+    """A poison queue and the queue its messages came from (``shared.adapters.poison``)."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def peek(self, limit: int) -> list[PoisonMessage]: ...
+
+    async def requeue(self, message_ids: Collection[str] | None, limit: int) -> int: ...
+
+
+@dataclass(frozen=True)
+class PoisonMessage:
+    """One message on a poison queue, as peeked (its text decoded as the host would)."""
+
+    message_id: str
+    text: str
+    inserted_at: datetime | None
+    dequeue_count: int

@@ -28,7 +28,7 @@ import azure.functions as func
 from azure.core.exceptions import AzureError
 
 from shared import telemetry
-from shared.contract import views
+from shared.contract import operator_views, views
 from shared.contract.problems import PROBLEM_CONTENT_TYPE, FieldError, Problem
 from shared.core import ids
 from shared.core.errors import SettingsError
@@ -227,11 +227,10 @@ async def _accepted_response(
     req: func.HttpRequest, rt: Runtime, accepted: intake.Accepted, graph_path: tuple[str, str] | None = None
 ) -> func.HttpResponse:
     location = await _link(req, rt, *_status_segments(accepted.request_id, graph_path))
-    return _json(
-        202,
-        {"requestId": accepted.request_id, "status": accepted.status, "calls": accepted.calls},
-        {"Location": location, "Retry-After": str(POLL_SECONDS)},
-    )
+    body: dict[str, Any] = {"requestId": accepted.request_id, "status": accepted.status, "calls": accepted.calls}
+    if accepted.duplicate and accepted.status == "failed":  # sending the event again cannot change that: retry
+        body.update(operator_views.retry_advice(await _link(req, rt, "provision", accepted.request_id, "retry")))
+    return _json(202, body, {"Location": location, "Retry-After": str(POLL_SECONDS)})
 
 
 async def _accept(
@@ -312,13 +311,15 @@ async def _status(
         request, calls = await rt.ledger.get_request(request_id)
         if request is None or (graph_path is not None and not _made_for(request, graph_path)):
             return _unknown_request()
-        include_logs = (req.params.get("include") or "") == "provisioningLog"
+        include_logs = "provisioningLog" in (includes := set((req.params.get("include") or "").split(",")))
         blob_logs: dict[str, str | None] = {}
         if include_logs:
             for call in calls:
                 if call.get("provisioningLogBlob"):
                     blob_logs[str(call["RowKey"])] = await rt.log_store.get(str(call["provisioningLogBlob"]))
         body = views.request_view(request, calls, include_logs=include_logs, blob_logs=blob_logs)
+        if "attempts" in includes:  # earlier rounds of retried calls
+            body = operator_views.attach_attempts(body, await rt.ledger.attempts(request_id))
         if not views.is_pending(request):
             return _json(200, body)
         location = await _link(req, rt, *_status_segments(request_id, graph_path))

@@ -8,6 +8,7 @@ own storage raises, so the host retries the message. ``provisioning-work`` messa
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime
 
@@ -100,6 +101,8 @@ async def _reject(rt: Runtime, msg: func.QueueMessage, body: bytes, problem: Pro
         "reason": f"{problem.title}: {problem.detail}",
         "errors": json.dumps([{"pointer": e.pointer, "detail": e.detail} for e in problem.errors]),
         "queueMessageId": message_id,
+        # the poison copy's text, hashed: how GET /api/poison finds this row again (shared.usecases.operator.poison)
+        "messageHash": hashlib.sha256(body.decode("utf-8", errors="replace").encode("utf-8")).hexdigest(),
         "poisonQueue": REQUESTS_POISON_QUEUE,
         "callCount": 0,
         **{f"{name}Count": 0 for name in aggregate.CALL_STATUSES},

@@ -19,7 +19,7 @@ MAX_MODULE_LINES = 400
 # grow; drop the entry once the module is split.
 TOO_LONG_TODAY: dict[str, int] = {
     "shared/adapters/graph.py": 724,  # Graph adapter: SDK client, request building, answer reading
-    "shared/triggers/http_api.py": 503,  # HTTP triggers: parsing, status reads, Prefer: wait poll, health probe
+    "shared/triggers/http_api.py": 504,  # HTTP triggers: parsing, status reads (include=attempts), Prefer: wait, health
     "shared/usecases/worker.py": 695,  # worker use case: the repeated write-row / re-queue / refresh sequence
 }
 

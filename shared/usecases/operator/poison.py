@@ -1,0 +1,80 @@
+"""Poison messages (``GET /api/poison``, ``POST /api/poison/requeue``): what failed, why, and back to work.
+
+A request message the app refused has a ``rejected`` request row with the reason, found through the request
+index by the message's hash; a work item points at its call, whose last error is the reason. A message the
+host gave up on without the app recording anything (five failed deliveries) says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Collection, Iterable
+
+from shared.core import listing
+from shared.core.operations import Poisoned
+from shared.core.ports import OperatorLedger, PoisonMessage, PoisonQueue, RequestIndex, WorkItem
+
+#: Messages looked at per queue (the Queue service peeks at most 32 at a time).
+PEEK_LIMIT = 32
+#: Messages moved by one requeue at most.
+REQUEUE_LIMIT = 1000
+_HOST_GAVE_UP = "No record in the ledger: the Functions host moved it here after its delivery kept failing."
+
+
+def message_hash(text: str) -> str:
+    """The hash a rejected request row records of its message (``messageHash``)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+async def _work_reason(message: PoisonMessage, ledger: OperatorLedger) -> tuple[str, str | None, str | None]:
+    try:
+        item = WorkItem.from_json(message.text)
+    except ValueError:
+        return "Not a work item of this app: it can never be processed.", None, None
+    call = await ledger.get_call(item.request_id, item.call_id)
+    if call is None:
+        return "The call it points to is not in the ledger (deleted by retention?).", item.request_id, item.call_id
+    code, text = call.get("errorCode"), call.get("errorMessage")
+    status = call.get("status")
+    reason = f"call {status}: {code}: {text}" if code else f"call {status}; {_HOST_GAVE_UP}"
+    return reason, item.request_id, item.call_id
+
+
+async def _request_reason(
+    message: PoisonMessage, ledger: OperatorLedger, index: RequestIndex
+) -> tuple[str, str | None, str | None]:
+    scan = index.entries(listing.message_partition(message_hash(message.text)), None, None, None, page_size=5)
+    async for key, _ in scan:
+        row = await ledger.request_row(listing.request_id_of(key))
+        if row is not None and row.get("reason"):
+            return _with_errors(str(row["reason"]), row.get("errors")), str(row["PartitionKey"]), None
+    return _HOST_GAVE_UP, None, None
+
+
+def _with_errors(reason: str, errors: object) -> str:
+    """The reason, and each field it names (``/subjects: …``) from the row's ``errors``."""
+    try:
+        listed = json.loads(str(errors)) if errors else []
+    except ValueError:
+        return reason
+    fields = [f"{e.get('pointer') or e.get('header')}: {e.get('detail')}" for e in listed if isinstance(e, dict)]
+    return f"{reason} ({'; '.join(fields)})" if fields else reason
+
+
+async def peek_all(queues: Iterable[PoisonQueue], *, ledger: OperatorLedger, index: RequestIndex) -> list[Poisoned]:
+    """The first messages of every poison queue, each with its reason."""
+    found: list[Poisoned] = []
+    for queue in queues:
+        for message in await queue.peek(PEEK_LIMIT):
+            if queue.name.startswith("provisioning-work"):
+                reason, request_id, call_id = await _work_reason(message, ledger)
+            else:
+                reason, request_id, call_id = await _request_reason(message, ledger, index)
+            found.append(Poisoned(queue.name, message, reason, request_id, call_id))
+    return found
+
+
+async def requeue(queue: PoisonQueue, message_ids: Collection[str] | None) -> int:
+    """Move messages (all, or those named) back to their source queue; how many moved."""
+    return await queue.requeue(message_ids, REQUEUE_LIMIT)

@@ -149,6 +149,12 @@ def test_the_console_finds_a_failed_request_retries_it_and_shows_it_succeed(
     expect(page.locator('#request-facts [data-fact="Status"]')).to_have_text("succeeded")
     expect(page.locator("#announce")).to_contain_text(f"Request {request_id} is now succeeded")
     expect(page.get_by_role("button", name="Retry failed calls")).to_be_disabled()
+    # both attempts readable: the call as it is now, and the failed round before the retry
+    call = page.locator("section.call").first
+    expect(call.locator("dl.facts")).to_contain_text("Success")
+    earlier = call.locator("table.attempts tbody tr")
+    expect(earlier).to_have_count(1)
+    expect(earlier.first).to_contain_text("EntryConflict")
     session.screenshot("detail-retried")
 
     page.get_by_role("link", name="Targets").click()

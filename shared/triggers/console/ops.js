@@ -6,16 +6,13 @@ const BACKLOG = ['queued', 'scheduled', 'waiting', 'running'];
 const BODY_SHOWN = 300; // characters of a message's text shown in the table
 
 function jobDetail(status) {
-  if (status.error) return typeof status.error === 'string' ? status.error : JSON.stringify(status.error);
+  if (status.error) return String(status.error);
   return quarantineText(status.quarantine);
 }
 
 function quarantineText(quarantine) {
   if (!quarantine) return '';
-  if (typeof quarantine === 'string') return quarantine;
-  const parts = [quarantine.reason, quarantine.currentBegan && `since ${quarantine.currentBegan}`,
-    quarantine.nextAttempt && `next attempt ${quarantine.nextAttempt}`].filter(Boolean);
-  return parts.length ? parts.join('; ') : 'quarantined';
+  return quarantine.reason ? `quarantined: ${quarantine.reason}` : 'quarantined';
 }
 
 function targetRow(target) {
@@ -54,7 +51,6 @@ const POISON_QUEUES = ['provisioning-requests-poison', 'provisioning-work-poison
 
 function messagesByQueue(data) {
   const groups = new Map(POISON_QUEUES.map((name) => [name, []]));
-  for (const queue of (data && data.queues) || []) groups.set(queue.name || queue.queue, queue.value || queue.messages || []);
   for (const message of (data && data.value) || []) {
     const queue = message.queue || 'unknown';
     if (!groups.has(queue)) groups.set(queue, []);
@@ -67,7 +63,7 @@ function poisonTable(main, queue, messages) {
   const id = `poison-${queue.replace(/[^a-z0-9-]/gi, '')}`;
   const boxes = [];
   const rows = messages.map((message, index) => {
-    const messageId = message.messageId || message.id;
+    const messageId = message.messageId;
     const box = el('input', { type: 'checkbox', id: `${id}-m${index}`, value: messageId });
     boxes.push(box);
     return el('tr', { 'data-message-id': messageId },
@@ -75,21 +71,20 @@ function poisonTable(main, queue, messages) {
       el('th', { scope: 'row', class: 'mono wrap', text: messageId }),
       el('td', { class: 'mono wrap' }, message.requestId
         ? el('a', { href: `#/request/${encodeURIComponent(message.requestId)}`, text: message.requestId }) : ''),
-      el('td', { text: message.reason || (message.ledger && message.ledger.reason) || '' }),
+      el('td', { text: message.reason || '' }),
       el('td', { class: 'mono wrap body' }, String(message.body || '').slice(0, BODY_SHOWN)),
       el('td', { class: 'num', text: message.dequeueCount ?? '' }),
-      el('td', {}, timeElement(message.insertedOn || message.insertedAt)));
+      el('td', {}, timeElement(message.insertedAt)));
   });
-  const selected = el('button', { type: 'button', text: 'Requeue selected' });
+  const selected = el('button', { type: 'button', text: 'Requeue selected', disabled: !messages.length || undefined });
   const all = el('button', { type: 'button', text: `Requeue all of ${queue}`, disabled: !messages.length || undefined });
   const requeue = async (ids) => {
     const what = ids ? `${ids.length} selected messages` : `every message in ${queue}`;
     if (!(await confirmAction('Requeue poison messages?', `Move ${what} back to be processed again.`, 'Requeue'))) return;
     try {
       const { data } = await api.requeue(queue, ids);
-      const moved = data && (data.requeued ?? data.moved ?? data.count);
       showError('');
-      await renderPoison(main, `${moved ?? 'The'} messages requeued from ${queue}.`);
+      await renderPoison(main, `${data.requeued} messages requeued from ${queue}.`);
     } catch (error) { showError(error.message); }
   };
   selected.addEventListener('click', () => {

@@ -7,6 +7,8 @@ const REQUEST_STATUSES = ['pending', 'succeeded', 'failed', 'rejected', 'cancell
 const SOURCES = ['http', 'queue', 'graph-compatible', 'schedule'];
 const FILTERS = ['status', 'target', 'source', 'eventId', 'objectId', 'since', 'until', 'top'];
 const POLL_MS = 2000;
+// The status body with Graph's provisioning log (the steps' timeline) and each call's earlier rounds.
+const DETAIL = 'provisioningLog,attempts';
 const TIME_FIELDS = new Set(['notBefore', 'completedAt', 'retriedAt', 'lastAttemptAt']);
 
 function field(id, label, control, hint) {
@@ -51,9 +53,7 @@ function filterForm(filters, onSubmit) {
 }
 
 function subjectsOf(summary) {
-  const ids = summary.objectIds || summary.subjectObjectIds
-    || (summary.subjects || []).map((s) => (typeof s === 'string' ? s : s && s.objectId));
-  return (ids || []).filter(Boolean);
+  return (summary.objectIds || []).filter(Boolean);
 }
 
 function countsText(counts) {
@@ -129,7 +129,7 @@ function timeline(steps) {
 }
 
 function attemptHistory(call) {
-  const history = call.attemptHistory || call.previousAttempts || (Array.isArray(call.attempts) ? call.attempts : null);
+  const history = call.attemptHistory;
   if (!history || !history.length) return null;
   const columns = [['attemptNumber', 'Round'], ['status', 'Status'], ['result', 'Graph result'], ['errorCode', 'Error code'],
     ['errorMessage', 'Error'], ['httpStatus', 'HTTP'], ['attempts', 'Attempts'], ['completedAt', 'Completed'],
@@ -173,36 +173,15 @@ export class RequestDetail {
     this.id = requestId;
     this.isCurrent = isCurrent;
     this.lastStatus = null;
-    this.attempts = new Map();
   }
 
   async open() {
-    const { data } = await api.request(this.id, 'provisioningLog');
-    await this.loadAttempts();
+    const { data } = await api.request(this.id, DETAIL);
     this.render(data);
     if (PENDING.has(data.status)) this.poll(null);
   }
 
-  async loadAttempts() {
-    try {
-      const { data } = await api.request(this.id, 'attempts');
-      for (const call of (data && data.calls) || []) this.attempts.set(call.callId, call);
-    } catch { /* attempt history is extra: the detail stands without it */ }
-  }
-
-  merge(data) {
-    for (const call of data.calls || []) {
-      const withHistory = this.attempts.get(call.callId);
-      if (withHistory && !call.attemptHistory) {
-        call.attemptHistory = withHistory.attemptHistory || withHistory.previousAttempts
-          || (Array.isArray(withHistory.attempts) ? withHistory.attempts : undefined);
-      }
-    }
-    return data;
-  }
-
-  render(data) {
-    const request = this.merge(data);
+  render(request) {
     const counts = request.counts || {};
     const canRetry = request.status === 'failed' || (counts.failed || 0) > 0
       || Boolean(request.links && request.links.retry);
@@ -235,7 +214,7 @@ export class RequestDetail {
 
   async reload() {
     try {
-      const { data } = await api.request(this.id, 'provisioningLog');
+      const { data } = await api.request(this.id, DETAIL);
       if (this.isCurrent()) this.render(data);
       showError('');
     } catch (error) { showError(error.message); }
@@ -249,9 +228,8 @@ export class RequestDetail {
       let answer;
       try { answer = await api.poll(url); } catch (error) { showError(error.message); return; }
       if (answer.status !== 202) break;
-      if (answer.data) this.render({ ...answer.data, calls: answer.data.calls });
+      if (answer.data) this.render(answer.data);
     }
-    await this.loadAttempts();
     await this.reload();
   }
 

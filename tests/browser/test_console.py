@@ -124,7 +124,12 @@ def test_the_console_finds_a_failed_request_retries_it_and_shows_it_succeed(
     request_id = _failed_request(console_stack)
     page = session.page
     # Opened as a link with the key in it: the page keeps the key, drops it from the address bar, sends it as a header.
-    page.goto(f"/api/console?code={KEY}#/requests?status=failed")
+    page.goto(f"/api/console?code={KEY}")
+    expect(page.locator("#requests-table")).to_be_visible()
+    page.get_by_label("Status").select_option("failed")
+    page.get_by_label("Target").fill("seed-scim-app")
+    page.get_by_role("button", name="Show requests").click()
+    expect(page).to_have_url(re.compile(r"#/requests\?status=failed&target=seed-scim-app$"))
     row = page.locator(f'#requests-table tr[data-request-id="{request_id}"]')
     expect(row).to_be_visible()
     expect(row).to_contain_text("failed")
@@ -165,6 +170,7 @@ def test_the_console_finds_a_failed_request_retries_it_and_shows_it_succeed(
     expect(page.get_by_role("heading", name="Poison messages")).to_be_visible()
     page.get_by_role("link", name="Activity").click()
     expect(page.locator("#activity-chart")).to_be_visible()
+    expect(page.locator("#activity-chart rect.bar-calls").first).to_be_attached()  # this test's calls, drawn
     session.screenshot("activity")
 
     api_calls = [(url, headers) for url, headers in session.requested if "/api/console" not in url]
@@ -230,5 +236,18 @@ def test_a_poison_message_is_shown_with_its_reason_and_requeued(session: Session
     page.get_by_role("dialog", name="Requeue poison messages?").get_by_role("button", name="Requeue").click()
     expect(page.locator("#poison-result")).to_have_text(f"1 messages requeued from {REQUESTS_POISON_QUEUE}.")
     expect(page.locator("#announce")).to_contain_text(f"1 messages requeued from {REQUESTS_POISON_QUEUE}")
+    assert _left_localhost(session) == []
+    assert session.console_errors == []
+
+
+def test_the_list_pages_through_next_link(session: Session, console_stack: Stack) -> None:
+    for _ in range(2):
+        _failed_request(console_stack)
+    page = session.page
+    page.goto("/api/console#/requests?top=1")
+    rows = page.locator("#requests-table tbody tr")
+    expect(rows).to_have_count(1)
+    page.get_by_role("button", name="Load more").click()
+    expect(rows).to_have_count(2)
     assert _left_localhost(session) == []
     assert session.console_errors == []

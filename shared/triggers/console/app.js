@@ -55,7 +55,10 @@ async function route() {
       showError(error.status === 401
         ? 'The API needs a key (or a signed-in session). Enter a function key that opens the operator routes.'
         : 'Your identity lacks the Provisioning.Operate role.');
-      replace(main, el('p', { text: 'Not authorised.' }));
+      // Under App Service Authentication a browser signs in here and comes back with a session cookie.
+      replace(main, el('p', { text: 'Not authorised. ' },
+        el('a', { href: '/.auth/login/aad?post_login_redirect_uri=%2Fapi%2Fconsole', text: 'Sign in with Microsoft Entra ID' }),
+        ' (when the app uses App Service Authentication), or enter a function key above.'));
       if (error.status === 401) document.getElementById('key-input').focus();
     } else {
       showError(error.message || String(error));

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import re
 
 import azure.functions as func
@@ -72,3 +73,19 @@ def test_the_files_use_no_inline_script_style_or_other_origin() -> None:
         assert "style=" not in text, file_name
         assert ".style." not in text, file_name
     assert set(p.name for p in console_api.ASSET_DIR.iterdir()) == {f for f, _ in console_api.ASSETS.values()}
+
+
+def test_the_deployment_package_keeps_the_console() -> None:
+    """No pattern of .funcignore (what `func publish` / azd leave out) drops a console file from the app."""
+    root = console_api.ASSET_DIR.parents[2]
+    patterns = [
+        line.strip().rstrip("/")
+        for line in (root / ".funcignore").read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    for file_name, _ in console_api.ASSETS.values():
+        path = (console_api.ASSET_DIR / file_name).relative_to(root)
+        prefixes = ["/".join(path.parts[: i + 1]) for i in range(len(path.parts))]
+        for pattern in patterns:
+            assert not any(fnmatch.fnmatch(p, pattern) or fnmatch.fnmatch(part, pattern)
+                           for p, part in zip(prefixes, path.parts, strict=True)), (path, pattern)  # fmt: skip

@@ -82,7 +82,8 @@ export async function renderActivity(main, hours) {
     el('h2', { text: 'Activity' }),
     el('div', { class: 'field inline' }, el('label', { for: 'activity-hours', text: 'Period' }), hoursSelect),
     el('figure', { class: 'chart' }, drawChart(series, start, minutes),
-      el('figcaption', {}, `${total} calls in ${found.length} requests over the last ${span} h`,
+      el('figcaption', {}, `${total} calls in ${found.length} requests over the last ${span} h, each request's calls `
+        + 'counted in the minute it last changed',
         series.throttleReported ? `, ${throttled} throttled attempts.` : '. Throttles: not reported by this API.',
         truncated ? ` Only the newest ${found.length} requests are counted.` : '')),
     el('details', {}, el('summary', { text: 'The same data as a table' }),

@@ -18,7 +18,7 @@ import azure.functions as func
 from shared import telemetry
 from shared.contract.names import REQUESTS_QUEUE, WORK_QUEUE
 from shared.contract.outcome_events import CALLBACKS_QUEUE
-from shared.triggers import batch_api, http_api, operator_api, queue_api, timer_api
+from shared.triggers import batch_api, console_api, http_api, operator_api, queue_api, timer_api
 
 telemetry.on_app_load(os.environ)
 
@@ -68,6 +68,13 @@ async def openapi(req: func.HttpRequest, context: func.Context) -> func.HttpResp
 async def health(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     """200 once storage and Graph are reachable; 503 naming what is not (an invalid setting by name only)."""
     return await http_api.health(req, invocation_id=context.invocation_id)
+
+
+@app.function_name("console")
+@app.route(route="console/{*asset}", methods=["GET", "HEAD"], auth_level=func.AuthLevel.ANONYMOUS)
+async def console(req: func.HttpRequest) -> func.HttpResponse:
+    """GET /api/console: the operator web page and its static files (no data, no secret: the API holds both)."""
+    return console_api.serve(req)
 
 
 @app.function_name("provision_work")

@@ -43,6 +43,8 @@ def test_routes_and_auth_levels() -> None:
         "poison": ("poison/{action?}", "FUNCTION", None),
         "health": ("health", "ANONYMOUS", None),
         "provision_batch": ("provision/batch", "FUNCTION", None),
+        # static files only (the data comes from the keyed API): a browser loads its modules without the key
+        "console": ("console/{*asset}", "ANONYMOUS", None),
         "provision_graph_compatible": (
             "servicePrincipals/{servicePrincipalId}/synchronization/jobs/{jobId}/provisionOnDemand/{requestId?}",
             "FUNCTION",

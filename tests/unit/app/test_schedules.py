@@ -266,9 +266,9 @@ async def test_retry_failed_retries_the_targets_failed_requests_of_the_window_on
 
     assert [f.outcome for f in await runner.run(NOW)] == ["requested"]
     assert [item.request_id for item, _ in queue.sent] == [ids["recent"]]
-    request = await ledger.read_request(ids["recent"])
-    assert request is not None
-    assert (request.status, request.retried_by) == ("pending", "schedule")
+    retried = await ledger.read_request(ids["recent"])
+    assert retried is not None
+    assert (retried.status, retried.retried_by) == ("pending", "schedule")
     assert await runner.run(NOW) == [], "the occurrence is not fired twice"
 
 

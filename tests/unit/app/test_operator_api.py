@@ -9,6 +9,7 @@ from typing import Any
 import azure.functions as func
 import httpx
 
+from shared.contract.principal import OPERATE, SUBMIT
 from shared.core.ports import JobStatus, PoisonMessage
 from shared.core.request_ids import new_request_id
 from shared.runtime import Runtime
@@ -26,15 +27,21 @@ from tests.unit.app.fakes import (
     JobsOnly,
     request_records,
 )
+from tests.unit.app.test_principal import platform_headers
 
 TARGETS = json.dumps({"scim": {"servicePrincipalId": "c8c95753-f628-48e1-9fab-76c2d4cf624c", "jobId": "job-1"}})
 BASE = "https://app.example.net"
 NOW = datetime(2026, 12, 2, 10, 0, tzinfo=UTC)
 
 
-def runtime() -> tuple[Runtime, InMemoryLedger, FakePoisonQueue]:
+def runtime(**env: str) -> tuple[Runtime, InMemoryLedger, FakePoisonQueue]:
     settings = Settings.from_environ(
-        {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "PROVISIONING_TARGETS": TARGETS, "PUBLIC_BASE_URL": BASE}
+        {
+            "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+            "PROVISIONING_TARGETS": TARGETS,
+            "PUBLIC_BASE_URL": BASE,
+            **env,
+        }
     )
     rt = Runtime(settings)
     ledger, queue, pending = InMemoryLedger(), InMemoryQueue(), InMemoryPending()
@@ -52,9 +59,12 @@ def runtime() -> tuple[Runtime, InMemoryLedger, FakePoisonQueue]:
     return rt, ledger, poison
 
 
-def request(method: str, url: str, body: Any = None, **route: str) -> func.HttpRequest:
+def request(
+    method: str, url: str, body: Any = None, extra: dict[str, str] | None = None, **route: str
+) -> func.HttpRequest:
     raw = json.dumps(body).encode() if body is not None else b""
     headers = {"Content-Type": "application/json", "Content-Length": str(len(raw))} if body is not None else {}
+    headers.update(extra or {})
     params = dict(httpx.URL(url).params)
     return func.HttpRequest(method, url, headers=headers, params=params, route_params=route, body=raw)
 
@@ -162,3 +172,56 @@ async def test_targets_and_poison() -> None:
         request("POST", f"{BASE}/api/poison/requeue", {"queue": "provisioning-work"}, action="requeue"), rt
     )
     assert bad.status_code == 400
+
+
+async def test_under_entra_every_operator_route_needs_the_operate_role_and_records_who_acted() -> None:
+    rt, ledger, _ = runtime(AUTH_MODE="entra")
+    request_id = await _seed(ledger, ["queued"])
+
+    async def each(headers: dict[str, str] | None) -> list[int]:
+        answers = [
+            await operator_api.provision(request("GET", f"{BASE}/api/provision", extra=headers), rt),
+            await operator_api.provision(
+                request(
+                    "POST",
+                    f"{BASE}/api/provision/{request_id}/retry",
+                    {},
+                    headers,
+                    requestId=request_id,
+                    action="retry",
+                ),
+                rt,
+            ),
+            await operator_api.list_targets(request("GET", f"{BASE}/api/targets", extra=headers), rt),
+            await operator_api.poison_route(request("GET", f"{BASE}/api/poison", extra=headers), rt),
+            await operator_api.poison_route(
+                request(
+                    "POST",
+                    f"{BASE}/api/poison/requeue",
+                    {"queue": "provisioning-work-poison"},
+                    headers,
+                    action="requeue",
+                ),
+                rt,
+            ),
+            await operator_api.provision(
+                request(
+                    "POST",
+                    f"{BASE}/api/provision/{request_id}/cancel",
+                    {},
+                    headers,
+                    requestId=request_id,
+                    action="cancel",
+                ),
+                rt,
+            ),
+        ]
+        return [a.status_code for a in answers]
+
+    assert await each(None) == [401] * 6
+    assert await each(platform_headers(SUBMIT)) == [403] * 6
+    assert (await ledger.read_request(request_id)).status == "pending"  # type: ignore[union-attr]
+    assert await each(platform_headers(OPERATE, name="ada@contoso.example")) == [200, 409, 200, 200, 200, 200]
+    cancelled = await ledger.read_request(request_id)
+    assert cancelled is not None
+    assert (cancelled.status, cancelled.cancelled_by) == ("cancelled", "ada@contoso.example")

@@ -7,6 +7,8 @@ invalid app setting, so a broken deployment says so at startup.
 
 Each way in is one HTTP function serving both its submit and its status route: a function key is valid
 only for its own function, so the key a caller submits with must also read the ``Location`` it gets back.
+For the same reason the operator's list and the retry and cancel actions ride on ``provision``: a retry
+answers with the status URL as its ``Location``, readable with the key the retry was sent with.
 """
 
 import os
@@ -16,7 +18,7 @@ import azure.functions as func
 from shared import telemetry
 from shared.contract.names import REQUESTS_QUEUE, WORK_QUEUE
 from shared.contract.outcome_events import CALLBACKS_QUEUE
-from shared.triggers import batch_api, http_api, queue_api, timer_api
+from shared.triggers import batch_api, console_api, http_api, operator_api, queue_api, timer_api
 
 telemetry.on_app_load(os.environ)
 
@@ -24,10 +26,10 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 
 @app.function_name("provision")
-@app.route(route="provision/{requestId?}", methods=["POST", "GET"])
+@app.route(route="provision/{requestId?}/{action?}", methods=["POST", "GET"])
 async def provision(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    """POST /api/provision: accept a request, 202 with where to poll. GET /api/provision/{requestId}: its outcome."""
-    return await http_api.provision(req, invocation_id=context.invocation_id)
+    """POST /api/provision submits; GET …/{requestId} reads; GET lists; POST …/{requestId}/retry|cancel acts."""
+    return await operator_api.provision(req, invocation_id=context.invocation_id)
 
 
 @app.function_name("provision_graph_compatible")
@@ -38,6 +40,20 @@ async def provision(req: func.HttpRequest, context: func.Context) -> func.HttpRe
 async def provision_graph_compatible(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     """Graph's own provisionOnDemand body and path (Prefer: wait=N answers Graph-shaped); GET …/{requestId} reads."""
     return await http_api.graph_compatible(req, invocation_id=context.invocation_id)
+
+
+@app.function_name("targets")
+@app.route(route="targets", methods=["GET"])
+async def targets(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    """Every configured target's job status, backlog and estimated drain time."""
+    return await operator_api.list_targets(req, invocation_id=context.invocation_id)
+
+
+@app.function_name("poison")
+@app.route(route="poison/{action?}", methods=["GET", "POST"])
+async def poison(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    """GET /api/poison: both poison queues with reasons; POST /api/poison/requeue: move messages back."""
+    return await operator_api.poison_route(req, invocation_id=context.invocation_id)
 
 
 @app.function_name("openapi")
@@ -52,6 +68,13 @@ async def openapi(req: func.HttpRequest, context: func.Context) -> func.HttpResp
 async def health(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     """200 once storage and Graph are reachable; 503 naming what is not (an invalid setting by name only)."""
     return await http_api.health(req, invocation_id=context.invocation_id)
+
+
+@app.function_name("console")
+@app.route(route="console/{*asset}", methods=["GET", "HEAD"], auth_level=func.AuthLevel.ANONYMOUS)
+async def console(req: func.HttpRequest) -> func.HttpResponse:
+    """GET /api/console: the operator web page and its static files (no data, no secret: the API holds both)."""
+    return console_api.serve(req)
 
 
 @app.function_name("provision_work")

@@ -1,9 +1,8 @@
-"""Process-wide adapters, created lazily on first use and then reused.
+"""The composition root: process-wide adapters and use cases, created lazily on first use and then reused.
 
-Why lazy and not at import: Flex Consumption gives an app 30 s to start and ``msgraph_beta`` is a 600 MB
-package, so importing ``function_app`` must stay cheap; and the async Azure clients bind to the event loop
-that first uses them, which only exists once the worker runs a function. Functions best practice is one
-client per process, reused by every invocation: that is what :func:`get_runtime` hands out.
+Lazy, not at import: Flex Consumption gives an app 30 s to start and ``msgraph_beta`` is a 600 MB package; the
+async Azure clients bind to the event loop that first uses them, which exists once the worker runs a function.
+One client per process, reused by every invocation (Functions' advice): what :func:`get_runtime` hands out.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from typing import TYPE_CHECKING
 from shared import telemetry
 from shared.adapters.ledger import TableLedger
 from shared.adapters.work_queue import StorageQueue
-from shared.contract.names import REQUESTS_POISON_QUEUE, TABLE_NAME, WORK_QUEUE
+from shared.contract.names import REQUESTS_POISON_QUEUE, REQUESTS_QUEUE, TABLE_NAME, WORK_POISON_QUEUE, WORK_QUEUE
 from shared.core.errors import SettingsError
 from shared.settings import Settings
 
@@ -30,12 +29,16 @@ if TYPE_CHECKING:
     from shared.adapters.lease import TableLease
     from shared.adapters.limiter import TableLimiter
     from shared.adapters.log_store import BlobLogStore
+    from shared.adapters.poison import StoragePoisonQueue
+    from shared.adapters.request_index import TableRequestIndex
     from shared.adapters.waiting_room import TableWaitingRoom
     from shared.core.ports import HostProbe, Provisioner
     from shared.usecases.admin_keys import AdminKeyCheck
     from shared.usecases.dispatcher import Dispatcher
     from shared.usecases.health import Health
     from shared.usecases.intake import Intake
+    from shared.usecases.operator.actions import RequestActions
+    from shared.usecases.operator.targets import TargetHealth
     from shared.usecases.outcomes import AnnouncingPending, Outcomes
     from shared.usecases.rejections import QueueRejections
     from shared.usecases.retention import Retention
@@ -72,19 +75,52 @@ class Runtime:
 
     @cached_property
     def ledger(self) -> TableLedger:
-        """The ledger on the app's storage account."""
-        return TableLedger(self._table(TABLE_NAME))
+        """The ledger on the app's storage account; it keeps the request index up to date as statuses change."""
+        return TableLedger(self._table(TABLE_NAME), index=self.request_index)
+
+    @cached_property
+    def request_index(self) -> TableRequestIndex:
+        """Table ``ProvisioningIndex``: requests by filter value, newest first, and each target's backlog."""
+        from shared.adapters.request_index import INDEX_TABLE, TableRequestIndex
+
+        return TableRequestIndex(self._table(INDEX_TABLE))
+
+    @cached_property
+    def request_actions(self) -> RequestActions:
+        """Retry and cancel (``POST /api/provision/{id}/retry|cancel``)."""
+        from shared.usecases.operator.actions import RequestActions
+
+        return RequestActions(self.ledger, self.work_queue, self.pending)
+
+    @cached_property
+    def target_health(self) -> TargetHealth:
+        """Job status (cached briefly), backlog and drain estimate of the configured targets."""
+        from shared.usecases.operator.targets import TargetHealth
+
+        return TargetHealth(self.graph, self.request_index, self.settings.rate_limit, self.settings.rate_scope)
+
+    @cached_property
+    def poison_queues(self) -> tuple[StoragePoisonQueue, ...]:
+        """``provisioning-requests-poison`` and ``provisioning-work-poison``, each with its source queue."""
+        from shared.adapters.poison import StoragePoisonQueue
+
+        return tuple(
+            StoragePoisonQueue(poison, self._queue_client(poison, raw=True), self._queue_client(source, raw=True))
+            for poison, source in ((REQUESTS_POISON_QUEUE, REQUESTS_QUEUE), (WORK_POISON_QUEUE, WORK_QUEUE))
+        )
 
     def queue(self, name: str) -> StorageQueue:
         """A queue on the app's storage account, base64 like the Functions trigger expects."""
         return StorageQueue(self._queue_client(name))
 
-    def _queue_client(self, name: str) -> QueueClient:
+    def _queue_client(self, name: str, *, raw: bool = False) -> QueueClient:
+        """``raw``: messages as stored, not base64-decoded (a poison queue may hold text that is not base64)."""
         from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
         from azure.storage.queue.aio import QueueClient
 
         storage = self.settings.storage
-        encode, decode = TextBase64EncodePolicy(), TextBase64DecodePolicy()
+        encode = None if raw else TextBase64EncodePolicy()
+        decode = None if raw else TextBase64DecodePolicy()
         if storage.connection_string:
             client = QueueClient.from_connection_string(
                 storage.connection_string, name, message_encode_policy=encode, message_decode_policy=decode
@@ -218,13 +254,8 @@ class Runtime:
     def _intake(self) -> Intake:
         from shared.usecases.intake import Intake
 
-        return Intake(
-            settings=self.settings,
-            ledger=self.ledger,
-            queue=self.work_queue,
-            events=self.events,
-            pending=self.pending,
-        )
+        return Intake(settings=self.settings, ledger=self.ledger, queue=self.work_queue, events=self.events,
+                      pending=self.pending)  # fmt: skip
 
     def intake(self) -> Intake:
         """The request intake with this process's adapters (built on first use, then reused)."""
@@ -336,12 +367,14 @@ class Runtime:
         from shared.core.models import ProvisioningRequest
         from shared.core.vocabulary import Source
         from shared.usecases.intake import AcceptCommand, Accepted
+        from shared.usecases.operator import bulk
         from shared.usecases.schedules import ScheduleRunner
 
         async def submit(request: ProvisioningRequest) -> Accepted:
             return await self.intake().accept(AcceptCommand(request, Source.SCHEDULE, datetime.now(UTC)))
 
-        return ScheduleRunner(self.settings.schedules, submit, self.directory)
+        retry_failed = bulk.FailedRetry(self.request_index, self.ledger, self.request_actions)
+        return ScheduleRunner(self.settings.schedules, submit, self.directory, retry_failed)
 
 
 _runtime: Runtime | None = None

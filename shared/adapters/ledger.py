@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -27,13 +27,15 @@ from azure.core.exceptions import (
 from shared.adapters import ledger_codec as codec
 from shared.adapters.create_once import CreateOnce
 from shared.contract.names import REQUEST_ROW
-from shared.core import aggregate
+from shared.core import aggregate, listing
 from shared.core.errors import StaleWrite, StoreUnavailable
-from shared.core.records import CallRecord, OutboxMarks, RequestRecord
-from shared.core.vocabulary import RequestStatus
+from shared.core.records import Attempt, CallRecord, OutboxMarks, RequestRecord, Stamp
+from shared.core.vocabulary import CallStatus, RequestStatus
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
+
+    from shared.core.ports import RequestIndex
 
 _BATCH = 100  # Table transactions take at most 100 operations
 #: Read-recompute-write rounds of a request's status before giving up (each lost to another worker's write).
@@ -50,9 +52,10 @@ Entity = dict[str, Any]
 class TableLedger:
     """Reads and writes request and call rows."""
 
-    def __init__(self, table: TableClient) -> None:
+    def __init__(self, table: TableClient, index: RequestIndex | None = None) -> None:
         self._table = table
         self._ensure_table = CreateOnce(self._table.create_table)
+        self._index = index  # ProvisioningIndex: written before the request row changes (shared.adapters.request_index)
 
     async def ping(self) -> None:
         """Reach the table service (used by the health check); raises if it does not answer."""
@@ -71,6 +74,8 @@ class TableLedger:
         from azure.data.tables import TableErrorCode, TableTransactionError
 
         await self._ensure_table()
+        if self._index is not None:
+            await self._index.file_new(_indexed(request, request.status, request.counts, calls))
         rows = [*(codec.call_to_entity(c) for c in calls), codec.request_to_entity(request)]
         if len(rows) <= _SINGLE_ROWS:
             # the calls (at once), then the request row: still nothing visible before its calls exist
@@ -117,6 +122,8 @@ class TableLedger:
     async def delete_request(self, request_id: str) -> int:
         """Delete a request's whole partition (calls first, the request row last); returns rows deleted."""
         await self._ensure_table()
+        if self._index is not None:
+            await self._index.forget(request_id)
         rows = [
             dict(e)
             async for e in self._table.query_entities(
@@ -197,6 +204,10 @@ class TableLedger:
             if all(request.get(k) == v for k, v in props.items()):
                 return codec.request_from_entity(request, request.metadata["etag"])
             entity = {"PartitionKey": request_id, "RowKey": REQUEST_ROW, **props, "updatedAt": now}
+            old_status = str(request.get("status"))
+            indexed = _indexed(codec.request_from_entity(request), summary.status, summary.counts, ())
+            if self._index is not None:
+                await self._index.before_change(old_status, indexed)
             try:
                 meta = await self._table.update_entity(
                     entity,
@@ -208,6 +219,8 @@ class TableLedger:
                 if exc.status_code == 412:
                     continue
                 raise
+            if self._index is not None:
+                await self._index.after_change(old_status, indexed)
             return codec.request_from_entity({**dict(request), **entity}, meta.get("etag"))
         raise StaleWrite(f"{request_id}: request row kept changing")
 
@@ -244,3 +257,56 @@ class TableLedger:
                 raise StaleWrite(f"{request.request_id}/{REQUEST_ROW} changed") from exc
             raise
         return replace(request, marks=marks, version=str(meta["etag"]))
+
+    # --- operator actions (shared.core.ports.OperatorLedger) ---------------------------------------------------
+
+    async def stamp_request(self, request_id: str, stamp: Stamp) -> None:
+        """Merge who did what (``retriedBy``, ``cancelledAt``…) into the request row; status and counts untouched."""
+        props = {f"{stamp.action}At": stamp.at, **({f"{stamp.action}By": stamp.by} if stamp.by else {})}
+        await self._table.update_entity({"PartitionKey": request_id, "RowKey": REQUEST_ROW, **props}, mode="merge")
+
+    async def archive_attempt(self, call: CallRecord, number: int) -> None:
+        """Keep a finished round of a call as row ``attempt-0001-01`` before a retry clears it (idempotent).
+
+        Its own row, not a property of the call: a finished call can hold a provisioning log of up to 600 KB,
+        so two of them would not fit one entity. Outside the ``call-`` RowKey range, so reading a request's
+        calls never reads its history.
+        """
+        await self._ensure_table()
+        row = codec.call_to_entity(call)
+        row["RowKey"] = f"{_ATTEMPT_PREFIX}{call.call_id[len('call-') :]}-{number:02d}"
+        row["callId"] = call.call_id
+        row["attemptNumber"] = number
+        with contextlib.suppress(ResourceExistsError):
+            await self._table.create_entity(row)
+
+    async def attempts(self, request_id: str) -> list[Attempt]:
+        """Every archived round of every call of a request, in call and round order."""
+        await self._ensure_table()
+        query = "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi"
+        params = {"pk": request_id, "lo": _ATTEMPT_PREFIX, "hi": "attempt."}
+        rows = sorted([dict(e) async for e in self._table.query_entities(query, parameters=params)], key=_row_key)
+        return [Attempt(int(e["attemptNumber"]), codec.call_from_entity({**e, "RowKey": e["callId"]})) for e in rows]
+
+
+_ATTEMPT_PREFIX = "attempt-"
+
+
+def _row_key(entity: Entity) -> str:
+    return str(entity["RowKey"])
+
+
+def _indexed(
+    request: RequestRecord, status: RequestStatus, counts: Mapping[CallStatus, int], calls: Sequence[CallRecord]
+) -> listing.Indexed:
+    """What the request index files a request under (``status`` and ``counts`` as they are about to be)."""
+    return listing.Indexed(
+        request_id=request.request_id,
+        status=str(status),
+        target=request.target,
+        source=str(request.source) if request.source else None,
+        event_id=request.event_id,
+        object_ids=listing.object_ids_of(c.subject for c in calls),
+        backlog=listing.backlog_counts(counts),
+        message_hash=request.message_hash,
+    )

@@ -26,8 +26,10 @@ class Accepted(_Doc):
     """``202 Accepted``: where and how soon to poll."""
 
     requestId: str = Field(pattern=r"^[0-9a-f]{32}$")
-    status: Literal["pending", "succeeded", "failed", "rejected"]
+    status: Literal["pending", "succeeded", "failed", "rejected", "cancelled"]
     calls: int = Field(ge=0)
+    links: dict[str, str] | None = Field(default=None, description="retry: when this eventId's request failed")
+    advice: str | None = None
 
 
 def _api_type(hint: Any) -> Any:
@@ -56,6 +58,10 @@ def _call_outcome() -> type[_Doc]:
         subject=(dict[str, Any] | None, ...),
         **derived,
         provisioningLog=(str | None, Field(default=None, description="Only with ?include=provisioningLog")),
+        attemptHistory=(
+            list[dict[str, Any]] | None,
+            Field(default=None, description="Only with ?include=attempts: the rounds before a retry, oldest first"),
+        ),
     )
 
 
@@ -69,7 +75,7 @@ class RequestStatus(_Doc):
     """A request and every call it made."""
 
     requestId: str
-    status: Literal["pending", "succeeded", "failed", "rejected"]
+    status: Literal["pending", "succeeded", "failed", "rejected", "cancelled"]
     source: Literal["http", "queue", "graph-compatible", "schedule"]
     eventId: str | None = None
     target: str | None = None

@@ -12,3 +12,5 @@ WORK_QUEUE = "provisioning-work"
 REQUESTS_QUEUE = "provisioning-requests"
 #: Where the host moves request messages it gave up on.
 REQUESTS_POISON_QUEUE = f"{REQUESTS_QUEUE}-poison"
+#: Where the host moves work items it gave up on.
+WORK_POISON_QUEUE = f"{WORK_QUEUE}-poison"

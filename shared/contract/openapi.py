@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
-from shared.contract import api_models
+from shared.contract import api_models, openapi_operator
 
 _REF = "#/components/schemas/{model}"
 
@@ -84,7 +84,8 @@ _INCLUDE: dict[str, Any] = {
     "name": "include",
     "in": "query",
     "required": False,
-    "schema": {"type": "string", "enum": ["provisioningLog"]},
+    "description": "provisioningLog: each call's log; attempts: each call's earlier rounds (after a retry)",
+    "schema": {"type": "string", "enum": ["provisioningLog", "attempts", "provisioningLog,attempts"]},
 }
 _GRAPH_PATH: list[dict[str, Any]] = [
     {"name": "servicePrincipalId", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}},
@@ -116,7 +117,7 @@ def document(version: str = "0.1.0") -> dict[str, Any]:
         "oneOf": [_ref("GraphProvisionBody"), _ref("GraphParameters"), _ref("Subject")],
         "description": "Graph's body; also without the parameters wrapper, or one bare subject",
     }
-    return {
+    doc: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
             "title": "provision-on-demand",
@@ -227,6 +228,9 @@ def document(version: str = "0.1.0") -> dict[str, Any]:
             },
         },
     }
+    doc["paths"] = openapi_operator.with_paths(doc["paths"])
+    doc["components"]["schemas"].update(openapi_operator.schemas())
+    return doc
 
 
 _REF_3 = "#/components/schemas/"

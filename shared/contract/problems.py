@@ -98,6 +98,16 @@ class Problem(Exception):
         return cls(409, title, detail, slug, (error,))
 
     @classmethod
+    def state_conflict(cls, title: str, detail: str, slug: str) -> Problem:
+        """``409``: the action does not fit the resource's state now (a finished request cannot be cancelled)."""
+        return cls(409, title, detail, slug)
+
+    @classmethod
+    def unknown_request(cls) -> Problem:
+        """``404``: no request has this id."""
+        return cls(404, "Unknown request", "No request has this id.", "unknown-request")
+
+    @classmethod
     def length_required(cls) -> Problem:
         """``411``: a body sent without ``Content-Length`` never reaches the app (the Functions host drops it)."""
         return cls(

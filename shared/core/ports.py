@@ -7,14 +7,15 @@ them in; tests pass fakes that implement the same Protocols.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from shared.core import ids
+from shared.core.listing import Indexed
 from shared.core.pacing import LimiterState, RateLimit, Reservation
-from shared.core.records import CallRecord, OutboxMarks, RequestRecord
+from shared.core.records import Attempt, CallRecord, OutboxMarks, RequestRecord, Stamp
 from shared.core.rules import RuleInfo
 
 MAX_VISIBILITY_DELAY_SECONDS = 7 * 24 * 3600 - 60
@@ -318,3 +319,73 @@ class SlotBook(Protocol):
     async def next_free(self, key: str) -> float:
         """When the next call of this scope could start (epoch seconds)."""
         ...
+
+
+# --- Operator: the request index, retry and cancel, poison queues -------------------------------------------------
+
+
+class RequestIndex(Protocol):
+    """Table ``ProvisioningIndex``: requests by filter value, newest first (``shared.adapters.request_index``).
+
+    Written by the ledger on the paths that change a request's status: the new entries before the ledger row,
+    the stale one after it, so a crash in between leaves at most an entry that readers check and skip.
+    """
+
+    async def file_new(self, entry: Indexed) -> None: ...
+
+    async def before_change(self, old_status: str | None, entry: Indexed) -> None: ...
+
+    async def after_change(self, old_status: str | None, entry: Indexed) -> None: ...
+
+    async def forget(self, request_id: str) -> None: ...
+
+    def entries(
+        self, partition: str, after: str | None, newest: str | None, oldest: str | None, page_size: int
+    ) -> IndexScan: ...
+
+    async def backlog(self, target: str) -> dict[str, int]: ...
+
+
+class IndexScan(Protocol):
+    """Index entries in RowKey order (newest request first): ``(rowKey, objectIds)``; counts what it read."""
+
+    rows_read: int
+
+    def __aiter__(self) -> AsyncIterator[tuple[str, tuple[str, ...]]]: ...
+
+
+class OperatorLedger(Ledger, Protocol):
+    """The ledger as operator actions use it: :class:`Ledger` and a little more (``TableLedger`` implements it)."""
+
+    async def stamp_request(self, request_id: str, stamp: Stamp) -> None:
+        """Record who retried or cancelled the request and when; its status and counts untouched."""
+        ...
+
+    async def archive_attempt(self, call: CallRecord, number: int) -> None:
+        """Keep a finished round of a call before a retry clears it (idempotent)."""
+        ...
+
+    async def attempts(self, request_id: str) -> list[Attempt]:
+        """Every archived round of every call of a request, in call and round order."""
+        ...
+
+
+class PoisonQueue(Protocol):
+    """A poison queue and the queue its messages came from (``shared.adapters.poison``)."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def peek(self, limit: int) -> list[PoisonMessage]: ...
+
+    async def requeue(self, message_ids: Collection[str] | None, limit: int) -> int: ...
+
+
+@dataclass(frozen=True)
+class PoisonMessage:
+    """One message on a poison queue, as peeked (its text decoded as the host would)."""
+
+    message_id: str
+    text: str
+    inserted_at: datetime | None
+    dequeue_count: int

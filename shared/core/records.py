@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from shared.core.vocabulary import CallbackStatus, CallStatus, Priority, RequestStatus, RuleSource, Source, WaitingFor
 
@@ -87,7 +87,29 @@ class CallRecord:
     priority: Priority | None = None
     backlog_key: str | None = None
     backlog_scope: str | None = None
+    #: Operator actions (``shared.usecases.operator.actions``): rounds a retry started, and who asked.
+    retries: int | None = None
+    retried_at: datetime | None = None
+    retried_by: str | None = None
+    cancelled_by: str | None = None
     version: str | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """A finished round of a call, kept when a retry gave the call a new one (``number`` counts from 1)."""
+
+    number: int
+    call: CallRecord
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """Who retried or cancelled a request, and when (``action`` is ``retried`` or ``cancelled``)."""
+
+    action: Literal["retried", "cancelled"]
+    at: datetime
+    by: str | None
 
 
 def camel(name: str) -> str:
@@ -147,5 +169,11 @@ class RequestRecord:
     priority: Priority | None = None
     #: Where to POST the status body once the request is finished (allow-listed at intake).
     callback_url: str | None = None
+    #: A rejected queue message's text, hashed: how ``GET /api/poison`` finds this request again.
+    message_hash: str | None = None
+    retried_at: datetime | None = None
+    retried_by: str | None = None
+    cancelled_at: datetime | None = None
+    cancelled_by: str | None = None
     marks: OutboxMarks = field(default_factory=OutboxMarks)
     version: str | None = field(default=None, compare=False)

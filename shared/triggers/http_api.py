@@ -26,11 +26,12 @@ import azure.functions as func
 from azure.core.exceptions import AzureError
 
 from shared import telemetry
+from shared.contract import operator_views
 from shared.contract.problems import FieldError, Problem
 from shared.core import ids
 from shared.core.errors import SettingsError
 from shared.core.models import ProvisioningRequest
-from shared.core.vocabulary import Source
+from shared.core.vocabulary import RequestStatus, Source
 from shared.runtime import Runtime, get_runtime
 from shared.triggers import auth, links, prefer
 from shared.triggers.http_io import (
@@ -71,11 +72,10 @@ async def _accepted_response(
 ) -> func.HttpResponse:
     location = await _link(req, rt, *_status_segments(accepted.request_id, graph_path))
     wait = await rt.status.retry_after(accepted.request_id)
-    return json_response(
-        202,
-        {"requestId": accepted.request_id, "status": accepted.status, "calls": accepted.calls},
-        {"Location": location, "Retry-After": str(wait)},
-    )
+    body: dict[str, Any] = {"requestId": accepted.request_id, "status": accepted.status, "calls": accepted.calls}
+    if accepted.duplicate and accepted.status == RequestStatus.FAILED:  # the same event cannot change that: retry
+        body.update(operator_views.retry_advice(await _link(req, rt, "provision", accepted.request_id, "retry")))
+    return json_response(202, body, {"Location": location, "Retry-After": str(wait)})
 
 
 async def _accept(  # noqa: PLR0913
@@ -150,10 +150,15 @@ async def _status(req: func.HttpRequest, runtime: Runtime | None, job: JobPath |
     request_id = req.route_params.get("requestId", "")
     if not ids.is_request_id(request_id):
         return _unknown_request()
-    include_logs = (req.params.get("include") or "") == "provisioningLog"
+    includes = set((req.params.get("include") or "").split(","))
     try:
         rt = runtime or get_runtime()
-        read = await rt.status.read(request_id, job=job, include_logs=include_logs)
+        read = await rt.status.read(
+            request_id,
+            job=job,
+            include_logs="provisioningLog" in includes,
+            include_attempts="attempts" in includes,  # earlier rounds of retried calls
+        )
         if read is None:
             return _unknown_request()
         if not read.pending:

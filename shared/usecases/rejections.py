@@ -11,7 +11,7 @@ from datetime import datetime
 from shared import telemetry
 from shared.contract.names import REQUESTS_POISON_QUEUE
 from shared.contract.problems import Problem
-from shared.core import ids
+from shared.core import ids, listing
 from shared.core.ports import Ledger, WorkQueue
 from shared.core.records import RequestRecord
 from shared.core.request_ids import stable_request_id
@@ -43,6 +43,8 @@ class QueueRejections:
             errors=tuple({"pointer": e.pointer, "detail": e.detail} for e in problem.errors),
             queue_message_id=message_id,
             poison_queue=REQUESTS_POISON_QUEUE,
+            # the poison copy's text, hashed: how GET /api/poison finds this row again (shared.usecases.operator.poison)
+            message_hash=listing.message_hash(body.decode("utf-8", errors="replace")),
             call_count=0,
             target=_target_of(body),
             created_at=now,

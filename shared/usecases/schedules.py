@@ -9,8 +9,8 @@ re-read a group it has already provisioned.
 
 ``group`` reads the members from Graph at each occurrence (all pages): ``members`` provisions each member
 user, ``group`` provisions the group with its members (the worker's fan-out sends them in chunks of 5).
-``retryFailed`` needs the operator API's retry of a request; until that is wired in (``retry_failed``), such
-a schedule is logged as not run.
+``retryFailed`` retries the target's failed requests of the window through the operator's retry
+(``shared.usecases.operator.bulk``, passed in as ``retry_failed``); without it such a schedule is logged as not run.
 """
 
 from __future__ import annotations

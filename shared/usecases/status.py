@@ -9,9 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from shared.contract import views
+from shared.contract import operator_views, views
 from shared.core import poll_hint as hints
-from shared.core.ports import Ledger, LogStore, SlotBook
+from shared.core.ports import LogStore, OperatorLedger, SlotBook
 from shared.core.records import CallRecord, RequestRecord
 from shared.usecases import poll_hint
 
@@ -41,7 +41,7 @@ class Status:
 
     def __init__(
         self,
-        ledger: Ledger,
+        ledger: OperatorLedger,
         logs: Callable[[], LogStore],
         graph_base_url: str,
         poll_seconds: float = WAIT_POLL_SECONDS,
@@ -54,9 +54,12 @@ class Status:
         self.poll_seconds = poll_seconds
 
     async def read(
-        self, request_id: str, *, job: JobPath | None = None, include_logs: bool = False
+        self, request_id: str, *, job: JobPath | None = None, include_logs: bool = False, include_attempts: bool = False
     ) -> StatusRead | None:
-        """The request's view; None when there is no such request, or (``job`` given) it was made for another job."""
+        """The request's view; None when there is no such request, or (``job`` given) it was made for another job.
+
+        ``include_attempts``: each call also shows the rounds before an operator's retry (``attemptHistory``).
+        """
         request, calls = await self._ledger.get_request(request_id)
         if request is None or (job is not None and not _made_for(request, job)):
             return None
@@ -66,6 +69,8 @@ class Status:
                 if call.provisioning_log_blob:
                     blob_logs[call.call_id] = await self._logs().get(call.provisioning_log_blob)
         body = views.request_view(request, calls, include_logs=include_logs, blob_logs=blob_logs)
+        if include_attempts:
+            body = operator_views.attach_attempts(body, await self._ledger.attempts(request_id))
         if not views.is_pending(request):
             return StatusRead(body, False)
         return StatusRead(body, True, await self._retry_after(request, calls))

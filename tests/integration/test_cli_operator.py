@@ -26,7 +26,7 @@ from tests.integration.timeouts import HTTP_TIMEOUT, wait_until
 pytestmark = pytest.mark.integration
 
 USER = "c0ffee00-0000-4000-8000-0000000000{:02d}"
-TARGETS = {"seed-scim-app", "seed-cloud-sync", "seed-group-app"}
+TARGETS = {"seed-scim-app", "seed-cloud-sync", "seed-group-app", "workday-to-ad"}
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def _failed_request(stack: Stack, user: str, event_id: str) -> str:
 
 
 def _graph_calls_for(stack: Stack, object_id: str) -> list[Any]:
-    calls = httpx.get(f"{stack.emulator_url}/_emulator/calls", timeout=HTTP_TIMEOUT).json()
+    calls = httpx.get(f"{stack.emulator_url}/_emulator/calls", timeout=HTTP_TIMEOUT).json()["calls"]
     return [c for c in calls if object_id in json.dumps(c.get("body"))]
 
 

@@ -7,19 +7,21 @@ without ``cast``. Tests subclass them to add hooks or to record what happened.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from shared.adapters import ledger_codec as codec
 from shared.contract.names import REQUEST_ROW
-from shared.core import aggregate
+from shared.core import aggregate, listing
 from shared.core.errors import StaleWrite
 from shared.core.idempotency import event_key
-from shared.core.ports import KnownEvent, WorkItem
-from shared.core.records import CallRecord, OutboxMarks, RequestRecord
-from shared.core.vocabulary import RequestStatus
+from shared.core.listing import Indexed
+from shared.core.ports import GraphAnswer, GraphFailure, JobStatus, KnownEvent, PoisonMessage, WorkItem
+from shared.core.records import Attempt, CallRecord, OutboxMarks, RequestRecord, Stamp
+from shared.core.rules import RuleInfo
+from shared.core.vocabulary import CallStatus, RequestStatus, Source
 
 Row = dict[str, Any]
 
@@ -31,9 +33,11 @@ class InMemoryLedger:
     Tests read and change ``rows`` as the ledger's contract names the properties.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, index: InMemoryIndex | None = None) -> None:
         self.rows: dict[tuple[str, str], Row] = {}
         self.version = 0
+        self.index = index or InMemoryIndex()  # ProvisioningIndex, kept as the Table ledger keeps it
+        self.stamps: list[tuple[str, Stamp]] = []
 
     async def ping(self) -> None:
         return None
@@ -41,6 +45,7 @@ class InMemoryLedger:
     async def create(
         self, request: RequestRecord, calls: Sequence[CallRecord], *, tolerate_existing: bool = False
     ) -> None:
+        await self.index.file_new(_indexed(request, request.status, request.counts, calls))
         entities = [*(codec.call_to_entity(c) for c in calls), codec.request_to_entity(request)]
         for row in entities:
             key = (str(row["PartitionKey"]), str(row["RowKey"]))
@@ -75,7 +80,7 @@ class InMemoryLedger:
         calls = [
             codec.call_from_entity(row, str(row["_v"]))
             for (pk, rk), row in sorted(self.rows.items())
-            if pk == request_id and rk != REQUEST_ROW
+            if pk == request_id and rk.startswith("call-")
         ]
         return codec.request_from_entity(request, str(request["_v"])), calls
 
@@ -92,11 +97,18 @@ class InMemoryLedger:
         return replace(call, version=str(self.version))
 
     async def refresh_request(self, request_id: str, now: datetime) -> RequestRecord | None:
-        statuses = [str(r["status"]) for (pk, rk), r in self.rows.items() if pk == request_id and rk != REQUEST_ROW]
+        statuses = [
+            str(r["status"]) for (pk, rk), r in self.rows.items() if pk == request_id and rk.startswith("call-")
+        ]
         summary = aggregate.summarize(statuses)
         request = self.rows.get((request_id, REQUEST_ROW))
         if request is None:
             return RequestRecord(request_id, summary.status, counts=summary.counts)
+        if request.get("status") == RequestStatus.REJECTED:
+            return codec.request_from_entity(request, str(request["_v"]))
+        old = str(request.get("status"))
+        entry = _indexed(codec.request_from_entity(request), summary.status, summary.counts, ())
+        await self.index.before_change(old, entry)
         self.version += 1
         self.rows[(request_id, REQUEST_ROW)] = {
             **request,
@@ -105,6 +117,7 @@ class InMemoryLedger:
             "updatedAt": now,
             "_v": self.version,
         }
+        await self.index.after_change(old, entry)
         return codec.request_from_entity(self.rows[(request_id, REQUEST_ROW)], str(self.version))
 
     async def read_request(self, request_id: str) -> RequestRecord | None:
@@ -120,6 +133,189 @@ class InMemoryLedger:
         row = {k: v for k, v in current.items() if k not in codec.MARK_PROPERTIES}
         self.rows[key] = {**row, **codec.marks_properties(marks), "_v": self.version}
         return replace(request, marks=marks, version=str(self.version))
+
+    # --- OperatorLedger ---
+
+    async def stamp_request(self, request_id: str, stamp: Stamp) -> None:
+        self.stamps.append((request_id, stamp))
+        row = self.rows[(request_id, REQUEST_ROW)]
+        row.update({f"{stamp.action}At": stamp.at, **({f"{stamp.action}By": stamp.by} if stamp.by else {})})
+
+    async def archive_attempt(self, call: CallRecord, number: int) -> None:
+        key = (call.request_id, f"attempt-{call.call_id[5:]}-{number:02d}")
+        self.rows.setdefault(key, {**codec.call_to_entity(call), "RowKey": key[1], "callId": call.call_id, "n": number})
+
+    async def attempts(self, request_id: str) -> list[Attempt]:
+        return [
+            Attempt(int(r["n"]), codec.call_from_entity({**r, "RowKey": r["callId"]}))
+            for (pk, rk), r in sorted(self.rows.items())
+            if pk == request_id and rk.startswith("attempt-")
+        ]
+
+
+def _indexed(
+    request: RequestRecord, status: RequestStatus, counts: Mapping[CallStatus, int], calls: Sequence[CallRecord]
+) -> Indexed:
+    return Indexed(
+        request_id=request.request_id,
+        status=str(status),
+        target=request.target,
+        source=str(request.source) if request.source else None,
+        event_id=request.event_id,
+        object_ids=listing.object_ids_of(c.subject for c in calls),
+        backlog=listing.backlog_counts(counts),
+        message_hash=request.message_hash,
+    )
+
+
+class InMemoryIndex:
+    """``ProvisioningIndex`` as partitions of RowKey → objectIds (and backlog counts)."""
+
+    def __init__(self) -> None:
+        self.partitions: dict[str, dict[str, dict[str, Any]]] = {}
+
+    def _put(self, partition: str, key: str, entity: dict[str, Any]) -> None:
+        self.partitions.setdefault(partition, {})[key] = entity
+
+    def _delete(self, partition: str, key: str) -> None:
+        self.partitions.get(partition, {}).pop(key, None)
+
+    async def file_new(self, entry: Indexed) -> None:
+        key = listing.row_key(entry.request_id)
+        for partition in [*entry.fixed_partitions(), listing.status_partition(entry.status)]:
+            self._put(partition, key, {"objectIds": list(entry.object_ids)})
+        if entry.pending and entry.target:
+            self._put(listing.backlog_partition(entry.target), key, dict(entry.backlog))
+
+    async def before_change(self, old_status: str | None, entry: Indexed) -> None:
+        key = listing.row_key(entry.request_id)
+        ids = self.partitions.get(listing.ALL_PARTITION, {}).get(key, {}).get("objectIds", [])
+        self._put(listing.status_partition(entry.status), key, {"objectIds": ids})
+        if entry.target:
+            if entry.pending:
+                self._put(listing.backlog_partition(entry.target), key, dict(entry.backlog))
+            else:
+                self._delete(listing.backlog_partition(entry.target), key)
+
+    async def after_change(self, old_status: str | None, entry: Indexed) -> None:
+        if old_status is not None and old_status != entry.status:
+            self._delete(listing.status_partition(old_status), listing.row_key(entry.request_id))
+
+    async def forget(self, request_id: str) -> None:
+        key = listing.row_key(request_id)
+        for entries in self.partitions.values():
+            entries.pop(key, None)
+
+    def entries(
+        self, partition: str, after: str | None, newest: str | None, oldest: str | None, page_size: int
+    ) -> Scan:
+        keys = sorted(self.partitions.get(partition, {}))
+        chosen = [
+            (k, tuple(self.partitions[partition][k].get("objectIds", [])))
+            for k in keys
+            if (after is None or k > after) and (newest is None or k >= newest) and (oldest is None or k <= oldest)
+        ]
+        return Scan(chosen)
+
+    async def backlog(self, target: str) -> dict[str, int]:
+        totals = {str(s): 0 for s in listing.BACKLOG_STATUSES}
+        for counts in self.partitions.get(listing.backlog_partition(target), {}).values():
+            for name in totals:
+                totals[name] += int(counts.get(name, 0))
+        return totals
+
+
+class Scan:
+    """Index entries handed out one by one, counted."""
+
+    def __init__(self, entries: list[tuple[str, tuple[str, ...]]]) -> None:
+        self._entries = entries
+        self.rows_read = 0
+
+    async def __aiter__(self) -> AsyncIterator[tuple[str, tuple[str, ...]]]:
+        for entry in self._entries:
+            self.rows_read += 1
+            yield entry
+
+
+class FakePoisonQueue:
+    """A poison queue as a list; requeued texts go to ``source``."""
+
+    def __init__(self, name: str, messages: list[PoisonMessage]) -> None:
+        self._name = name
+        self.messages = list(messages)
+        self.source: list[str] = []
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def peek(self, limit: int) -> list[PoisonMessage]:
+        return self.messages[:limit]
+
+    async def requeue(self, message_ids: Collection[str] | None, limit: int) -> int:
+        moving = [m for m in self.messages if message_ids is None or m.message_id in message_ids][:limit]
+        for message in moving:
+            self.source.append(message.text)
+            self.messages.remove(message)
+        return len(moving)
+
+
+class JobsOnly:
+    """A Graph that reports job status (counting the questions) and is never asked to provision."""
+
+    def __init__(self, statuses: Mapping[str, JobStatus | GraphFailure]) -> None:
+        self.statuses = dict(statuses)
+        self.asked: list[str] = []
+
+    async def provision_on_demand(
+        self, service_principal_id: str, job_id: str, rule_id: str, subject: dict[str, Any]
+    ) -> GraphAnswer | GraphFailure:
+        raise AssertionError("operator reads never provision")
+
+    async def schema_rules(self, service_principal_id: str, job_id: str) -> list[RuleInfo] | GraphFailure:
+        raise AssertionError("operator reads never read the schema")
+
+    async def job_status(self, service_principal_id: str, job_id: str) -> JobStatus | GraphFailure:
+        self.asked.append(job_id)
+        return self.statuses[job_id]
+
+
+def request_records(
+    request_id: str,
+    now: datetime,
+    statuses: Sequence[str],
+    *,
+    target: str = "t1",
+    event_id: str | None = None,
+    **more: Any,
+) -> tuple[RequestRecord, list[CallRecord]]:
+    """A request and its calls as intake writes them (statuses as given, counts to match)."""
+    calls = [
+        CallRecord(
+            request_id,
+            f"call-{i + 1:04d}",
+            subject={"objectId": f"user-{i + 1}", "objectTypeName": "User"},
+            status=CallStatus(status),
+            created_at=now,
+            next_attempt_at=now,
+        )
+        for i, status in enumerate(statuses)
+    ]
+    summary = aggregate.summarize(statuses)
+    request = RequestRecord(
+        request_id,
+        summary.status,
+        source=Source.HTTP,
+        created_at=now,
+        updated_at=now,
+        event_id=event_id,
+        target=target,
+        call_count=len(calls),
+        counts=summary.counts,
+        **more,
+    )
+    return request, calls
 
 
 class InMemoryEventIndex:

@@ -37,9 +37,14 @@ def test_routes_and_auth_levels() -> None:
     # One function per way in serves submit and status: a function key opens only its own function, so the
     # key a caller submits with must also open the Location it gets back. The URLs are the contract's.
     assert routes == {
-        "provision": ("provision/{requestId?}", "FUNCTION", None),
+        # the operator's list and retry/cancel ride on provision too: a retry's Location opens with its key
+        "provision": ("provision/{requestId?}/{action?}", "FUNCTION", None),
+        "targets": ("targets", "FUNCTION", None),
+        "poison": ("poison/{action?}", "FUNCTION", None),
         "health": ("health", "ANONYMOUS", None),
         "provision_batch": ("provision/batch", "FUNCTION", None),
+        # static files only (the data comes from the keyed API): a browser loads its modules without the key
+        "console": ("console/{*asset}", "ANONYMOUS", None),
         "provision_graph_compatible": (
             "servicePrincipals/{servicePrincipalId}/synchronization/jobs/{jobId}/provisionOnDemand/{requestId?}",
             "FUNCTION",

@@ -13,10 +13,12 @@ from shared.contract.names import REQUEST_ROW
 from shared.contract.outcome_events import FINISHED_TYPE
 from shared.core import callbacks
 from shared.core.ports import CallbackResult
-from shared.core.vocabulary import CallbackStatus
+from shared.core.request_ids import new_request_id
+from shared.core.vocabulary import CallbackStatus, CallStatus
 from shared.usecases import sweeper
+from shared.usecases.operator.actions import RequestActions
 from shared.usecases.outcomes import AnnouncingPending, CallbackMessage, Outcomes
-from tests.unit.app.fakes import InMemoryLedger, InMemoryPending, InMemoryQueue, queued_call_row
+from tests.unit.app.fakes import InMemoryLedger, InMemoryPending, InMemoryQueue, queued_call_row, request_records
 from tests.unit.app.outcome_fakes import InMemoryMessages, RecordingPublisher, ScriptedCallbacks
 
 RID = "20261202T090000000Z-0123456789abcdef"
@@ -231,3 +233,34 @@ async def test_a_callback_message_for_an_older_transition_posts_nothing() -> Non
 def test_a_callback_message_that_is_not_ours_is_refused(body: bytes) -> None:
     with pytest.raises(ValueError, match=r".+"):
         CallbackMessage.from_json(body)
+
+
+async def test_operator_actions_announce_through_the_wrapper_a_cancel_and_each_retried_round() -> None:
+    ledger, clock = InMemoryLedger(), Clock(FINISHED)
+    outcomes = _outcomes(ledger)
+    pending = AnnouncingPending(InMemoryPending(), outcomes)
+    actions = RequestActions(ledger, InMemoryQueue(), pending, clock=clock)
+    failed_id, scheduled_id = new_request_id(FINISHED), new_request_id(FINISHED + timedelta(seconds=1))
+    for request_id, status in ((failed_id, CallStatus.FAILED), (scheduled_id, CallStatus.SCHEDULED)):
+        request, calls = request_records(request_id, FINISHED - timedelta(minutes=1), [status])
+        await ledger.create(request, calls)
+    await pending.remove(failed_id)  # the worker's first failure, announced
+
+    clock.now = FINISHED + timedelta(minutes=1)
+    await actions.retry(failed_id)
+    call = await ledger.get_call(failed_id, "call-0001")
+    assert call is not None
+    await ledger.update_call(replace(call, status=CallStatus.FAILED, error_code="Again"))
+    await ledger.refresh_request(failed_id, FINISHED + timedelta(minutes=2))
+    await pending.remove(failed_id)  # the retried round failed again: a new terminal transition
+
+    clock.now = FINISHED + timedelta(minutes=3)
+    await actions.cancel(scheduled_id)
+
+    events = _events(outcomes)
+    assert [(e["subject"], e["data"]["status"]) for e in events] == [
+        (failed_id, "failed"),
+        (failed_id, "failed"),
+        (scheduled_id, "cancelled"),
+    ]
+    assert len({e["id"] for e in events}) == 3, "each terminal transition is its own event"

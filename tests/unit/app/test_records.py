@@ -210,7 +210,8 @@ def test_the_view_shows_every_shown_field_in_order_and_nothing_else_but_ids_and_
 
 def test_the_api_model_and_the_openapi_document_follow_the_record() -> None:
     model_fields = list(api_models.CallOutcome.model_fields)
-    assert model_fields == ["callId", "subject", *(camel(n) for n in shown_call_fields()), "provisioningLog"]
+    derived = [*(camel(n) for n in shown_call_fields())]
+    assert model_fields == ["callId", "subject", *derived, "provisioningLog", "attemptHistory"]
     schema = openapi.document()["components"]["schemas"]["CallOutcome"]
     assert list(schema["properties"]) == model_fields
     assert set(schema["required"]) == {"callId", "subject", "status", "attempts"}

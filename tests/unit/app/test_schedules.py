@@ -17,12 +17,15 @@ from shared.core import ncrontab
 from shared.core.errors import SettingsError
 from shared.core.models import ProvisioningRequest
 from shared.core.ports import GraphFailure, KnownEvent, Member
+from shared.core.request_ids import new_request_id
 from shared.core.schedules import parse_duration
-from shared.core.vocabulary import Source
+from shared.core.vocabulary import CallStatus, Source
 from shared.settings import Settings
 from shared.usecases import intake
+from shared.usecases.operator.actions import RequestActions
+from shared.usecases.operator.bulk import FailedRetry
 from shared.usecases.schedules import ScheduleRunner
-from tests.unit.app.fakes import InMemoryLedger, InMemoryPending, InMemoryQueue
+from tests.unit.app.fakes import InMemoryLedger, InMemoryPending, InMemoryQueue, request_records
 
 SP = "c8c95753-f628-48e1-9fab-76c2d4cf624c"
 JOB = "3f7565a3-fde6-4e4d-bda8-1bb70aba3612"
@@ -164,7 +167,7 @@ class Groups:
 def _runner(schedules: list[dict[str, Any]], directory: Groups) -> tuple[ScheduleRunner, InMemoryLedger, InMemoryQueue]:
     settings = _settings(schedules)
     ledger, queue, events, pending = InMemoryLedger(), InMemoryQueue(), RacingEvents(), InMemoryPending()
-    ids = iter(f"20261202T100000000Z-{n:016x}" for n in range(1000))
+    ids = iter(f"{0x0196:04x}{n:028x}" for n in range(1000))
 
     intake_ = intake.Intake(settings, ledger, queue, events, pending, new_request_id=lambda _now: next(ids))
 
@@ -242,3 +245,32 @@ async def test_retry_failed_without_the_operator_api_is_reported_not_run() -> No
     )
     assert [f.outcome for f in await runner.run(NOW)] == ["skipped"]
     assert _requests(ledger) == []
+
+
+async def test_retry_failed_retries_the_targets_failed_requests_of_the_window_once() -> None:
+    settings = _settings([{"name": "r", "schedule": "0 0 10 * * *", "target": "app", "retryFailed": {"since": "P1D"}}])
+    ledger, queue, pending = InMemoryLedger(), InMemoryQueue(), InMemoryPending()
+    seeded = {
+        "recent": ("app", NOW - timedelta(hours=3), [CallStatus.FAILED]),
+        "old": ("app", NOW - timedelta(days=2), [CallStatus.FAILED]),
+        "other-target": ("t2", NOW - timedelta(hours=1), [CallStatus.FAILED]),
+        "succeeded": ("app", NOW - timedelta(hours=2), [CallStatus.SUCCEEDED]),
+    }
+    ids: dict[str, str] = {}
+    for name, (target, created, statuses) in seeded.items():
+        ids[name] = new_request_id(created)
+        request, calls = request_records(ids[name], created, statuses, target=target)
+        await ledger.create(request, calls)
+    actions = RequestActions(ledger, queue, pending, clock=lambda: NOW)
+    runner = ScheduleRunner(settings.schedules, _never, Groups(None), FailedRetry(ledger.index, ledger, actions))
+
+    assert [f.outcome for f in await runner.run(NOW)] == ["requested"]
+    assert [item.request_id for item, _ in queue.sent] == [ids["recent"]]
+    retried = await ledger.read_request(ids["recent"])
+    assert retried is not None
+    assert (retried.status, retried.retried_by) == ("pending", "schedule")
+    assert await runner.run(NOW) == [], "the occurrence is not fired twice"
+
+
+async def _never(request: ProvisioningRequest) -> intake.Accepted:
+    raise AssertionError("a retryFailed schedule submits nothing new")

@@ -355,3 +355,54 @@ def test_a_failing_managed_identity_fails_the_request_and_recovers_without_a_res
     assert final(location)["status"] == "succeeded"
     assert len(standin.calls_for(object_id)) == 1
     assert devhost.poll() is None, "recovered without a restart"
+
+
+# --- Operating the app against the stand-in (issue 12: what an operator does when a call fails) ------------------
+
+
+def failure_in_200() -> web.Response:
+    """Graph's 200 whose result is a Failure (two users match the source object)."""
+    key = {"result": "Failure", "details": {"errorCode": "EntryConflict", "errorMessage": "Two users match"}}
+    return web.json_response({"key": json.dumps(key), "value": "{}"}, headers={"request-id": str(uuid.uuid4())})
+
+
+def test_an_operator_finds_a_failed_request_retries_it_and_both_attempts_stay_readable(scripted: Scripted) -> None:
+    base = scripted.app.base_url
+    object_id, location = scripted.submit([failure_in_200, success])
+    assert final(location)["status"] == "failed"
+
+    listed = httpx.get(f"{base}/api/provision", params={"status": "failed", "objectId": object_id}, timeout=60)
+    assert listed.status_code == 200, listed.text
+    (summary,) = listed.json()["value"]
+    assert summary["status"] == "failed"
+    assert object_id in summary["objectIds"]
+
+    retried = httpx.post(f"{base}/api/provision/{summary['requestId']}/retry", timeout=60)
+    assert retried.status_code == 202, retried.text
+    assert final(retried.headers["Location"])["status"] == "succeeded"
+    detail = httpx.get(location, params={"include": "attempts"}, timeout=60).json()
+    (call,) = detail["calls"]
+    assert call["status"] == "succeeded"
+    assert [a["errorCode"] for a in call["attemptHistory"]] == ["EntryConflict"], call
+    assert len(scripted.standin.calls_for(object_id)) == 2, "one Graph call per attempt"
+    again = httpx.post(f"{base}/api/provision/{summary['requestId']}/retry", timeout=60)
+    assert again.status_code == 409, "nothing left to retry"
+
+
+def test_a_request_scheduled_an_hour_ahead_is_cancelled_and_the_standin_never_sees_it(scripted: Scripted) -> None:
+    base = scripted.app.base_url
+    object_id = str(uuid.uuid4())
+    later = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+    body = {"target": TARGET, "notBefore": later, "subjects": [{"objectId": object_id, "objectTypeName": "User"}]}
+    posted = httpx.post(f"{base}/api/provision", json=body, timeout=60)
+    assert posted.status_code == 202, posted.text
+    request_id = posted.json()["requestId"]
+    targets = httpx.get(f"{base}/api/targets", timeout=60).json()["value"]
+    assert next(t for t in targets if t["name"] == TARGET)["backlog"]["scheduled"] >= 1
+
+    cancelled = httpx.post(f"{base}/api/provision/{request_id}/cancel", timeout=60)
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["status"] == "cancelled"
+    assert [c["status"] for c in cancelled.json()["calls"]] == ["cancelled"]
+    assert httpx.post(f"{base}/api/provision/{request_id}/cancel", timeout=60).status_code == 409
+    assert scripted.standin.calls_for(object_id) == []

@@ -74,14 +74,16 @@ class TableLedger:
         from azure.data.tables import TableErrorCode, TableTransactionError
 
         await self._ensure_table()
-        if self._index is not None:
-            await self._index.file_new(_indexed(request, request.status, request.counts, calls))
         rows = [*(codec.call_to_entity(c) for c in calls), codec.request_to_entity(request)]
         if len(rows) <= _SINGLE_ROWS:
-            # the calls (at once), then the request row: still nothing visible before its calls exist
-            await asyncio.gather(*(self._create_row(row, tolerate_existing) for row in rows[:-1]))
+            # the index entries and the calls at once, then the request row: nothing is visible before its calls
+            # exist, and an index entry whose request row is not there yet is skipped by every reader
+            await asyncio.gather(
+                self._file_new(request, calls), *(self._create_row(row, tolerate_existing) for row in rows[:-1])
+            )
             await self._create_row(rows[-1], tolerate_existing)
             return
+        await self._file_new(request, calls)
         for start in range(0, len(rows), _BATCH):
             try:
                 await self._table.submit_transaction([("create", row) for row in rows[start : start + _BATCH]])
@@ -96,6 +98,10 @@ class TableLedger:
         except ResourceExistsError:
             if not tolerate_existing:
                 raise
+
+    async def _file_new(self, request: RequestRecord, calls: Sequence[CallRecord]) -> None:
+        if self._index is not None:
+            await self._index.file_new(_indexed(request, request.status, request.counts, calls))
 
     async def _create_missing(self, rows: list[Entity]) -> None:
         for row in rows:

@@ -71,7 +71,10 @@ async def _accepted_response(
     req: func.HttpRequest, rt: Runtime, accepted: intake.Accepted, graph_path: JobPath | None = None
 ) -> func.HttpResponse:
     location = await _link(req, rt, *_status_segments(accepted.request_id, graph_path))
-    wait = await rt.status.retry_after(accepted.request_id)
+    if accepted.written is not None:
+        wait = await rt.status.retry_after_for(*accepted.written)
+    else:
+        wait = await rt.status.retry_after(accepted.request_id)
     body: dict[str, Any] = {"requestId": accepted.request_id, "status": accepted.status, "calls": accepted.calls}
     if accepted.duplicate and accepted.status == RequestStatus.FAILED:  # the same event cannot change that: retry
         body.update(operator_views.retry_advice(await _link(req, rt, "provision", accepted.request_id, "retry")))

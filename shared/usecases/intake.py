@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -40,6 +40,8 @@ class Accepted:
     status: RequestStatus
     calls: int
     duplicate: bool = False
+    #: The rows just written (a new request): what the caller's ``Retry-After`` is worked out from, unread.
+    written: tuple[RequestRecord, tuple[CallRecord, ...]] | None = field(default=None, compare=False, repr=False)
 
 
 def validate(
@@ -220,7 +222,7 @@ class Intake:
             },
         )
         telemetry.request_accepted(command.source, duplicate=False)
-        return Accepted(request_id, request.status, len(calls))
+        return Accepted(request_id, request.status, len(calls), written=(request, tuple(calls)))
 
     def _plan(self, command: AcceptCommand) -> _Plan:
         target = resolve_target(command.request, self.settings)

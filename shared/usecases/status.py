@@ -5,7 +5,7 @@ callers read (``GET …/{requestId}``), and the ``Prefer: wait`` poll of the Gra
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,6 +79,10 @@ class Status:
         """``Retry-After`` for a request just accepted: read back, its calls say when they are due."""
         request, calls = await self._ledger.get_request(request_id)
         return await self._retry_after(request, calls)
+
+    async def retry_after_for(self, request: RequestRecord, calls: Sequence[CallRecord]) -> int:
+        """``Retry-After`` for rows the caller already holds (intake just wrote them): no read of the ledger."""
+        return await self._retry_after(request, list(calls))
 
     async def _retry_after(self, request: RequestRecord | None, calls: list[CallRecord]) -> int:
         if self._slots is None:

@@ -18,7 +18,7 @@ from shared.contract.problems import FieldError, Problem
 from shared.core import listing
 from shared.core.listing import ListFilter, Page, Summary
 from shared.core.operations import Health, Poisoned
-from shared.core.records import Attempt, camel
+from shared.core.records import Attempt, camel, round_call_fields, shown_call_fields
 from shared.core.vocabulary import CallStatus, RequestStatus, Source
 
 LIST_PARAMETERS = ("status", "target", "source", "eventId", "objectId", "since", "until", "top", "continuation")
@@ -149,18 +149,8 @@ def page_view(page: Page, next_link: str | None) -> dict[str, Any]:
 _ATTEMPT_FIELDS = (
     "status",
     "attempts",
-    "result",
-    "action",
-    "error_code",
-    "error_message",
-    "recommended_action",
-    "change_id",
-    "target_object_id",
-    "failed_step",
-    "graph_request_id",
-    "http_status",
+    *(name for name in shown_call_fields() if name in round_call_fields()),
     "last_attempt_at",
-    "completed_at",
     "retried_at",
     "retried_by",
 )

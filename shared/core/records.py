@@ -28,6 +28,11 @@ from shared.core.vocabulary import CallbackStatus, CallStatus, Priority, Request
 _SHOWN = "shown"
 #: Metadata of a field callers read (status view, API model, OpenAPI).
 SHOWN: Mapping[str, bool] = {_SHOWN: True}
+_ROUND = "round"
+#: A field of one round's outcome: an operator's retry archives it with the round and clears it on the call.
+ROUND: Mapping[str, bool] = {_ROUND: True}
+#: Both: callers read it, and it belongs to the round.
+SHOWN_ROUND: Mapping[str, bool] = {_SHOWN: True, _ROUND: True}
 
 
 @dataclass(frozen=True)
@@ -48,41 +53,41 @@ class CallRecord:
     next_attempt_at: datetime | None = field(default=None, metadata=SHOWN)
     #: ``slot`` while it waits in the backlog for a rate-limit slot (fair order: README, ADR 0007).
     waiting_for: WaitingFor | None = field(default=None, metadata=SHOWN)
-    result: str | None = field(default=None, metadata=SHOWN)
-    action: str | None = field(default=None, metadata=SHOWN)
-    error_code: str | None = field(default=None, metadata=SHOWN)
-    error_message: str | None = field(default=None, metadata=SHOWN)
-    recommended_action: str | None = field(default=None, metadata=SHOWN)
-    change_id: str | None = field(default=None, metadata=SHOWN)
-    reportable_identifier: str | None = field(default=None, metadata=SHOWN)
-    target_object_id: str | None = field(default=None, metadata=SHOWN)
-    failed_step: str | None = field(default=None, metadata=SHOWN)
-    graph_request_id: str | None = field(default=None, metadata=SHOWN)
-    http_status: int | None = field(default=None, metadata=SHOWN)
-    completed_at: datetime | None = field(default=None, metadata=SHOWN)
+    result: str | None = field(default=None, metadata=SHOWN_ROUND)
+    action: str | None = field(default=None, metadata=SHOWN_ROUND)
+    error_code: str | None = field(default=None, metadata=SHOWN_ROUND)
+    error_message: str | None = field(default=None, metadata=SHOWN_ROUND)
+    recommended_action: str | None = field(default=None, metadata=SHOWN_ROUND)
+    change_id: str | None = field(default=None, metadata=SHOWN_ROUND)
+    reportable_identifier: str | None = field(default=None, metadata=SHOWN_ROUND)
+    target_object_id: str | None = field(default=None, metadata=SHOWN_ROUND)
+    failed_step: str | None = field(default=None, metadata=SHOWN_ROUND)
+    graph_request_id: str | None = field(default=None, metadata=SHOWN_ROUND)
+    http_status: int | None = field(default=None, metadata=SHOWN_ROUND)
+    completed_at: datetime | None = field(default=None, metadata=SHOWN_ROUND)
     #: A subject named by ``userPrincipalName``: that name and the object id it resolved to (at the last attempt).
     user_principal_name: str | None = field(default=None, metadata=SHOWN)
     object_id: str | None = field(default=None, metadata=SHOWN)
     #: How many of the attempts Graph answered 429 (the operator console charts throttling from it).
-    throttled_attempts: int | None = field(default=None, metadata=SHOWN)
+    throttled_attempts: int | None = field(default=None, metadata=SHOWN_ROUND)
     normalisations: tuple[str, ...] | None = field(default=None, metadata=SHOWN)
-    raw_key: str | None = field(default=None, metadata=SHOWN)
+    raw_key: str | None = field(default=None, metadata=SHOWN_ROUND)
     # -- bookkeeping and evidence, not shown --
-    graph_key: str | None = None
-    graph_client_request_id: str | None = None
+    graph_key: str | None = field(default=None, metadata=ROUND)
+    graph_client_request_id: str | None = field(default=None, metadata=ROUND)
     created_at: datetime | None = None
-    enqueued: bool | None = None
-    claimed_until: datetime | None = None
+    enqueued: bool | None = field(default=None, metadata=ROUND)
+    claimed_until: datetime | None = field(default=None, metadata=ROUND)
     last_attempt_at: datetime | None = None
     attempt_reason: str | None = None
-    reserved_at: datetime | None = None
-    redriven_at: datetime | None = None
-    first_failure_at: datetime | None = None
-    failure_streak: int | None = None
-    provisioning_log: str | None = None
-    provisioning_log_blob: str | None = None
-    provisioning_log_length: int | None = None
-    raw_response: str | None = None
+    reserved_at: datetime | None = field(default=None, metadata=ROUND)
+    redriven_at: datetime | None = field(default=None, metadata=ROUND)
+    first_failure_at: datetime | None = field(default=None, metadata=ROUND)
+    failure_streak: int | None = field(default=None, metadata=ROUND)
+    provisioning_log: str | None = field(default=None, metadata=ROUND)
+    provisioning_log_blob: str | None = field(default=None, metadata=ROUND)
+    provisioning_log_length: int | None = field(default=None, metadata=ROUND)
+    raw_response: str | None = field(default=None, metadata=ROUND)
     #: The request's priority (None: normal), and the call's place and scope in the backlog once it parked.
     priority: Priority | None = None
     backlog_key: str | None = None
@@ -116,6 +121,11 @@ def camel(name: str) -> str:
     """A field's name as callers and the ledger spell it: ``error_code`` is ``errorCode``."""
     head, *rest = name.split("_")
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def round_call_fields() -> tuple[str, ...]:
+    """The :class:`CallRecord` fields of one round's outcome (what a retry archives and clears), in order."""
+    return tuple(f.name for f in fields(CallRecord) if f.metadata.get(_ROUND))
 
 
 def shown_call_fields() -> tuple[str, ...]:

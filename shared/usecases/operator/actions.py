@@ -20,7 +20,7 @@ from shared import telemetry
 from shared.contract.problems import Problem
 from shared.core.errors import StaleWrite
 from shared.core.ports import OperatorLedger, PendingIndex, WorkItem, WorkQueue
-from shared.core.records import CallRecord, RequestRecord, Stamp
+from shared.core.records import CallRecord, RequestRecord, Stamp, round_call_fields
 from shared.core.vocabulary import CallStatus, RequestStatus
 
 log = telemetry.get_logger(__name__)
@@ -30,36 +30,7 @@ MAX_TRIES = 5
 CANCELLABLE = frozenset({CallStatus.QUEUED, CallStatus.SCHEDULED, CallStatus.WAITING})
 #: What a retry clears from a failed call: the outcome of the round it archives, and the bookkeeping of its
 #: attempts (the new round starts from zero, so the retry budget and the attempt cap apply to it afresh).
-_OUTCOME: dict[str, Any] = dict.fromkeys(
-    (
-        "result",
-        "action",
-        "error_code",
-        "error_message",
-        "recommended_action",
-        "change_id",
-        "reportable_identifier",
-        "target_object_id",
-        "failed_step",
-        "raw_key",
-        "graph_key",
-        "graph_request_id",
-        "graph_client_request_id",
-        "http_status",
-        "completed_at",
-        "claimed_until",
-        "reserved_at",
-        "first_failure_at",
-        "failure_streak",
-        "throttled_attempts",
-        "redriven_at",
-        "enqueued",
-        "provisioning_log",
-        "provisioning_log_blob",
-        "provisioning_log_length",
-        "raw_response",
-    )
-)
+_OUTCOME: dict[str, Any] = dict.fromkeys(round_call_fields())
 
 
 @dataclass(frozen=True)

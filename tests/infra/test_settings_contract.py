@@ -49,7 +49,7 @@ SATISFIED_BY_ANOTHER_FORM: dict[str, str] = {
     "exists); see test_host_storage_is_identity_based.",
 }
 
-#: Contract settings (/work/shared/DESIGN.md "Settings", issues 12 and 14) the template sets while the app is taught
+#: Contract settings (../shared/DESIGN.md "Settings", issues 12 and 14) the template sets while the app is taught
 #: to read them on other branches. Once ``shared.settings.KNOWN_SETTINGS`` lists one, it is checked like every
 #: other setting (required, since no exemption above names it) and its entry here has no effect; remove it then.
 SETTINGS_AHEAD_OF_THE_APP: dict[str, str] = {

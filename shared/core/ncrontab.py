@@ -1,7 +1,7 @@
 """NCRONTAB schedules (``{second} {minute} {hour} {day} {month} {day-of-week}``) as the timer trigger reads them (pure).
 
-The same reading as ``devhost/ncrontab.py`` (which the deployed app cannot import), kept equal by a
-hypothesis test that compares the two on generated expressions; used for ``PROVISIONING_SCHEDULES``.
+Used for ``PROVISIONING_SCHEDULES``, and by the devhost to fire timers (``devhost/ncrontab.py`` re-exports it:
+one reading, checked against the host's documented examples in ``tests/unit/devhost/test_ncrontab.py``).
 
 The host uses the NCrontab library: 6 fields (5-field expressions get second 0), ``*``, ``*/n``, ``a-b``,
 ``a-b/n``, ``a/n``, lists, month and weekday names, day-of-week 0-6 with Sunday 0, and — unlike classic

@@ -1,5 +1,5 @@
-"""PROVISIONING_SCHEDULES: parsed strictly (a bad schedule named at startup), the NCRONTAB reading equal to the
-devhost's, and each occurrence submitted once however many runs race for it (over the real intake and fakes)."""
+"""PROVISIONING_SCHEDULES: parsed strictly (a bad schedule named at startup), occurrences read from NCRONTAB, and
+each occurrence submitted once however many runs race for it (over the real intake and fakes)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from devhost import ncrontab as devhost_ncrontab
 from shared.core import ncrontab
 from shared.core.errors import SettingsError
 from shared.core.models import ProvisioningRequest
@@ -93,33 +90,6 @@ def test_iso_durations(text: str, expected: timedelta | None) -> None:
 @pytest.mark.parametrize("text", ["", "P", "PT", "1D", "P1Y", "P1DT", "-P1D"])
 def test_not_durations(text: str) -> None:
     assert parse_duration(text) is None
-
-
-_FIELD = st.one_of(
-    st.just("*"),
-    st.integers(0, 59).map(str),
-    st.tuples(st.integers(0, 30), st.integers(1, 15)).map(lambda t: f"{t[0]}/{t[1]}"),
-    st.integers(1, 20).map(lambda n: f"*/{n}"),
-    st.tuples(st.integers(0, 10), st.integers(10, 20)).map(lambda t: f"{t[0]}-{t[1]}"),
-)
-
-
-@given(
-    st.lists(_FIELD, min_size=6, max_size=6),
-    st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2030, 1, 1)),
-)
-@settings(max_examples=300, deadline=None)
-def test_the_ncrontab_reading_is_the_devhosts(fields: list[str], when: datetime) -> None:
-    expression = " ".join(fields)
-    try:
-        expected = devhost_ncrontab.parse(expression)
-    except devhost_ncrontab.CronError:
-        with pytest.raises(ncrontab.CronError):
-            ncrontab.parse(expression)
-        return
-    ours = ncrontab.parse(expression)
-    start = when.replace(tzinfo=UTC)
-    assert ours.next_after(start) == expected.next_after(start)
 
 
 def test_occurrences_in_a_window() -> None:

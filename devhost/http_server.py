@@ -103,9 +103,12 @@ class HttpFrontEnd:
             self.router.add(str(spec.trigger.get("route") or spec.name), methods, spec.name)
 
     def make_app(self) -> web.Application:
-        """One catch-all route so the devhost, not aiohttp, decides 404/405 like the host."""
+        r"""One catch-all route so the devhost, not aiohttp, decides 404/405 like the host.
+
+        ``[\s\S]*``, not ``.*``: aiohttp matches the decoded path, and a segment may hold a newline.
+        """
         app = web.Application(client_max_size=MAX_REQUEST_BYTES)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
+        app.router.add_route("*", r"/{tail:[\s\S]*}", self._handle)
         return app
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:

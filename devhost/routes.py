@@ -109,6 +109,17 @@ class _Param:
 
 
 _PARAM = re.compile(r"\{([^{}]*)\}")
+_ESCAPED_SLASH = re.compile("(%2F)", re.IGNORECASE)
+
+
+def kestrel_unescape(raw: str) -> str:
+    """A path segment as the host's routing sees it: percent-decoded, except ``%2F``, which stays as sent.
+
+    Kestrel decodes every escape of the path but ``/`` (decoding it would change the route), so ``a%0Ab``
+    reaches a function as ``a\\nb`` and ``a%2Fb`` as ``a%2Fb`` (dotnet/aspnetcore#28965, #53480).
+    """
+    parts = _ESCAPED_SLASH.split(raw)  # with the escapes kept, at the odd places
+    return "".join(part if i % 2 else unquote(part) for i, part in enumerate(parts))
 
 
 def _parse_param(body: str) -> _Param:
@@ -153,7 +164,7 @@ class RouteTemplate:
                 if param.default is not None:
                     values[name] = param.default
                 continue
-            value = unquote(raw)
+            value = kestrel_unescape(raw)
             if not all(check(value) for check in param.checks):
                 return None
             values[name] = value

@@ -17,6 +17,7 @@ from devhost.http_server import HttpFrontEnd
 from devhost.indexing import FunctionSpec
 from devhost.invoke import Invoker
 from devhost.keys import KeyRing
+from devhost.routes import kestrel_unescape
 
 
 class RecordingInvoker(Invoker):
@@ -49,3 +50,8 @@ async def test_control_characters_in_a_segment_reach_the_function_decoded() -> N
     first = invoker.requests[0]
     assert first.route_params == {"requestId": "a\nb\rc\x85d\x0be\x0cf\u2028g\u2029h\r\ni", "action": "retry"}
     assert invoker.requests[1].route_params == {"requestId": "\n"}
+
+
+def test_an_escaped_slash_stays_escaped_as_kestrel_leaves_it() -> None:
+    assert kestrel_unescape("a%2Fb%2fc%20d%0A") == "a%2Fb%2fc d\n"
+    assert kestrel_unescape("%252F") == "%2F", "decoded once"

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
-from shared.contract import api_models, openapi_operator
+from shared.contract import api_models, openapi_batch, openapi_operator
 
 _REF = "#/components/schemas/{model}"
 
@@ -228,8 +228,9 @@ def document(version: str = "0.1.0") -> dict[str, Any]:
             },
         },
     }
-    doc["paths"] = openapi_operator.with_paths(doc["paths"])
+    doc["paths"] = openapi_operator.with_paths({**doc["paths"], **openapi_batch.paths()})
     doc["components"]["schemas"].update(openapi_operator.schemas())
+    doc["components"]["schemas"].update(openapi_batch.schemas())
     return doc
 
 

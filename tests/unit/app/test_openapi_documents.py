@@ -6,7 +6,9 @@ import json
 
 from openapi_spec_validator.validation.validators import OpenAPIV2SpecValidator, OpenAPIV31SpecValidator
 
+from shared.contract import openapi_batch
 from shared.contract.openapi import document, swagger2
+from shared.usecases import batch
 from tests.paths import ROOT
 
 
@@ -30,3 +32,11 @@ def test_the_connector_definition_is_valid_swagger_20_and_shipped_as_generated()
     assert "#/components/" not in text
     assert '"oneOf"' not in text
     assert sorted(doc["paths"]) == sorted(document()["paths"])
+
+
+def test_the_batch_route_is_documented_with_the_limit_it_enforces() -> None:
+    doc = document()
+    batch_body = doc["components"]["schemas"]["BatchRequest"]["properties"]["requests"]
+    assert batch_body["maxItems"] == batch.MAX_REQUESTS == openapi_batch.MAX_ITEMS
+    assert doc["paths"]["/provision/batch"]["post"]["operationId"] == "ProvisionBatch"
+    assert set(doc["paths"]["/provision"]) == {"post", "get"}, "the merge keeps both methods"

@@ -255,7 +255,7 @@ class Runtime:
         from shared.usecases.intake import Intake
 
         return Intake(settings=self.settings, ledger=self.ledger, queue=self.work_queue, events=self.events,
-                      pending=self.pending)  # fmt: skip
+                      pending=self.pending, backlog=self.dispatcher)  # fmt: skip
 
     def intake(self) -> Intake:
         """The request intake with this process's adapters (built on first use, then reused)."""

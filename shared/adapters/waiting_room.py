@@ -8,6 +8,7 @@ order, one request whatever the depth. An entry only points at a call; the call 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from azure.core import MatchConditions
@@ -20,6 +21,12 @@ if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
 
 BACKLOG_TABLE = "ProvisioningBacklog"
+#: Operations in one entity-group transaction (Table Storage's limit).
+_BATCH = 100
+
+
+def _row(entry: Parked) -> dict[str, str]:
+    return {"PartitionKey": entry.scope, "RowKey": entry.key, "requestId": entry.request_id, "callId": entry.call_id}
 
 
 class TableWaitingRoom:
@@ -32,13 +39,20 @@ class TableWaitingRoom:
     async def park(self, entry: Parked) -> None:
         """Add (or keep) an entry: idempotent, so parking a call again at the same place is harmless."""
         await self._ensure_table()
-        row = {
-            "PartitionKey": entry.scope,
-            "RowKey": entry.key,
-            "requestId": entry.request_id,
-            "callId": entry.call_id,
-        }
-        await self._table.upsert_entity(row)
+        await self._table.upsert_entity(_row(entry))
+
+    async def park_many(self, entries: Sequence[Parked]) -> None:
+        """Add (or keep) many entries: one transaction per 100 of one scope, so a request parks in a few writes."""
+        if not entries:
+            return
+        await self._ensure_table()
+        by_scope: dict[str, list[Parked]] = {}
+        for entry in entries:
+            by_scope.setdefault(entry.scope, []).append(entry)
+        for scoped in by_scope.values():
+            for start in range(0, len(scoped), _BATCH):
+                rows = [_row(e) for e in scoped[start : start + _BATCH]]
+                await self._table.submit_transaction([("upsert", row) for row in rows])
 
     async def head(self, scope: str, limit: int) -> list[Parked]:
         """The first ``limit`` entries of a scope, in order (one page of one partition query)."""

@@ -6,6 +6,7 @@ exactly as Graph reported them.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from enum import Enum
@@ -73,8 +74,10 @@ def request_view(
         value = getattr(request, name)
         if value:
             view[name] = _json_value(value)
-    counted = [*_ALWAYS_COUNTED, *(s for s in (CallStatus.CANCELLED,) if request.counts.get(s))]
-    view["counts"] = {status.value: int(request.counts.get(status, 0)) for status in counted}
+    # the calls read with the request are the truth; the row's counts may lag them (a claim does not refresh it)
+    counts: Mapping[CallStatus, int] = Counter(c.status for c in calls) if calls else request.counts
+    counted = [*_ALWAYS_COUNTED, *(s for s in (CallStatus.CANCELLED,) if counts.get(s))]
+    view["counts"] = {status.value: int(counts.get(status, 0)) for status in counted}
     blobs = blob_logs or {}
     view["calls"] = [call_view(c, include_log=include_logs, blob_log=blobs.get(c.call_id)) for c in calls]
     return view

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -78,6 +78,30 @@ def is_parked(call: CallRecord, key: str | None = None) -> bool:
     )
 
 
+def _parking(scope: str, call: CallRecord, state: LimiterState) -> dict[str, Any]:
+    """The changes that mark a call parked in ``scope``'s backlog; a call parked before keeps its place (pure)."""
+    key = call.backlog_key or place_for(call.priority, state.round, call.request_id, call.call_id).key
+    return {
+        "status": CallStatus.WAITING,
+        "claimed_until": None,
+        "reserved_at": None,
+        "waiting_for": WaitingFor.SLOT,
+        "backlog_key": key,
+        "backlog_scope": scope,
+    }
+
+
+@dataclass(frozen=True)
+class Admission:
+    """A new request's due calls as intake writes them (see :meth:`Dispatcher.admit`)."""
+
+    scope: str
+    state: LimiterState
+    calls: tuple[CallRecord, ...]
+    #: The limiter had free places: pump once the entries are written.
+    pump: bool
+
+
 @dataclass
 class Dispatcher:
     """Moves calls from the backlog into slots; one :meth:`pump` per scope at a time across instances."""
@@ -96,16 +120,40 @@ class Dispatcher:
         A call parked before keeps its place. The entry is written before the row says ``waitingFor: slot``,
         so a parked call always has its entry (the sweeper re-parks one whose entry was lost anyway).
         """
-        key = call.backlog_key or place_for(call.priority, state.round, call.request_id, call.call_id).key
-        await self.room.park(Parked(scope, key, call.request_id, call.call_id))
-        return {
-            "status": CallStatus.WAITING,
-            "claimed_until": None,
-            "reserved_at": None,
-            "waiting_for": WaitingFor.SLOT,
-            "backlog_key": key,
-            "backlog_scope": scope,
-        }
+        changes = _parking(scope, call, state)
+        await self.room.park(Parked(scope, changes["backlog_key"], call.request_id, call.call_id))
+        return changes
+
+    async def admit(self, calls: Sequence[CallRecord], rate_scope: str, now: datetime) -> Admission:
+        """A new request's due calls as intake should write them: parked from the start when they cannot all
+        start now (calls already wait for the scope, or the limiter has fewer free places than calls).
+
+        Parked at intake, a call costs its share of one backlog transaction and no message, instead of a
+        message, a read, an entry and a row write in a worker that only parks it. One limiter read per request.
+        """
+        if not calls:
+            return Admission("", LimiterState(), tuple(calls), pump=False)
+        first = calls[0]
+        scope = scope_key(rate_scope, str(first.service_principal_id), str(first.job_id))
+        state = await self.limiter.state(scope)
+        free = state.free(self.clock(), self.limiter.limit)
+        if not state.waiting and free >= len(calls):
+            return Admission(scope, state, tuple(calls), pump=False)
+        parked = tuple(replace(c, **_parking(scope, c, state), next_attempt_at=now) for c in calls)
+        return Admission(scope, state, parked, pump=free > 0)
+
+    async def admitted(self, admission: Admission) -> None:
+        """After intake wrote the rows: the parked calls' entries (rows first, so the dispatcher never finds an
+        entry without its call; a crash in between is the sweeper's lost entry), the scope marked waiting, and,
+        when the limiter had free places, a pump so they are used now rather than at the timer's next tick."""
+        parked = [c for c in admission.calls if is_parked(c)]
+        if not parked:
+            return
+        scope = admission.scope
+        await self.room.park_many([Parked(scope, str(c.backlog_key), c.request_id, c.call_id) for c in parked])
+        await self.parked(scope, admission.state)
+        if admission.pump:
+            await self.pump_soon(scope)
 
     async def park_fresh(self, call: CallRecord, rate_scope: str, now: datetime) -> bool:
         """Park a call never attempted yet, before any claim, when calls already wait for its scope's slots.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +25,7 @@ from shared.core.ports import MAX_VISIBILITY_DELAY_SECONDS, EventIndex, Ledger, 
 from shared.core.records import CallRecord, RequestRecord
 from shared.core.vocabulary import CallStatus, RequestStatus, RuleSource, Source
 from shared.settings import Settings, Target
+from shared.usecases.dispatcher import Dispatcher, is_parked
 
 log = telemetry.get_logger(__name__)
 
@@ -193,6 +194,8 @@ class Intake:
     events: EventIndex
     pending: PendingIndex
     new_request_id: Callable[[datetime], str] = request_ids.new_request_id
+    #: The backlog: a request whose calls cannot all start now is parked there at once (None: all queued).
+    backlog: Dispatcher | None = None
 
     async def accept(self, command: AcceptCommand) -> Accepted:
         """Record the request and queue its calls; a repeated ``eventId`` answers the request it made first.
@@ -208,10 +211,19 @@ class Intake:
                 return known
             request_id = known
         request, calls = _records(command, plan, request_id)
+        backlog = self.backlog if plan.delay <= 0 and calls else None
+        admission = None
+        if backlog is not None:  # calls that cannot all start now are written parked, with no message
+            admission = await backlog.admit(calls, self.settings.rate_scope, command.now)
+            calls = list(admission.calls)
+            request = replace(request, counts=aggregate.summarize(c.status for c in calls).counts)
         await self.pending.add(request_id, command.now)
         await self.ledger.create(request, calls, tolerate_existing=command.request.event_id is not None)
-        if plan.on_queue:
-            await self._enqueue(calls, plan.delay)
+        if backlog is not None and admission is not None:
+            await backlog.admitted(admission)
+        queued = [c for c in calls if not is_parked(c)]
+        if plan.on_queue and queued:
+            await self._enqueue(queued, plan.delay)
         log.info(
             "request accepted",
             extra={

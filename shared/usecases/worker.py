@@ -155,7 +155,8 @@ class Worker:
                 continue  # changed since read (another worker, the sweeper): read again and decide again
             if previous_attempts:
                 log.info("call attempted again", extra={"attempts": previous_attempts + 1, "reason": reason})
-            await self.writer.refresh(item.request_id, now)
+            # No refresh of the request here: a claim moves a pending call to running, so the request stays
+            # pending; its row's counts catch up at the call's outcome (status views count the calls they read).
             return await self._run(item, call, previous_attempts)
         await self.queue.send(item, 1.0)
         log.info("the call kept changing while it was claimed; looking again shortly")

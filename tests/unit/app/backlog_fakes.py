@@ -6,7 +6,7 @@ the test's clock, so what a test sees handed out is what the Table limiter would
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from shared.core import pacing
@@ -21,10 +21,16 @@ class InMemoryWaitingRoom:
         self.entries: dict[tuple[str, str], tuple[Parked, int]] = {}
         self.version = 0
         self.removed: list[str] = []
+        self.transactions = 0
 
     async def park(self, entry: Parked) -> None:
         self.version += 1
         self.entries[(entry.scope, entry.key)] = (entry, self.version)
+
+    async def park_many(self, entries: Sequence[Parked]) -> None:
+        self.transactions += 1
+        for entry in entries:
+            await self.park(entry)
 
     async def head(self, scope: str, limit: int) -> list[Parked]:
         keys = sorted(k for s, k in self.entries if s == scope)[:limit]

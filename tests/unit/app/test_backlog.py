@@ -25,18 +25,22 @@ from shared.core.pacing import LimiterState, RateLimit, ahead_for, count_in_any_
 from shared.core.ports import GraphAnswer, JobStatus, Parked, WorkItem
 from shared.core.records import CallRecord, RequestRecord
 from shared.core.rules import RuleInfo
-from shared.core.vocabulary import Priority
+from shared.core.models import ProvisioningRequest
+from shared.core.vocabulary import CallStatus, Priority, Source
+from shared.settings import Settings
 from shared.usecases import sweeper
 from shared.usecases.dispatcher import Dispatcher, is_parked
+from shared.usecases.intake import AcceptCommand, Intake
 from shared.usecases.rule_discovery import RuleDiscovery
 from shared.usecases.worker import Worker
 from tests.fixtures import seed_response
 from tests.unit.app.backlog_fakes import InMemoryLease, InMemorySlotBank, InMemoryWaitingRoom
-from tests.unit.app.fakes import InMemoryLedger, InMemoryLogStore, InMemoryPending, queued_call_row
+from tests.unit.app.fakes import InMemoryEventIndex, InMemoryLedger, InMemoryLogStore, InMemoryPending, queued_call_row
 
 T0 = datetime(2026, 12, 2, 8, 0, tzinfo=UTC)
 LIMIT = RateLimit(5, 10.0)
 SUCCESS = seed_response(2)
+SP, JOB = "c8c95753-f628-48e1-9fab-76c2d4cf624c", "3f7565a3-fde6-4e4d-bda8-1bb70aba3612"
 
 # --- the order ----------------------------------------------------------------------------------------------
 
@@ -207,6 +211,28 @@ class Sim:
     dispatcher: Dispatcher
     worker: Worker
 
+    intake: Intake
+
+    async def accept(self, request_id: str, calls: int, priority: str | None = None) -> None:
+        """A request through the real intake (which parks what cannot start now), as a caller sends it."""
+        def guid(i: int) -> str:
+            return f"{request_id[:8]}-0000-4000-8000-{i:012d}"
+
+        subjects: list[dict[str, Any]] = [{"objectId": guid(i), "objectTypeName": "User"} for i in range(calls)]
+        if calls > 100:  # a request names at most 100 subjects: 100 groups, a call per 5 members each
+            assert calls % 100 == 0
+            per_group = 5 * (calls // 100)
+            subjects = [
+                {"objectId": guid(10**6 + g), "objectTypeName": "Group",
+                 "links": {"members": [{"objectId": guid(g * 1000 + m), "objectTypeName": "User"}
+                                       for m in range(per_group)]}}
+                for g in range(100)
+            ]  # fmt: skip
+        body = {"target": "scim", "subjects": subjects, **({"priority": priority} if priority else {})}
+        request = ProvisioningRequest.model_validate_json(json.dumps(body))
+        self.intake.new_request_id = lambda _now: request_id
+        await self.intake.accept(AcceptCommand(request, Source.HTTP, self.clock()))
+
     def submit(self, request_id: str, calls: int, priority: str | None = None) -> None:
         for i in range(calls):
             call_id = f"call-{i + 1:04d}"
@@ -267,7 +293,12 @@ def sim(limit: RateLimit = LIMIT) -> Sim:
         clock=clock,
         sleep=sleep,
     )
-    return Sim(clock, ledger, queue, graph, bank, room, dispatcher, worker)
+    targets = json.dumps({"scim": {"servicePrincipalId": SP, "jobId": JOB, "ruleId": "rule-1"}})
+    settings = Settings.from_environ(
+        {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "PROVISIONING_TARGETS": targets}
+    )
+    intake = Intake(settings, ledger, queue, InMemoryEventIndex(), InMemoryPending(), backlog=dispatcher)
+    return Sim(clock, ledger, queue, graph, bank, room, dispatcher, worker, intake)
 
 
 async def test_a_backlog_parks_drains_within_the_limit_and_leaves_nothing_behind() -> None:
@@ -379,3 +410,67 @@ async def test_one_dispatcher_per_scope_at_a_time() -> None:
 def test_a_parked_entry_points_at_its_call() -> None:
     entry = Parked("tenant", place_for(None, 0, "1" * 32, "call-0001").key, "1" * 32, "call-0001")
     assert Place.parse(entry.key).call_id == entry.call_id
+
+
+# --- intake parks what cannot start now ---------------------------------------------------------------------
+
+
+async def test_intake_parks_a_request_bigger_than_the_free_places_and_hands_those_out_at_once() -> None:
+    s = sim()
+    await s.accept("1" * 32, 60)
+    ahead = ahead_for(LIMIT)
+    assert s.queue.sent == ahead, "no message for a parked call: only the free places were handed out, at once"
+    assert len(s.room.entries) == 60 - ahead
+    assert s.room.transactions == 1, "the request's entries went out in one transaction"
+    request = s.ledger.rows[("1" * 32, "request")]
+    assert (request["status"], request["waitingCount"], request["queuedCount"]) == ("pending", 60, 0)
+    await s.drain()
+    assert len(s.graph.posts) == 60
+    starts = sorted(t.timestamp() for t, _ in s.graph.posts)
+    assert count_in_any_window(starts, LIMIT.window_seconds) <= LIMIT.calls
+    window = LIMIT.window_seconds + margin_for(LIMIT)
+    assert 60 / ((starts[-1] - starts[0]) / window + 1) / LIMIT.calls >= 0.85, "drained close to the limit"
+    assert all(str(r["status"]) == "succeeded" for r in s.ledger.rows.values())
+    assert not s.room.entries
+
+
+async def test_intake_queues_a_request_the_free_places_can_take_as_before() -> None:
+    s = sim()
+    await s.accept("1" * 32, 2)
+    assert s.queue.sent == 2
+    assert not s.room.entries
+    assert {s.ledger.record("1" * 32, f"call-{i:04d}").status for i in (1, 2)} == {CallStatus.QUEUED}
+
+
+async def test_a_one_call_request_through_intake_starts_within_a_few_slots_while_a_big_one_drains() -> None:
+    s = sim()
+    await s.accept("1" * 32, 200)
+    await s.run_until(T0 + timedelta(seconds=60))
+    submitted = s.clock()
+    await s.accept("2" * 32, 1)
+    assert s.queue.sent < 200, "the newcomer is parked behind nobody's messages"
+    newcomer = s.ledger.record("2" * 32, "call-0001")
+    assert newcomer.backlog_key is not None, "calls wait: the newcomer is parked at intake (maybe handed a slot at once)"
+    await s.drain()
+    [started] = [t for t, who in s.graph.posts if who.startswith("22222222")]
+    slot = (LIMIT.window_seconds + margin_for(LIMIT)) / LIMIT.calls
+    waited = (started - submitted).total_seconds() / slot
+    assert waited <= 10, f"waited {waited:.1f} slots"
+
+
+async def test_parking_at_intake_costs_fewer_operations_per_call_than_parking_in_the_worker_and_stays_flat() -> None:
+    def ops(s: Sim) -> int:
+        return sum(s.ledger.ops.values()) + s.queue.sent + len(s.room.removed) + s.room.version
+
+    per_call: dict[str, list[float]] = {"intake": [], "worker": []}
+    for depth in (50, 500):
+        through_intake, through_worker = sim(), sim()
+        await through_intake.accept("1" * 32, depth)
+        through_worker.submit("1" * 32, depth)
+        for s in (through_intake, through_worker):
+            await s.drain()
+            assert len(s.graph.posts) == depth
+        per_call["intake"].append(ops(through_intake) / depth)
+        per_call["worker"].append(ops(through_worker) / depth)
+    assert per_call["intake"][1] <= per_call["intake"][0] * 1.2, per_call
+    assert per_call["intake"][1] < per_call["worker"][1] - 1.5, per_call

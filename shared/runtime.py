@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from shared.adapters.log_store import BlobLogStore
     from shared.adapters.poison import StoragePoisonQueue
     from shared.adapters.request_index import TableRequestIndex
+    from shared.adapters.storage_clients import StorageClients
     from shared.adapters.waiting_room import TableWaitingRoom
     from shared.core.ports import HostProbe, Provisioner
     from shared.usecases.admin_keys import AdminKeyCheck
@@ -63,15 +64,14 @@ class Runtime:
             self._credentials[client_id] = ManagedIdentityCredential(client_id=client_id)
         return self._credentials[client_id]
 
-    def _table(self, name: str) -> TableClient:
-        from azure.data.tables.aio import TableClient
+    @cached_property
+    def _storage(self) -> StorageClients:
+        from shared.adapters.storage_clients import StorageClients
 
-        storage = self.settings.storage
-        if storage.connection_string:
-            return TableClient.from_connection_string(storage.connection_string, table_name=name)
-        assert storage.table_service_uri
-        credential = self._managed_identity(storage.credential_client_id)
-        return TableClient(endpoint=storage.table_service_uri, table_name=name, credential=credential)
+        return StorageClients(self.settings, self._managed_identity)
+
+    def _table(self, name: str) -> TableClient:
+        return self._storage.table(name)
 
     @cached_property
     def ledger(self) -> TableLedger:
@@ -115,27 +115,7 @@ class Runtime:
 
     def _queue_client(self, name: str, *, raw: bool = False) -> QueueClient:
         """``raw``: messages as stored, not base64-decoded (a poison queue may hold text that is not base64)."""
-        from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
-        from azure.storage.queue.aio import QueueClient
-
-        storage = self.settings.storage
-        encode = None if raw else TextBase64EncodePolicy()
-        decode = None if raw else TextBase64DecodePolicy()
-        if storage.connection_string:
-            client = QueueClient.from_connection_string(
-                storage.connection_string, name, message_encode_policy=encode, message_decode_policy=decode
-            )
-        else:
-            assert storage.queue_service_uri
-            credential = self._managed_identity(storage.credential_client_id)
-            client = QueueClient(
-                storage.queue_service_uri,
-                name,
-                credential=credential,
-                message_encode_policy=encode,
-                message_decode_policy=decode,
-            )
-        return client
+        return self._storage.queue(name, raw=raw)
 
     @cached_property
     def requests_poison_queue(self) -> StorageQueue:
@@ -170,18 +150,9 @@ class Runtime:
     @cached_property
     def log_store(self) -> BlobLogStore:
         """Blob container ``provisioning-logs`` for logs too large for a Table entity."""
-        from azure.storage.blob.aio import BlobServiceClient
-
         from shared.adapters.log_store import CONTAINER, BlobLogStore
 
-        storage = self.settings.storage
-        if storage.connection_string:
-            service = BlobServiceClient.from_connection_string(storage.connection_string)
-        else:
-            if not storage.blob_service_uri:
-                raise SettingsError("AzureWebJobsStorage__blobServiceUri is needed for large provisioning logs")
-            credential = self._managed_identity(storage.credential_client_id)
-            service = BlobServiceClient(storage.blob_service_uri, credential=credential)
+        service = self._storage.blobs()
         return BlobLogStore(service.get_container_client(CONTAINER))
 
     @cached_property

@@ -3,6 +3,13 @@
 Every instance of the app (Functions scales the work queue out) reads the row, computes a reservation with
 :mod:`shared.core.pacing`, and writes it back only if the row's ETag is unchanged; on a conflict it re-reads and
 decides again. So the budget holds across processes and machines with no lock service.
+
+Within one process, the many concurrent invocations of a busy worker would only race each other for the row:
+they take turns per scope (an ``asyncio.Lock``), and a turn starts from the row as this process last read or
+wrote it, without reading it again. A write from that state is still conditional on its ETag, so when another
+instance has written meanwhile it fails and the row is read afresh; a decision to write nothing is only ever
+taken on a fresh read. Measured on one worker at 50 calls/s: limiter reads and writes per call fell from
+4.9 and 4.6 (mostly lost ETag races between the process's own invocations) to the figures in ADR 0007.
 """
 
 from __future__ import annotations
@@ -42,6 +49,9 @@ class TableLimiter:
         self._limit = limit
         self._clock = clock
         self._ensure_table = CreateOnce(self._table.create_table)
+        self._turns: dict[str, asyncio.Lock] = {}
+        #: Per scope, the row as this process last read or wrote it (state, ETag): where a turn starts.
+        self._known: dict[str, tuple[pacing.LimiterState, str | None]] = {}
 
     @property
     def limit(self) -> RateLimit:
@@ -52,16 +62,21 @@ class TableLimiter:
         try:
             entity = await self._table.get_entity(_PARTITION, key)
         except ResourceNotFoundError:
-            return pacing.LimiterState(), None
-        return pacing.LimiterState.from_json(entity.get("state")), str(entity.metadata["etag"])
+            read: tuple[pacing.LimiterState, str | None] = (pacing.LimiterState(), None)
+        else:
+            read = (pacing.LimiterState.from_json(entity.get("state")), str(entity.metadata["etag"]))
+        self._known[key] = read
+        return read
 
     async def _write(self, key: str, state: pacing.LimiterState, etag: str | None) -> bool:
+        """Write ``state`` if the row is still at ``etag`` (None: create it); False when another writer won."""
         entity = {"PartitionKey": _PARTITION, "RowKey": key, "state": state.to_json()}
+        self._known.pop(key, None)
         try:
             if etag is None:
-                await self._table.create_entity(entity)
+                meta = await self._table.create_entity(entity)
             else:
-                await self._table.update_entity(
+                meta = await self._table.update_entity(
                     entity, mode="replace", etag=etag, match_condition=MatchConditions.IfNotModified
                 )
         except ResourceExistsError:
@@ -70,6 +85,9 @@ class TableLimiter:
             if exc.status_code == 412:
                 return False
             raise
+        written = meta.get("etag")
+        if written:
+            self._known[key] = (state, str(written))
         return True
 
     async def _update(
@@ -80,16 +98,23 @@ class TableLimiter:
     ) -> T:
         """Read the row, ``decide`` (a new state to write, or None to write nothing), write it if unchanged.
 
-        On a lost ETag race the row is read and the decision made again, with full-jitter backoff.
+        On a lost ETag race the row is read and the decision made again, with full-jitter backoff. One turn per
+        scope at a time in this process; a turn starts from the row as last seen here (see the module docstring).
         """
         await self._ensure_table()
-        for attempt in range(_MAX_CONFLICTS):
-            state, etag = await self._read(key)
-            new, result = decide(state, self._clock())
-            if new is None or await self._write(key, new, etag):
-                return result
-            await asyncio.sleep(_conflict_backoff(attempt))
-        return fallback
+        async with self._turns.setdefault(key, asyncio.Lock()):
+            known = self._known.get(key)
+            for attempt in range(_MAX_CONFLICTS):
+                state, etag = known if known is not None else await self._read(key)
+                new, result = decide(state, self._clock())
+                if new is None and known is None:
+                    return result
+                if new is not None and await self._write(key, new, etag):
+                    return result
+                if known is None:  # lost to another instance on a fresh read: let the others through first
+                    await asyncio.sleep(_conflict_backoff(attempt))
+                known = None  # the remembered row was stale, or said to write nothing: read it afresh
+            return fallback
 
     async def reserve(self, key: str, release: float | None = None, *, queue_behind: bool = True) -> pacing.Reservation:
         """A start slot for one call (possibly in the future), or none within the row's bound.
@@ -128,6 +153,11 @@ class TableLimiter:
             return (None if state.waiting else pacing.mark_waiting(state, True)), None
 
         await self._update(key, decide, None)
+
+    def known(self, key: str) -> pacing.LimiterState | None:
+        """The row as this process last read or wrote it (no I/O; may be stale), or None."""
+        seen = self._known.get(key)
+        return None if seen is None else seen[0]
 
     async def state(self, key: str) -> pacing.LimiterState:
         """The row as it is now (read only)."""

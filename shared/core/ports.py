@@ -183,6 +183,10 @@ class SlotBank(RateLimiter, Protocol):
 
     async def scopes(self) -> list[str]: ...
 
+    def known(self, key: str) -> LimiterState | None:
+        """The row as this process last read or wrote it (no I/O; may be stale), or None."""
+        ...
+
 
 @dataclass(frozen=True)
 class Parked:

@@ -190,12 +190,21 @@ class Dispatcher:
             await self.limiter.mark_waiting(scope)
 
     async def pump_soon(self, scope: str) -> int:
-        """Pump unless this instance pumped the scope less than half a window ago (workers call this after a call).
+        """Pump when the slots already handed out run low (workers call this after each Graph call).
 
-        Never raises: the caller's own work must go on, and the timer pumps too.
+        Not when this instance pumped the scope less than an eighth of a window ago, nor while the limiter row
+        (as this process last saw it, no I/O) still holds starts beyond half a window after the soonest slot a
+        pump could hand out: pumping only once a half window, whatever was left, let the starts run out before
+        the next pump on a short window, and the slots it then handed out began after a gap (measured at
+        50/1 s: 29 pumps for 1,000 calls, drain at 0.44 of the limit). Never raises: the caller's own work
+        must go on, and the timer pumps too.
         """
         now = self.clock()
-        if now - self._last_pump.get(scope, float("-inf")) < self.limiter.limit.window_seconds / 2:
+        window = self.limiter.limit.window_seconds
+        if now - self._last_pump.get(scope, float("-inf")) < window / 8:
+            return 0
+        known = self.limiter.known(scope)
+        if known is not None and known.starts and known.starts[-1] > now + self._ahead() + window / 2:
             return 0
         try:
             return await self.pump(scope)

@@ -97,6 +97,9 @@ class InMemorySlotBank:
     async def state(self, key: str) -> LimiterState:
         return self.states.get(key, LimiterState())
 
+    def known(self, key: str) -> LimiterState | None:
+        return self.states.get(key)
+
     async def reserve_many(
         self, key: str, count: int, *, round_: int | None = None, waiting: bool | None = None, ahead: float = 0.0
     ) -> list[float]:

@@ -21,11 +21,11 @@ from hypothesis import strategies as st
 from shared.adapters import ledger_codec as codec
 from shared.core import pacing
 from shared.core.backlog import Place, call_index, place_for
+from shared.core.models import ProvisioningRequest
 from shared.core.pacing import LimiterState, RateLimit, ahead_for, count_in_any_window, margin_for, reserve
 from shared.core.ports import GraphAnswer, JobStatus, Parked, WorkItem
 from shared.core.records import CallRecord, RequestRecord
 from shared.core.rules import RuleInfo
-from shared.core.models import ProvisioningRequest
 from shared.core.vocabulary import CallStatus, Priority, Source
 from shared.settings import Settings
 from shared.usecases import sweeper
@@ -215,6 +215,7 @@ class Sim:
 
     async def accept(self, request_id: str, calls: int, priority: str | None = None) -> None:
         """A request through the real intake (which parks what cannot start now), as a caller sends it."""
+
         def guid(i: int) -> str:
             return f"{request_id[:8]}-0000-4000-8000-{i:012d}"
 
@@ -450,7 +451,7 @@ async def test_a_one_call_request_through_intake_starts_within_a_few_slots_while
     await s.accept("2" * 32, 1)
     assert s.queue.sent < 200, "the newcomer is parked behind nobody's messages"
     newcomer = s.ledger.record("2" * 32, "call-0001")
-    assert newcomer.backlog_key is not None, "calls wait: the newcomer is parked at intake (maybe handed a slot at once)"
+    assert newcomer.backlog_key is not None, "calls wait: the newcomer is parked at intake (or handed a slot)"
     await s.drain()
     [started] = [t for t, who in s.graph.posts if who.startswith("22222222")]
     slot = (LIMIT.window_seconds + margin_for(LIMIT)) / LIMIT.calls

@@ -18,8 +18,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared import telemetry
-from shared.core import retry, textsplit, transitions
+from shared.core import retry, send_deadline, textsplit, transitions
 from shared.core.errors import StaleWrite
+from shared.core.pacing import lateness_for
 from shared.core.ports import (
     Directory,
     GraphAnswer,
@@ -35,6 +36,7 @@ from shared.core.ports import (
 )
 from shared.core.records import CallRecord
 from shared.core.rules import TtlCache
+from shared.core.send_deadline import SLOT_MISSED
 from shared.core.vocabulary import CallStatus, WorkerOutcome
 from shared.usecases.dispatcher import Dispatcher, is_parked
 from shared.usecases.rule_discovery import RuleDiscovery
@@ -220,7 +222,12 @@ class Worker:
         if ready.failure is not None:
             return await self._record_failure(item, call, ready.failure, attempts, ready.extra)
         assert ready.rule_id is not None
-        result = await self._call_graph(ready.service_principal_id, ready.job_id, ready.rule_id, ready.subject)
+        send_by = None if ready.slot is None else ready.slot.timestamp() + lateness_for(self.limiter.limit)
+        result = await self._call_graph(
+            ready.service_principal_id, ready.job_id, ready.rule_id, ready.subject, send_by=send_by
+        )
+        if isinstance(result, GraphFailure) and result.code == SLOT_MISSED:
+            return await self._missed(call, previous_attempts, ready, result)
         if self.backlog is not None:
             await self.backlog.pump_soon(ready.scope)  # the call freed a place: hand slots to the backlog
         if isinstance(result, GraphFailure):
@@ -231,12 +238,25 @@ class Worker:
             return await self._record_failure(item, call, result, attempts, ready.extra)
         return await self._record_answer(item, call, result, attempts, ready.extra)
 
-    async def _call_graph(self, sp: str, job: str, rule_id: str, subject: dict[str, Any]) -> GraphAnswer | GraphFailure:
-        """One provisionOnDemand; whatever escapes the adapter becomes a transient failure, never a lost attempt."""
+    async def _call_graph(
+        self, sp: str, job: str, rule_id: str, subject: dict[str, Any], *, send_by: float | None
+    ) -> GraphAnswer | GraphFailure:
+        """One provisionOnDemand, not sent after ``send_by`` (the slot's lateness; see ``shared.core.send_deadline``);
+        whatever escapes the adapter becomes a transient failure, never a lost attempt."""
+        token = send_deadline.SEND_BY.set(send_by)
         try:
             return await self.graph.provision_on_demand(sp, job, rule_id, subject)
         except Exception as exc:
             return unexpected(exc, "calling provisionOnDemand")
+        finally:
+            send_deadline.SEND_BY.reset(token)
+
+    async def _missed(self, call: CallRecord, previous_attempts: int, ready: Ready, why: GraphFailure) -> WorkerOutcome:
+        """The request would have left too late for its slot and was not sent: the slot is given back for a fresh
+        one at once (the next take reserves again, releasing this one), the attempt not spent."""
+        log.warning("slot missed before the request went out; taking another", extra={"detail": why.message})
+        await self.preparer.defer(call, previous_attempts, self.clock(), {"reserved_at": ready.slot})
+        return WorkerOutcome.PACED
 
     async def _report_throttle(self, scope: str, seconds: float) -> None:
         """Tell the shared limiter; the 429 itself is recorded whether or not this works."""

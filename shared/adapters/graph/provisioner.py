@@ -21,6 +21,7 @@ from shared.adapters.graph.identity import GraphCredential, IdentityUnavailable,
 from shared.adapters.graph.sdk import job_builder, no_sdk_retries, request_body, sdk_ready, start_sdk_import
 from shared.core.ports import GraphAnswer, GraphFailure, JobStatus
 from shared.core.rules import RuleInfo
+from shared.core.send_deadline import SLOT_MISSED, SlotMissed
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -103,11 +104,14 @@ class GraphProvisioner:
         from msgraph_beta.graph_service_client import GraphServiceClient
         from msgraph_core import APIVersion, GraphClientFactory
 
+        from shared.adapters.graph.deadline_transport import SendDeadline
+
         self._credential.prepare()
+        base = self._http_client or KiotaClientFactory.get_default_client()
+        # under the SDK's middleware, right above the network: a paced call is not sent past its deadline
+        base._transport = SendDeadline(base._transport)
         http_client = GraphClientFactory.create_with_default_middleware(
-            api_version=APIVersion.beta,
-            client=self._http_client or KiotaClientFactory.get_default_client(),
-            options=graph_options,
+            api_version=APIVersion.beta, client=base, options=graph_options
         )
         auth = AzureIdentityAuthenticationProvider(self._credential, scopes=[self._settings.graph_scope])
         self._http = http_client
@@ -141,6 +145,8 @@ class GraphProvisioner:
             response = await client.request_adapter.send_async(info, None, None)
         except IdentityUnavailable as exc:
             return exc.failure
+        except SlotMissed as exc:
+            return GraphFailure(None, SLOT_MISSED, str(exc))
         except httpx.TimeoutException as exc:
             return GraphFailure(None, "Timeout", cut(f"Graph did not answer in time: {describe(exc)}"))
         except httpx.TransportError as exc:

@@ -19,11 +19,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.adapters import ledger_codec as codec
-from shared.core import pacing
+from shared.core import pacing, send_deadline
 from shared.core.backlog import Place, call_index, place_for
 from shared.core.models import ProvisioningRequest
 from shared.core.pacing import LimiterState, RateLimit, ahead_for, count_in_any_window, margin_for, reserve
-from shared.core.ports import GraphAnswer, JobStatus, Parked, WorkItem
+from shared.core.ports import GraphAnswer, GraphFailure, JobStatus, Parked, WorkItem
 from shared.core.records import CallRecord, RequestRecord
 from shared.core.rules import RuleInfo
 from shared.core.vocabulary import CallStatus, Priority, Source
@@ -475,3 +475,37 @@ async def test_parking_at_intake_costs_fewer_operations_per_call_than_parking_in
         per_call["worker"].append(ops(through_worker) / depth)
     assert per_call["intake"][1] <= per_call["intake"][0] * 1.2, per_call
     assert per_call["intake"][1] < per_call["worker"][1] - 1.5, per_call
+
+
+class LateOnceGraph(SimGraph):
+    """The first paced request would leave past its send deadline: refused before the network, as the adapter does."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(clock)
+        self.deadlines: list[float | None] = []
+
+    async def provision_on_demand(self, sp: str, job: str, rule: str, subject: dict[str, Any]) -> GraphAnswer:
+        deadline = send_deadline.SEND_BY.get()
+        self.deadlines.append(deadline)
+        if len(self.deadlines) == 1:
+            assert deadline is not None, "a paced call carries its deadline"
+            self.clock.now = datetime.fromtimestamp(deadline + 0.5, UTC)  # the loop was busy past it
+            return GraphFailure(None, send_deadline.SLOT_MISSED, "not sent")  # type: ignore[return-value]
+        return await super().provision_on_demand(sp, job, rule, subject)
+
+
+async def test_a_call_refused_at_its_send_deadline_takes_a_fresh_slot_without_spending_an_attempt() -> None:
+    s = sim()
+    s.graph = LateOnceGraph(s.clock)
+    s.worker.graph = s.graph
+    s.worker.preparer.graph = s.graph
+    s.submit("1" * 32, 1)
+    await s.drain()
+    call = s.ledger.record("1" * 32, "call-0001")
+    assert (call.status, call.attempts) == (CallStatus.SUCCEEDED, 1), "the refused request spent no attempt"
+    assert len(s.graph.posts) == 1
+    first, second = s.graph.deadlines
+    assert first is not None
+    assert second is not None
+    assert second > first, "the second try had a slot of its own"
+    assert send_deadline.SEND_BY.get() is None, "the deadline does not outlive the call"

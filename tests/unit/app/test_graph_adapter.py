@@ -33,7 +33,7 @@ from emulator.testing import RunningEmulator, running_emulator
 from shared.adapters import graph
 from shared.adapters.graph import GraphProvisioner
 from shared.adapters.graph.sdk import request_body
-from shared.core import graph_errors, retry
+from shared.core import graph_errors, retry, send_deadline
 from shared.core.ports import GraphAnswer, GraphFailure, JobStatus
 from shared.core.rules import NoRule, RuleInfo, TtlCache, choose_rule
 from shared.settings import Settings, StorageSettings
@@ -678,3 +678,26 @@ def test_ttl_cache_expires() -> None:
     assert cache.get("k") == 1
     now[0] = 10.0
     assert cache.get("k") is None
+
+
+# --- the send deadline ------------------------------------------------------------------------------------
+
+
+async def test_a_request_past_its_send_deadline_is_not_sent_and_says_so() -> None:
+    fake = FakeGraph(reply(200, PAIR), reply(200, PAIR), reply(200, PAIR))
+    provisioner = adapter(fake)
+    token = send_deadline.SEND_BY.set(time.time() - 0.01)  # the slot's lateness ran out before the send
+    try:
+        missed = await pod(provisioner)
+    finally:
+        send_deadline.SEND_BY.reset(token)
+    assert isinstance(missed, GraphFailure)
+    assert (missed.http_status, missed.code) == (None, send_deadline.SLOT_MISSED)
+    assert fake.requests == [], "nothing reached the network"
+    token = send_deadline.SEND_BY.set(time.time() + 60)
+    try:
+        assert isinstance(await pod(provisioner), GraphAnswer), "in time: sent"
+    finally:
+        send_deadline.SEND_BY.reset(token)
+    assert isinstance(await pod(provisioner), GraphAnswer), "no deadline (schema, job status reads): sent"
+    assert len(fake.requests) == 2

@@ -12,7 +12,6 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import azure.functions as func
 import httpx
 import jwt
 import pytest
@@ -22,11 +21,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from devhost.easyauth import EasyAuth, EasyAuthSettings, load_easyauth, principal_headers, strip_platform_headers
 from devhost.http_server import HttpFrontEnd
 from devhost.indexing import FunctionSpec
-from devhost.invoke import Invoker
 from devhost.keys import KeyRing
 from devhost.settings import SettingsError
 from emulator.testing import RunningEmulator, running_emulator
 from shared.contract.principal import OPERATE, SUBMIT, parse_principal
+from tests.unit.devhost.recording import RecordingInvoker
 
 AUDIENCE = "api://provision-on-demand-local"
 SECRET = "s3cret"  # a test caller's client secret, known only to this test's emulator
@@ -36,18 +35,6 @@ FORGED = {
     "x-ms-client-principal-name": "forged@example",
     "X-MS-TOKEN-AAD-ACCESS-TOKEN": "forged",
 }
-
-
-class RecordingInvoker(Invoker):
-    """Answers every function with 200 and keeps the request the function would have received."""
-
-    def __init__(self) -> None:
-        super().__init__(max_threads=1)
-        self.requests: list[func.HttpRequest] = []
-
-    async def invoke(self, spec: FunctionSpec, trigger_value: Any, **_: Any) -> Any:
-        self.requests.append(trigger_value)
-        return func.HttpResponse("ok")
 
 
 def spec(name: str, route: str, auth_level: str = "function") -> FunctionSpec:

@@ -8,28 +8,13 @@ aiohttp pattern of ``.*`` stops at a decoded newline and answered aiohttp's own 
 
 from __future__ import annotations
 
-from typing import Any
-
-import azure.functions as func
 from aiohttp.test_utils import TestClient, TestServer
 
 from devhost.http_server import HttpFrontEnd
 from devhost.indexing import FunctionSpec
-from devhost.invoke import Invoker
 from devhost.keys import KeyRing
 from devhost.routes import kestrel_unescape
-
-
-class RecordingInvoker(Invoker):
-    """Answers every function with 200 and keeps the request the function would have received."""
-
-    def __init__(self) -> None:
-        super().__init__(max_threads=1)
-        self.requests: list[func.HttpRequest] = []
-
-    async def invoke(self, spec: FunctionSpec, trigger_value: Any, **_: Any) -> Any:
-        self.requests.append(trigger_value)
-        return func.HttpResponse("ok")
+from tests.unit.devhost.recording import RecordingInvoker
 
 
 def spec(name: str, route: str) -> FunctionSpec:

@@ -167,6 +167,24 @@ class TableLedger:
         rows = self._table.query_entities(query, parameters=params, select=["status"])
         return [str(e.get("status")) async for e in rows]
 
+    async def has_unfinished_calls(self, request_id: str) -> bool:
+        """Whether any call of the request is pending: a query the service filters, one row per page at most.
+
+        A page may come back empty with a continuation (the service stops a scan at its time or partition
+        bounds), so the pages are followed until a row or the end.
+        """
+        await self._ensure_table()
+        pending = sorted(aggregate.PENDING_CALL_STATUSES)
+        either = " or ".join(f"status eq @s{i}" for i in range(len(pending)))
+        # spaces around the parentheses: the SDK finds parameters by splitting the filter on spaces
+        query = f"PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi and ( {either} )"
+        params: dict[str, Any] = {"pk": request_id, "lo": "call-", "hi": "call."}
+        params.update({f"s{i}": status.value for i, status in enumerate(pending)})
+        rows = self._table.query_entities(query, parameters=params, select=["status"], results_per_page=1)
+        async for _ in rows:
+            return True
+        return False
+
     async def get_call(self, request_id: str, call_id: str) -> CallRecord | None:
         """One call (its ``version`` is the row's ETag), or None."""
         await self._ensure_table()

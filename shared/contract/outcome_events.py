@@ -7,6 +7,7 @@ and consumers can drop repeats, while a request an operator retried that finishe
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -50,3 +51,33 @@ def finished_event(
         "datacontenttype": "application/json",
         "data": body,
     }
+
+
+#: Azure Queue Storage takes at most 64 KiB per message, and ours are base64 (4 bytes for 3): an event's JSON
+#: must stay within 48 KiB to go on ``provisioning-outcomes`` at all (Azurite and Azure answer 413 beyond).
+QUEUE_EVENT_LIMIT_BYTES = 48 * 1024
+
+
+def _size(event: dict[str, Any]) -> int:
+    return len(json.dumps(event, separators=(",", ":")).encode())
+
+
+def fitted(event: dict[str, Any], status_url: str) -> dict[str, Any]:
+    """The event as it fits one queue message: whole, or without its calls (a claim check).
+
+    A request of a hundred calls has a status body past the queue's limit, so its event could never be sent and
+    the announcement was retried at every sweep, forever. Past :data:`QUEUE_EVENT_LIMIT_BYTES`, ``data`` keeps
+    the request's own fields and counts, says how many calls it left out (``callsOmitted``), and the event
+    carries CloudEvents' ``dataref`` extension: ``status_url``, where ``GET`` answers the whole body.
+    """
+    if _size(event) <= QUEUE_EVENT_LIMIT_BYTES:
+        return event
+    data = dict(event["data"])
+    calls = data.pop("calls", [])
+    data["callsOmitted"] = len(calls)
+    smaller = {**event, "data": data, "dataref": status_url}
+    if _size(smaller) <= QUEUE_EVENT_LIMIT_BYTES:
+        return smaller
+    # the request's own fields are bounded, but its normalisations and errors are lists: keep the essentials
+    keep = ("requestId", "status", "counts", "callCount", "callsOmitted")
+    return {**smaller, "data": {k: data[k] for k in keep if k in data}}

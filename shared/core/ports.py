@@ -131,6 +131,9 @@ class Ledger(Protocol):
     async def refresh_request(self, request_id: str, now: datetime) -> RequestRecord | None:
         """Recompute the request's status and counts from its calls; None if the request is unknown."""
 
+    async def has_unfinished_calls(self, request_id: str) -> bool:
+        """Whether any call of the request is still pending (reads at most one call, whatever the request's size)."""
+
     async def read_request(self, request_id: str) -> RequestRecord | None:
         """The request alone (no calls), or None."""
 

@@ -154,6 +154,7 @@ class Outcomes:
         event = outcome_events.finished_event(
             request_id, status, finished_at, body, public_base_url=self.public_base_url
         )
+        event = outcome_events.fitted(event, f"{event['source']}/{request_id}")
         await self.outcomes_queue.send_text(json.dumps(event, separators=(",", ":")))
         if self.event_grid is not None:
             await self.event_grid.publish(event)

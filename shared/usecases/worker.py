@@ -281,7 +281,7 @@ class Worker:
             raise exc from None
         if saved is not None:
             await self.queue.send(item, delay)
-        await self.writer.refresh(item.request_id, now)
+        await self.writer.refresh(item.request_id, now, item.call_id)
         return WorkerOutcome.WAITING
 
     async def _record_answer(

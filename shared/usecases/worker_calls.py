@@ -8,12 +8,14 @@ sequence, so no path forgets a step.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from shared import telemetry
-from shared.core import transitions
+from shared.core import aggregate, transitions
+from shared.core.backlog import call_index
 from shared.core.errors import StaleWrite, StoreUnavailable
 from shared.core.ports import Ledger, PendingIndex, WorkItem, WorkQueue
 from shared.core.records import CallRecord
@@ -24,6 +26,8 @@ log = telemetry.get_logger(__name__)
 MAX_SAVE_TRIES = 8
 #: Retries of one ledger write after a transient storage error (connection, 5xx).
 MAX_STORAGE_RETRIES = 3
+#: Requests whose call count this process remembers (a request's call count never changes).
+KNOWN_SIZES = 4096
 
 
 @dataclass
@@ -34,6 +38,7 @@ class CallWriter:
     queue: WorkQueue
     pending: PendingIndex
     sleep: Callable[[float], Awaitable[None]]
+    _sizes: OrderedDict[str, int] = field(default_factory=OrderedDict)
 
     async def transition(
         self,
@@ -49,24 +54,46 @@ class CallWriter:
         saved = await self.save(call, changes, owner=owner)
         if saved is not None and requeue is not None:
             await self.queue.send(WorkItem(call.request_id, call.call_id), requeue)
-        await self.refresh(call.request_id, now)
+        await self.refresh(call.request_id, now, call.call_id)
         return saved
 
-    async def refresh(self, request_id: str, now: datetime) -> None:
+    async def refresh(self, request_id: str, now: datetime, call_id: str | None = None) -> None:
         """Update the request's status; once it is final, it leaves the sweeper's index.
+
+        After the transition of ``call_id``, a big request is recounted only when
+        :func:`shared.core.aggregate.recount_due` says so or when no call of it is pending any more (a one-row
+        query): its status is exact at its end, its counts lag by at most a tenth of its calls meanwhile
+        (status views count the calls they read). Without ``call_id`` (or a size this process has not yet
+        seen), it is recounted.
 
         The request row is derived from the call rows, so losing the race for it to other workers of the same
         request is not a failure of this work item: they recompute it from the same calls, and the sweeper
         finishes a request whose calls are all done while its row still says pending. Raising instead would
         fail the invocation and leave a call claimed (and its message hidden) for the whole claim.
         """
+        size = self._sizes.get(request_id)
+        if (
+            call_id is not None
+            and size is not None
+            and not aggregate.recount_due(call_index(call_id), size)
+            and await self.ledger.has_unfinished_calls(request_id)
+        ):
+            return
         try:
             request = await self.ledger.refresh_request(request_id, now)
         except StaleWrite:
             log.warning("the request row kept changing under other workers; its status is left to them and the sweeper")
             return
-        if request is not None and request.status.is_terminal:
+        if request is None:
+            return
+        if request.status.is_terminal:
+            self._sizes.pop(request_id, None)
             await self.pending.remove(request_id)
+        elif request.call_count:
+            self._sizes[request_id] = request.call_count
+            self._sizes.move_to_end(request_id)
+            while len(self._sizes) > KNOWN_SIZES:
+                self._sizes.popitem(last=False)
 
     async def save(self, call: CallRecord, changes: transitions.Changes, *, owner: int | None) -> CallRecord | None:
         """Write ``changes`` to the call, keeping them when the row changed underneath (bounded re-read and merge).

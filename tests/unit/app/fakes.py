@@ -120,6 +120,13 @@ class InMemoryLedger:
         await self.index.after_change(old, entry)
         return codec.request_from_entity(self.rows[(request_id, REQUEST_ROW)], str(self.version))
 
+    async def has_unfinished_calls(self, request_id: str) -> bool:
+        return any(
+            CallStatus(str(r["status"])).is_pending
+            for (pk, rk), r in self.rows.items()
+            if pk == request_id and rk.startswith("call-")
+        )
+
     async def read_request(self, request_id: str) -> RequestRecord | None:
         row = self.rows.get((request_id, REQUEST_ROW))
         return None if row is None else codec.request_from_entity(row, str(row["_v"]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 
 from shared.contract.names import REQUEST_ROW
-from shared.contract.outcome_events import FINISHED_TYPE
+from shared.contract.outcome_events import FINISHED_TYPE, finished_event, fitted
 from shared.core import callbacks
 from shared.core.ports import CallbackResult
 from shared.core.request_ids import new_request_id
@@ -92,6 +93,50 @@ async def test_a_finished_request_emits_one_cloudevent_with_its_status_body() ->
     assert outcomes.event_grid.events == [event]
     assert _row(ledger)["notifiedFor"] == "succeeded@2026-12-02T09:00:05Z"
     assert "notifyClaimFor" not in _row(ledger)
+
+
+async def test_a_big_request_announces_its_counts_and_where_to_read_its_calls() -> None:
+    """A 300-call status body is past what one queue message holds (64 KiB, base64): Azure answered 413 and the
+    announcement was retried at every sweep, forever. The event leaves the calls out and points to them."""
+    ledger = _ledger()
+    for n in range(2, 301):
+        call = queued_call_row(RID, FINISHED, status="succeeded", result="Success", _v=1, RowKey=f"call-{n:04d}")
+        ledger.rows[(RID, f"call-{n:04d}")] = {**call, "errorMessage": "x" * 100}
+    _row(ledger).update({"callCount": 300, "succeededCount": 300})
+    outcomes = _outcomes(ledger, grid=True)
+    assert await outcomes.request_finished(RID)
+    [text] = [text for text, _ in outcomes.outcomes_queue.sent]  # type: ignore[attr-defined]
+    assert len(base64.b64encode(text.encode())) <= 64 * 1024
+    event = json.loads(text)
+    assert event["dataref"] == f"https://func.example.net/api/provision/{RID}"
+    assert event["data"]["callsOmitted"] == 300
+    assert event["data"]["counts"]["succeeded"] == 300
+    assert "calls" not in event["data"]
+    # a small request's event is whole, with no claim check
+    small = _outcomes(_ledger())
+    assert await small.request_finished(RID)
+    [whole] = _events(small)
+    assert "dataref" not in whole
+    assert whole["data"]["calls"][0]["result"] == "Success"
+
+
+def test_an_event_too_big_even_without_its_calls_keeps_the_essentials() -> None:
+    event = finished_event(
+        RID,
+        "failed",
+        FINISHED,
+        {
+            "requestId": RID,
+            "status": "failed",
+            "counts": {"failed": 1},
+            "errors": [{"field": "x", "detail": "y" * 60_000}],
+            "calls": [],
+        },
+        public_base_url=None,
+    )
+    small = fitted(event, f"/api/provision/{RID}")
+    assert small["data"] == {"requestId": RID, "status": "failed", "counts": {"failed": 1}, "callsOmitted": 0}
+    assert small["dataref"] == f"/api/provision/{RID}"
 
 
 async def test_a_pending_request_is_not_announced() -> None:

@@ -1,0 +1,78 @@
+"""The one-row question "is any call of this request pending?" on the real Table adapter and Azurite."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from azure.data.tables.aio import TableClient
+
+from devhost.stack import Stack
+from shared.adapters.ledger import TableLedger
+from shared.core.records import CallRecord, RequestRecord
+from shared.core.vocabulary import CallStatus, RequestStatus
+from shared.usecases.worker_calls import CallWriter
+from tests.unit.app.fakes import InMemoryPending, InMemoryQueue
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 12, 2, 8, 0, tzinfo=UTC)
+RID = "c" * 32
+
+
+@pytest.fixture
+def azurite(tmp_path: Path) -> Iterator[str]:
+    with (tmp_path / "azurite.log").open("w") as log:
+        stack = Stack(log=log)
+        try:
+            yield stack.start_azurite()
+        finally:
+            stack.stop()
+
+
+async def test_pending_calls_are_found_by_status_and_the_last_one_ends_the_request(azurite: str) -> None:
+    async with TableClient.from_connection_string(azurite, "RecountLedger") as table:
+        ledger = TableLedger(table)
+        count = 60
+        calls = [
+            CallRecord(RID, f"call-{i + 1:04d}", status=CallStatus.QUEUED, next_attempt_at=T0) for i in range(count)
+        ]
+        await ledger.create(RequestRecord(RID, RequestStatus.PENDING, created_at=T0, call_count=count), calls)
+        # a call row of another request, and the request row itself, never count
+        await ledger.create(
+            RequestRecord("d" * 32, RequestStatus.PENDING, created_at=T0, call_count=1),
+            [CallRecord("d" * 32, "call-0001", status=CallStatus.QUEUED)],
+        )
+
+        async def sleep(_: float) -> None:
+            return None
+
+        writer = CallWriter(ledger, InMemoryQueue(), InMemoryPending(), sleep)
+        rows = [c for c in [await ledger.get_call(RID, c.call_id) for c in calls] if c is not None]
+        assert await ledger.has_unfinished_calls(RID) is True
+        finished = {"status": CallStatus.SUCCEEDED, "completed_at": T0}
+        for row in rows[:-1]:
+            await writer.transition(row, finished, owner=None, now=T0)
+        assert await ledger.has_unfinished_calls(RID) is True
+        for status in (CallStatus.RUNNING, CallStatus.WAITING, CallStatus.SCHEDULED):
+            current = await ledger.get_call(RID, rows[-1].call_id)
+            assert current is not None
+            await ledger.update_call(replace(current, status=status))
+            assert await ledger.has_unfinished_calls(RID) is True, status
+        (request, _) = await ledger.get_request(RID)
+        assert request is not None
+        assert request.status is RequestStatus.PENDING
+        assert request.counts[CallStatus.SUCCEEDED] == 55  # recounted at every 6th call: 0, 6, …, 54
+        last = await ledger.get_call(RID, rows[-1].call_id)
+        assert last is not None
+        await writer.transition(last, {"status": CallStatus.FAILED, "completed_at": T0}, owner=None, now=T0)
+        assert await ledger.has_unfinished_calls(RID) is False
+        (request, _) = await ledger.get_request(RID)
+        assert request is not None
+        assert request.status is RequestStatus.FAILED
+        assert request.counts[CallStatus.SUCCEEDED] == 59
+        assert request.counts[CallStatus.FAILED] == 1
+        assert await ledger.has_unfinished_calls("d" * 32) is True

@@ -106,7 +106,8 @@ def test_a_backlog_drains_at_close_to_the_limit(limit: RateLimit, n: int) -> Non
 @settings(max_examples=200)
 @given(limits, st.integers(1, 200))
 def test_the_dispatcher_hands_slots_out_a_burst_at_a_time_at_the_same_rate(limit: RateLimit, n: int) -> None:
-    state, starts, now = LimiterState(), [], 0.0
+    state, now = LimiterState(), 0.0
+    starts: list[float] = []
     while len(starts) < n:
         slots, state = pacing.reserve_many(state, now, limit, n - len(starts), now + 0.1)
         starts += slots

@@ -37,7 +37,7 @@ LATENESS_SECONDS = 0.25
 SKEW_SECONDS = 0.15
 #: How far ahead slots are handed out at most; beyond, the caller is told to come back later without a slot.
 HORIZON_SECONDS = 15 * 60
-#: Starts allowed at one moment (see :func:`burst_for`): Graph's whole window at 5/10 s, a few at higher rates.
+#: Starts the dispatcher hands out for one moment (see :func:`burst_for`): a whole window at Graph's 5/10 s.
 MAX_BURST = 5
 #: How many windows' worth of future starts the limiter row holds at most (see :func:`ahead_for`).
 AHEAD_WINDOWS = 1
@@ -92,14 +92,14 @@ def ahead_for(limit: RateLimit) -> int:
 
 
 def burst_for(limit: RateLimit) -> tuple[int, float]:
-    """At most ``burst`` starts in any ``span`` seconds: the window's calls spread, a few at a time (pure).
+    """At most ``burst`` of the slots the dispatcher hands out start within any ``span`` seconds (pure).
 
     The limit allows a window's calls all at once, and at Graph's 5/10 s that is harmless: :data:`MAX_BURST` is
-    5, so nothing changes there. At a higher rate a burst is what goes wrong: the dispatcher hands a window of
-    slots out at once, one instance sends them one after the other, and the last ones leave past their slot's
-    lateness (not sent, the slot lost) or reach Graph out of step with the rest (a self-caused 429, which
-    blocks the whole scope). Measured at 25/1 s, 1 worker, 5,000 calls: 21 429s and 0.84 of the limit with
-    bursts of 25. The rate is the same (``burst`` per ``burst`` shares of the widened window).
+    5, so nothing changes there. At a higher rate a burst is what goes wrong: the dispatcher handed a window of
+    slots out for one instant, one instance sent them one after the other, and the last ones left past their
+    slot's lateness (not sent, the slot lost) or reached Graph out of step with the rest (a self-caused 429,
+    which blocks the whole scope). Measured at 25/1 s, 1 worker, 5,000 calls: 21 429s with bursts of 25.
+    The rate is the same: ``burst`` starts per ``burst`` shares of the widened window.
     """
     burst = min(limit.calls, MAX_BURST)
     return burst, burst * (limit.window_seconds + margin_for(limit)) / limit.calls
@@ -180,13 +180,10 @@ def reserve(
     if (queue_behind and state.waiting) or (release is None and kept.free(now, limit) == 0):
         return Reservation(None, _next_free(kept, now, window), kept)
     lower = max(now, state.blocked_until)
-    burst, span = burst_for(limit)
-    # The earliest feasible time is ``lower``, or the moment an existing start leaves the window or the span.
-    candidates = sorted({lower, *(t + d for t in starts for d in (window, span) if t + d > lower)})
+    # The earliest feasible time is ``lower`` or the moment an existing start leaves the window.
+    candidates = sorted({lower, *(t + window for t in starts if t + window > lower)})
     # the last start + window is always feasible, so the search ends
-    start = next(
-        c for c in candidates if _feasible(starts, c, window, limit.calls) and _feasible(starts, c, span, burst)
-    )
+    start = next(c for c in candidates if _feasible(starts, c, window, limit.calls))
     if start - now > HORIZON_SECONDS:
         return Reservation(None, now + HORIZON_SECONDS / 2, kept)
     bisect.insort(starts, start)
@@ -204,13 +201,19 @@ def reserve_many(
 ) -> tuple[list[float], LimiterState]:
     """Up to ``count`` slots for the dispatcher (it goes first: the backlog is who newcomers queue behind).
 
+    A few at a time (:func:`burst_for`), so a window of slots handed out at once is not one burst of requests.
     Fewer slots than asked when the row fills. ``earliest``: no slot before then (a dispatched call's message
     must reach a worker first); it holds back only these slots, not the row's throttle block.
     """
     slots: list[float] = []
     blocked = state.blocked_until
+    burst, span = burst_for(limit)
     for _ in range(count):
-        ask = replace(state, blocked_until=max(blocked, earliest or now))
+        # a few at a time (:func:`burst_for`): this slot comes at least a span after the burst-th latest start
+        floor = earliest or now
+        if len(state.starts) >= burst:
+            floor = max(floor, state.starts[-burst] + span)
+        ask = replace(state, blocked_until=max(blocked, floor))
         reservation = reserve(ask, now, limit, queue_behind=False)
         state = replace(reservation.state, blocked_until=blocked)
         if reservation.start is None:

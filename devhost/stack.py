@@ -42,11 +42,23 @@ LOCAL_AUDIENCE = "api://provision-on-demand-local"
 AZURITE_ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 
+#: Ports this process handed out already: the kernel may give a closed probe's port again at once, and a
+#: stack asks for four before any is bound (CI once saw Azurite exit on a port the same stack had been given).
+_HANDED_OUT: set[int] = set()
+
+
+AZURITE_START_TRIES = 3
+
+
 def free_port() -> int:
-    """A TCP port that was free a moment ago on 127.0.0.1."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port that was free a moment ago on 127.0.0.1, never one this process handed out before."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def azurite_connection_string(blob: int, queue: int, table: int) -> str:
@@ -129,7 +141,20 @@ class Stack:
         return proc
 
     def start_azurite(self) -> str:
-        """Azurite (blob, queue, table) on free ports; returns its connection string."""
+        """Azurite (blob, queue, table) on free ports; returns its connection string.
+
+        Tried again on fresh ports if it exits before listening: another process may bind a port between
+        :func:`free_port` and Azurite (suites run many stacks on one machine).
+        """
+        for attempt in range(AZURITE_START_TRIES):
+            try:
+                return self._start_azurite_once()
+            except RuntimeError:
+                if attempt == AZURITE_START_TRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _start_azurite_once(self) -> str:
         blob, queue, table = free_port(), free_port(), free_port()
         args = [
             str(self.app_dir / "node_modules" / ".bin" / "azurite"),

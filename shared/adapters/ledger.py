@@ -29,7 +29,7 @@ from shared.adapters.create_once import CreateOnce
 from shared.contract.names import REQUEST_ROW
 from shared.core import aggregate, listing
 from shared.core.errors import StaleWrite, StoreUnavailable
-from shared.core.records import Attempt, CallRecord, OutboxMarks, RequestRecord, Stamp
+from shared.core.records import CALL_STATE_FIELDS, Attempt, CallRecord, OutboxMarks, RequestRecord, Stamp, camel
 from shared.core.vocabulary import CallStatus, RequestStatus
 
 if TYPE_CHECKING:
@@ -174,16 +174,22 @@ class TableLedger:
         bounds), so the pages are followed until a row or the end.
         """
         await self._ensure_table()
-        pending = sorted(aggregate.PENDING_CALL_STATUSES)
-        either = " or ".join(f"status eq @s{i}" for i in range(len(pending)))
-        # spaces around the parentheses: the SDK finds parameters by splitting the filter on spaces
-        query = f"PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi and ( {either} )"
-        params: dict[str, Any] = {"pk": request_id, "lo": "call-", "hi": "call."}
-        params.update({f"s{i}": status.value for i, status in enumerate(pending)})
+        query, params = _pending_calls_query(request_id)
         rows = self._table.query_entities(query, parameters=params, select=["status"], results_per_page=1)
         async for _ in rows:
             return True
         return False
+
+    async def unfinished_calls(self, request_id: str) -> list[CallRecord]:
+        """The request's pending calls with only their state and timing properties: the service filters the
+        statuses and drops every other property (a call row may carry a 600 KB log), so a sweep of a deep backlog
+        reads a few dozen bytes per waiting call."""
+        await self._ensure_table()
+        query, params = _pending_calls_query(request_id)
+        select = ["RowKey", *(camel(name) for name in CALL_STATE_FIELDS)]
+        rows = self._table.query_entities(query, parameters=params, select=select)
+        calls = [codec.call_from_entity({"PartitionKey": request_id, **e}) async for e in rows]
+        return sorted(calls, key=lambda c: c.call_id)
 
     async def get_call(self, request_id: str, call_id: str) -> CallRecord | None:
         """One call (its ``version`` is the row's ETag), or None."""
@@ -340,3 +346,14 @@ def _indexed(
         backlog=listing.backlog_counts(counts),
         message_hash=request.message_hash,
     )
+
+
+def _pending_calls_query(request_id: str) -> tuple[str, dict[str, Any]]:
+    """The filter (and its parameters) of a request's calls in a pending status."""
+    pending = sorted(aggregate.PENDING_CALL_STATUSES)
+    either = " or ".join(f"status eq @s{i}" for i in range(len(pending)))
+    # spaces around the parentheses: the SDK finds parameters by splitting the filter on spaces
+    query = f"PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi and ( {either} )"
+    params: dict[str, Any] = {"pk": request_id, "lo": "call-", "hi": "call."}
+    params.update({f"s{i}": status.value for i, status in enumerate(pending)})
+    return query, params

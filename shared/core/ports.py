@@ -1,8 +1,6 @@
 """Ports: the Protocols every adapter implements, and the values use cases and adapters exchange (pure).
-
 Use cases are typed against these; ``shared.runtime`` builds the adapters (``shared.adapters``) and passes
-them in; tests pass fakes that implement the same Protocols.
-"""
+them in; tests pass fakes that implement the same Protocols."""
 
 from __future__ import annotations
 
@@ -99,11 +97,9 @@ class Provisioner(Protocol):
 
 
 class Ledger(Protocol):
-    """The record of every request and call (implemented by ``shared.adapters.ledger.TableLedger``).
-
-    Records carry an opaque ``version``: :meth:`update_call` writes a call only while its row is still at the
-    version it was read at, and raises :class:`shared.core.errors.StaleWrite` otherwise.
-    """
+    """The record of every request and call (implemented by ``shared.adapters.ledger.TableLedger``). Records carry
+    an opaque ``version``: :meth:`update_call` writes a call only while its row is still at the version it was
+    read at, and raises :class:`shared.core.errors.StaleWrite` otherwise."""
 
     async def ping(self) -> None:
         """Reach the store; raises if it does not answer."""
@@ -136,6 +132,9 @@ class Ledger(Protocol):
 
     async def read_request(self, request_id: str) -> RequestRecord | None:
         """The request alone (no calls), or None."""
+
+    async def unfinished_calls(self, request_id: str) -> list[CallRecord]:
+        """The request's pending calls with only ``records.CALL_STATE_FIELDS`` read (no subjects, no logs)."""
 
     async def update_marks(self, request: RequestRecord, marks: OutboxMarks) -> RequestRecord:
         """Write the request's outbox ``marks`` (nothing else) if its row is still at ``request.version``;

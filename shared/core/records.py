@@ -100,6 +100,22 @@ class CallRecord:
     version: str | None = field(default=None, compare=False)
 
 
+#: The fields of a call its state and timing are judged by (the sweeper's glance at a request's pending calls):
+#: a ledger may read only these for :meth:`~shared.core.ports.Ledger.unfinished_calls`, not a call's logs.
+CALL_STATE_FIELDS = (
+    "status",
+    "waiting_for",
+    "enqueued",
+    "not_before",
+    "next_attempt_at",
+    "reserved_at",
+    "claimed_until",
+    "redriven_at",
+    "backlog_scope",
+    "backlog_key",
+)
+
+
 @dataclass(frozen=True)
 class Attempt:
     """A finished round of a call, kept when a retry gave the call a new one (``number`` counts from 1)."""

@@ -109,13 +109,15 @@ class Sweeper:
         self._keys = {}  # the backlog's keys per scope, read once per sweep (one query, not one per call)
         entries = await pending.list(MAX_REQUESTS_PER_RUN)
         for request_id, added_at in entries:
-            request, calls = await ledger.get_request(request_id)
+            request = await ledger.read_request(request_id)
             if request is None:
                 if added_at < now - timedelta(seconds=ORPHAN_SECONDS):
                     await pending.remove(request_id)
                     removed += 1
                 continue
-            if request.status is RequestStatus.PENDING and all(c.status.is_terminal for c in calls):
+            # a glance at the pending calls only: a deep backlog's sweep reads a few properties per waiting call
+            calls = [] if request.status.is_terminal else await ledger.unfinished_calls(request_id)
+            if request.status is RequestStatus.PENDING and not calls:
                 # every call is done but the request row was not updated (its worker died in between)
                 request = await ledger.refresh_request(request_id, now) or request
             if request.status.is_terminal:

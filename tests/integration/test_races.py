@@ -281,7 +281,7 @@ async def test_the_sweeper_leaves_alone_a_call_a_worker_claimed_after_the_sweepe
     swept_read = Pause("sweeper has read the partition")
     sweep = await started(
         sweeper.sweep(
-            cast(TableLedger, Paused(bed.ledger, "get_request", swept_read)),
+            cast(TableLedger, Paused(bed.ledger, "unfinished_calls", swept_read)),
             cast(Any, bed.queue),
             bed.pending,
             now=datetime.now(UTC),

@@ -13,7 +13,7 @@ from azure.data.tables.aio import TableClient
 from devhost.stack import Stack
 from shared.adapters.ledger import TableLedger
 from shared.core.records import CallRecord, RequestRecord
-from shared.core.vocabulary import CallStatus, RequestStatus
+from shared.core.vocabulary import CallStatus, RequestStatus, WaitingFor
 from shared.usecases.worker_calls import CallWriter
 from tests.unit.app.fakes import InMemoryPending, InMemoryQueue
 
@@ -76,3 +76,40 @@ async def test_pending_calls_are_found_by_status_and_the_last_one_ends_the_reque
         assert request.counts[CallStatus.SUCCEEDED] == 59
         assert request.counts[CallStatus.FAILED] == 1
         assert await ledger.has_unfinished_calls("d" * 32) is True
+
+
+async def test_the_sweepers_glance_reads_pending_calls_state_only(azurite: str) -> None:
+    """``unfinished_calls``: finished calls are filtered out by the service, and a pending call's log and subject
+    are not read (a call row may carry a 600 KB log; a deep backlog is swept every five minutes)."""
+    async with TableClient.from_connection_string(azurite, "GlanceLedger") as table:
+        ledger = TableLedger(table)
+        log = "x" * 100_000  # split over several properties by the codec
+        calls = [
+            CallRecord(RID, "call-0001", status=CallStatus.SUCCEEDED, completed_at=T0, provisioning_log=log),
+            CallRecord(
+                RID,
+                "call-0002",
+                subject={"objectId": "9bb0f679-a883-4a6f-8260-35b491b8b8c8"},
+                status=CallStatus.WAITING,
+                waiting_for=WaitingFor.SLOT,
+                backlog_scope="scope",
+                backlog_key="0000000001",
+                provisioning_log=log,
+                attempts=1,
+            ),
+            CallRecord(RID, "call-0003", status=CallStatus.RUNNING, claimed_until=T0, reserved_at=T0),
+            CallRecord(RID, "call-0004", status=CallStatus.REJECTED, completed_at=T0),
+        ]
+        await ledger.create(RequestRecord(RID, RequestStatus.PENDING, created_at=T0, call_count=4), calls)
+        glance = await ledger.unfinished_calls(RID)
+        assert [c.call_id for c in glance] == ["call-0002", "call-0003"]
+        parked, running = glance
+        assert (parked.status, parked.waiting_for, parked.backlog_scope, parked.backlog_key) == (
+            CallStatus.WAITING,
+            WaitingFor.SLOT,
+            "scope",
+            "0000000001",
+        )
+        assert (parked.provisioning_log, parked.subject, parked.attempts) == (None, None, 0)
+        assert (running.status, running.claimed_until, running.reserved_at) == (CallStatus.RUNNING, T0, T0)
+        assert await ledger.unfinished_calls("e" * 32) == []

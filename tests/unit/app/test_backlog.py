@@ -435,6 +435,22 @@ async def test_intake_parks_a_request_bigger_than_the_free_places_and_hands_thos
     assert not s.room.entries
 
 
+async def test_requests_bigger_than_a_burst_are_parked_even_while_the_limiter_shows_free_places() -> None:
+    """Intake reads the free places but does not take them: requests accepted before any worker reserved a slot
+    all see the same ones. At 200/10 s, three 100-call requests used to go to the queue whole (300 messages); a
+    request of more than a burst is parked, and the pump hands out what is free."""
+    limit = RateLimit(200, 10.0)
+    s = sim(limit)
+    for n in (1, 2, 3):
+        await s.accept(str(n) * 32, 100)
+    assert s.queue.sent <= ahead_for(limit), "only what the pump handed out was sent"
+    assert len(s.room.entries) == 300 - s.queue.sent
+    await s.drain()
+    assert len(s.graph.posts) == 300
+    starts = sorted(t.timestamp() for t, _ in s.graph.posts)
+    assert count_in_any_window(starts, limit.window_seconds) <= limit.calls
+
+
 async def test_intake_queues_a_request_the_free_places_can_take_as_before() -> None:
     s = sim()
     await s.accept("1" * 32, 2)

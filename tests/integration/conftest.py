@@ -53,8 +53,11 @@ def app_stack(tmp_path_factory: pytest.TempPathFactory, name: str = "stack") -> 
         yield running
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """One stack shared by the integration modules (a module whose work outlives its tests brings its own)."""
+    """A stack per module: modules provision the emulator tenant's few cohort users, which it remembers (a
+    second provisioning of one user is Graph's ``Skipped``), so a stack shared across modules made each one's
+    outcome depend on which modules ran before it (under pytest-xdist, in another order: ``Skipped`` where a
+    test expected ``Create``)."""
     with app_stack(tmp_path_factory) as running:
         yield running

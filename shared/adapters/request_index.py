@@ -6,6 +6,12 @@ entries however large the ledger is. The ledger writes it on the paths that chan
 (create, refresh, delete); an entry carries only what a reader cannot get from the request row itself
 (the subjects' objectIds, and the partitions it was filed under so that retention can remove them).
 
+The entries by subject are the exception: a request names up to 100 subjects, and one partition per subject
+would cost 100 writes per request on the intake path. They all live in one partition, ``objects``, their
+RowKey the subject's hash then the inverted request id, so that a request's entries are one transaction and
+a subject's requests are still one range of keys, newest first. Callers name them by their logical partition
+(:func:`shared.core.listing.object_partition`); :func:`_place` alone knows where they are kept.
+
 A target's backlog is one partition more: an entry per pending request of the target holding its counts of
 unfinished calls, overwritten on every status refresh and removed when the request finishes; the backlog is
 the sum over that partition (as large as the target's in-flight requests, never the ledger).
@@ -31,6 +37,26 @@ if TYPE_CHECKING:
 
 INDEX_TABLE = "ProvisioningIndex"
 _CONCURRENCY = 8
+#: The one partition that holds every entry by subject (see the module's docstring).
+OBJECTS_PARTITION = "objects"
+_OBJECT_PREFIX = listing.object_partition("x").split(":", 1)[0] + ":"
+_SEPARATOR = ":"
+_BATCH = 100  # a Table transaction's most operations
+
+
+def _place(partition: str, key: str) -> tuple[str, str]:
+    """Where the entry of logical ``partition`` for RowKey ``key`` is kept: its PartitionKey and RowKey."""
+    if partition.startswith(_OBJECT_PREFIX):
+        return OBJECTS_PARTITION, partition[len(_OBJECT_PREFIX) :] + _SEPARATOR + key
+    return partition, key
+
+
+def _range(partition: str) -> tuple[str, str, str]:
+    """The PartitionKey, and the RowKey prefix and the key just past it, of a logical partition's entries."""
+    if partition.startswith(_OBJECT_PREFIX):
+        prefix = partition[len(_OBJECT_PREFIX) :] + _SEPARATOR
+        return OBJECTS_PARTITION, prefix, prefix[:-1] + chr(ord(_SEPARATOR) + 1)
+    return partition, "", ""
 
 
 class TableRequestIndex:
@@ -51,20 +77,30 @@ class TableRequestIndex:
 
     async def _delete(self, partition: str, key: str) -> None:
         with contextlib.suppress(ResourceNotFoundError):
-            await self._table.delete_entity(partition, key)
+            await self._table.delete_entity(*_place(partition, key))
 
     async def file_new(self, entry: Indexed) -> None:
         """File a new request under every partition it can be found by (idempotent: upserts)."""
         await self._ensure_table()
-        await self._upsert_all(self.new_entities(entry))
+        entities = self.new_entities(entry)
+        by_subject = [e for e in entities if e["PartitionKey"] == OBJECTS_PARTITION]
+        others = [e for e in entities if e["PartitionKey"] != OBJECTS_PARTITION]
+        batches = [by_subject[k : k + _BATCH] for k in range(0, len(by_subject), _BATCH)]
+        await asyncio.gather(
+            self._upsert_all(others),
+            *(self._table.submit_transaction([("upsert", e, {"mode": "replace"}) for e in b]) for b in batches),
+        )
 
     @classmethod
     def new_entities(cls, entry: Indexed) -> list[dict[str, Any]]:
-        """The entities :meth:`file_new` writes for a new request."""
+        """The entities :meth:`file_new` writes for a new request (the subjects' all in one partition)."""
         key = listing.row_key(entry.request_id)
         fixed = entry.fixed_partitions()
         ids = json.dumps(list(entry.object_ids), separators=(",", ":"))
-        entities = [{"PartitionKey": p, "RowKey": key, "objectIds": ids} for p in fixed]
+        entities: list[dict[str, Any]] = []
+        for partition in fixed:
+            pk, rk = _place(partition, key)
+            entities.append({"PartitionKey": pk, "RowKey": rk, "objectIds": ids})
         entities[0]["partitions"] = json.dumps(fixed, separators=(",", ":"))  # the ALL entry: what to forget
         entities.append({"PartitionKey": listing.status_partition(entry.status), "RowKey": key, "objectIds": ids})
         if entry.pending and entry.target:
@@ -149,21 +185,30 @@ class TableRequestIndex:
         self, partition: str, after: str | None, newest: str | None, oldest: str | None, page_size: int
     ) -> AsyncIterator[dict[str, Any]]:
         await self._ensure_table()
+        pk, prefix, past = _range(partition)
         clauses = ["PartitionKey eq @pk"]
-        params: dict[str, Any] = {"pk": partition}
+        params: dict[str, Any] = {"pk": pk}
         lower = max((k for k in (after, newest) if k is not None), default=None)
         if lower is not None:
             clauses.append("RowKey gt @lo" if lower == after else "RowKey ge @lo")
-            params["lo"] = lower
+            params["lo"] = prefix + lower
+        elif prefix:
+            clauses.append("RowKey ge @lo")
+            params["lo"] = prefix
         if oldest is not None:
             clauses.append("RowKey le @hi")
-            params["hi"] = oldest
+            params["hi"] = prefix + oldest
+        elif past:
+            clauses.append("RowKey lt @hi")
+            params["hi"] = past
         query = " and ".join(clauses)
         pages = self._table.query_entities(
             query, parameters=params, select=["RowKey", "objectIds"], results_per_page=max(1, min(page_size, 1000))
         )
         async for entity in pages:
-            yield dict(entity)
+            found = dict(entity)
+            found["RowKey"] = str(found["RowKey"])[len(prefix) :]
+            yield found
 
 
 class _Scan:

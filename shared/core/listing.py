@@ -2,7 +2,8 @@
 
 The ledger has one partition per request, so "the newest failed requests" cannot be a ledger query without
 reading every request row. Table ``ProvisioningIndex`` answers it instead: one partition per filter value
-(``status:failed``, ``target:<hash>``, ``object:<hash>``…), each entry's RowKey the request id *inverted*
+(``status:failed``, ``target:<hash>``, ``object:<hash>``…; the adapter keeps all the subjects' entries in
+one table partition: :mod:`shared.adapters.request_index`), each entry's RowKey the request id *inverted*
 so that a partition query returns the newest requests first (request ids sort by creation time:
 :mod:`shared.core.request_ids`). This module names those keys; the adapter writes and reads them.
 """

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -30,7 +30,7 @@ from shared.contract.names import REQUEST_ROW
 from shared.core import aggregate, listing
 from shared.core.errors import StaleWrite, StoreUnavailable
 from shared.core.records import CALL_STATE_FIELDS, Attempt, CallRecord, OutboxMarks, RequestRecord, Stamp, camel
-from shared.core.vocabulary import CallStatus, RequestStatus
+from shared.core.vocabulary import CallStatus, RequestStatus, WaitingFor
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
@@ -190,6 +190,25 @@ class TableLedger:
         rows = self._table.query_entities(query, parameters=params, select=select)
         calls = [codec.call_from_entity({"PartitionKey": request_id, **e}) async for e in rows]
         return sorted(calls, key=lambda c: c.call_id)
+
+    async def parked_calls(self, request_id: str, call_ids: Collection[str]) -> list[CallRecord]:
+        """Those of ``call_ids`` that wait in the backlog, whole (with their ETags), in one range query: the
+        dispatcher reads the calls it hands slots to a request at a time, not a point read each. The service
+        returns only the rows waiting for a slot (Table allows 15 comparisons per filter, not one per id)."""
+        wanted = set(call_ids)
+        if not wanted:
+            return []
+        await self._ensure_table()
+        query = "PartitionKey eq @pk and RowKey ge @lo and RowKey le @hi and status eq @s and waitingFor eq @w"
+        params = {"pk": request_id, "lo": min(wanted), "hi": max(wanted)}
+        params.update(s=CallStatus.WAITING.value, w=WaitingFor.SLOT.value)
+        found: list[CallRecord] = []
+        async for entity in self._table.query_entities(query, parameters=params, results_per_page=1000):
+            if entity["RowKey"] in wanted:
+                found.append(codec.call_from_entity(entity, entity.metadata["etag"]))
+                if len(found) == len(wanted):
+                    break  # the rest of the range is other parked calls
+        return found
 
     async def get_call(self, request_id: str, call_id: str) -> CallRecord | None:
         """One call (its ``version`` is the row's ETag), or None."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
@@ -27,6 +27,13 @@ _BATCH = 100
 
 def _row(entry: Parked) -> dict[str, str]:
     return {"PartitionKey": entry.scope, "RowKey": entry.key, "requestId": entry.request_id, "callId": entry.call_id}
+
+
+def _delete(entry: Parked) -> tuple[str, dict[str, str], dict[str, Any]]:
+    row = {"PartitionKey": entry.scope, "RowKey": entry.key}
+    if entry.etag is None:
+        return ("delete", row, {"match_condition": MatchConditions.Unconditionally})
+    return ("delete", row, {"etag": entry.etag, "match_condition": MatchConditions.IfNotModified})
 
 
 class TableWaitingRoom:
@@ -82,6 +89,27 @@ class TableWaitingRoom:
         except HttpResponseError as exc:
             if exc.status_code != 412:
                 raise
+
+    async def remove_many(self, entries: Sequence[Parked]) -> None:
+        """Delete entries (each only as read): one transaction per 100 of one scope, so handing out a window of
+        slots removes its entries in a write or two. A transaction fails whole when one entry is gone or changed;
+        its entries are then removed one by one (:meth:`remove`)."""
+        if not entries:
+            return
+        await self._ensure_table()
+        by_scope: dict[str, list[Parked]] = {}
+        for entry in entries:
+            by_scope.setdefault(entry.scope, []).append(entry)
+        for scoped in by_scope.values():
+            for start in range(0, len(scoped), _BATCH):
+                batch = scoped[start : start + _BATCH]
+                try:
+                    await self._table.submit_transaction([_delete(e) for e in batch])
+                except HttpResponseError as exc:
+                    if exc.status_code not in (404, 412):
+                        raise
+                    for entry in batch:
+                        await self.remove(entry)
 
     async def keys(self, scope: str) -> set[str]:
         """Every key of a scope (for the sweeper's check that each parked call still has its entry)."""

@@ -136,6 +136,9 @@ class Ledger(Protocol):
     async def unfinished_calls(self, request_id: str) -> list[CallRecord]:
         """The request's pending calls with only ``records.CALL_STATE_FIELDS`` read (no subjects, no logs)."""
 
+    async def parked_calls(self, request_id: str, call_ids: Collection[str]) -> list[CallRecord]:
+        """Those of ``call_ids`` that wait in the backlog, whole, in one query (others are not returned)."""
+
     async def update_marks(self, request: RequestRecord, marks: OutboxMarks) -> RequestRecord:
         """Write the request's outbox ``marks`` (nothing else) if its row is still at ``request.version``;
         the request as written. Raises StaleWrite when the row changed or is gone."""
@@ -212,6 +215,8 @@ class WaitingRoom(Protocol):
 
     async def remove(self, entry: Parked) -> None: ...
 
+    async def remove_many(self, entries: Sequence[Parked]) -> None: ...
+
     async def keys(self, scope: str) -> set[str]: ...
 
 
@@ -255,11 +260,8 @@ class HostAnswer:
 
 
 class HostProbe(Protocol):
-    """Asks another host one question over HTTP (implemented by ``shared.adapters.host_probe``).
-
-    Used for the questions the app asks about the world rather than about its data: is Graph's host
-    reachable (health), does a key open the Functions host's admin routes (whether a key may travel in links).
-    """
+    """Asks another host one question over HTTP (``shared.adapters.host_probe``): is Graph's host reachable
+    (health), does a key open the Functions host's admin routes (whether a key may travel in links)."""
 
     async def get(self, url: str, headers: Mapping[str, str] | None = None) -> HostAnswer: ...
 
@@ -334,10 +336,8 @@ class SlotBook(Protocol):
 
 class RequestIndex(Protocol):
     """Table ``ProvisioningIndex``: requests by filter value, newest first (``shared.adapters.request_index``).
-
     Written by the ledger on the paths that change a request's status: the new entries before the ledger row,
-    the stale one after it, so a crash in between leaves at most an entry that readers check and skip.
-    """
+    the stale one after it, so a crash in between leaves at most an entry that readers check and skip."""
 
     async def file_new(self, entry: Indexed) -> None: ...
 

@@ -252,7 +252,7 @@ class Dispatcher:
         if free == 0:
             return 0, False
         entries = await self.room.head(scope, free)
-        calls = await _bounded([self.ledger.get_call(e.request_id, e.call_id) for e in entries])
+        calls = await self._calls_of(entries)
         ready: list[tuple[Parked, CallRecord]] = []
         stale: list[Parked] = []
         for entry, call in zip(entries, calls, strict=True):
@@ -261,7 +261,7 @@ class Dispatcher:
             elif _stale(call):
                 stale.append(entry)  # the call was handed a slot, finished, or is gone
             # else: a worker holds the call and may be parking it right now (entry written, row not yet): keep
-        await _bounded([self.room.remove(entry) for entry in stale])
+        await self.room.remove_many(stale)
         emptied = len(entries) < free
         if not ready:
             if emptied and state.waiting:
@@ -272,7 +272,25 @@ class Dispatcher:
             scope, len(ready), round_=round_, waiting=False if emptied else None, ahead=self._ahead()
         )
         results = await _bounded([self._hand(e, c, slot) for (e, c), slot in zip(ready, slots, strict=False)])
+        # the entries of the calls handed a slot go last, together (a crash before leaves them to the next pump,
+        # which finds their calls no longer parked and drops them)
+        await self.room.remove_many([e for (e, _), handed in zip(ready, results, strict=False) if handed])
         return sum(results), not emptied and len(slots) == len(ready)
+
+    async def _calls_of(self, entries: list[Parked]) -> list[CallRecord | None]:
+        """The call row of each entry: the parked ones a request at a time (one query each), any other by a
+        point read (it is handed no slot; the read says whether its entry is stale)."""
+        by_request: dict[str, list[str]] = {}
+        for entry in entries:
+            by_request.setdefault(entry.request_id, []).append(entry.call_id)
+        answers = await _bounded([self.ledger.parked_calls(rid, ids) for rid, ids in by_request.items()])
+        found = {(c.request_id, c.call_id): c for calls in answers for c in calls}
+        others = [e for e in entries if (e.request_id, e.call_id) not in found]
+        reads = await _bounded([self.ledger.get_call(e.request_id, e.call_id) for e in others])
+        for entry, call in zip(others, reads, strict=True):
+            if call is not None:
+                found[(entry.request_id, entry.call_id)] = call
+        return [found.get((e.request_id, e.call_id)) for e in entries]
 
     def _ahead(self) -> float:
         """How far ahead a dispatched slot must lie: a message takes this long to reach a worker and be claimed
@@ -280,7 +298,7 @@ class Dispatcher:
         return min(DISPATCH_AHEAD_SECONDS, self.limiter.limit.window_seconds / 2)
 
     async def _hand(self, entry: Parked, call: CallRecord, slot: float) -> bool:
-        """Give one parked call its slot: row first (version), then its work item, then the entry goes."""
+        """Give one parked call its slot: row first (version), then its work item (the caller removes the entry)."""
         at = datetime.fromtimestamp(slot, UTC)
         try:
             await self.ledger.update_call(replace(call, waiting_for=None, reserved_at=at, next_attempt_at=at))
@@ -296,5 +314,4 @@ class Dispatcher:
                 return False  # keeps its entry: the next pump looks again
         delay = max(0.0, slot - self.clock() - LEAD_SECONDS)
         await self.queue.send(WorkItem(entry.request_id, entry.call_id), float(int(delay)))
-        await self.room.remove(entry)
         return True

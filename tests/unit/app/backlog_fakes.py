@@ -21,7 +21,8 @@ class InMemoryWaitingRoom:
         self.entries: dict[tuple[str, str], tuple[Parked, int]] = {}
         self.version = 0
         self.removed: list[str] = []
-        self.transactions = 0
+        self.transactions = 0  # park_many
+        self.removals = 0  # remove_many
 
     async def park(self, entry: Parked) -> None:
         self.version += 1
@@ -39,6 +40,11 @@ class InMemoryWaitingRoom:
             entry, version = self.entries[(scope, key)]
             found.append(Parked(scope, key, entry.request_id, entry.call_id, str(version)))
         return found
+
+    async def remove_many(self, entries: Sequence[Parked]) -> None:
+        self.removals += 1 if entries else 0  # nothing to remove is no write, as in the Table adapter
+        for entry in entries:
+            await self.remove(entry)
 
     async def remove(self, entry: Parked) -> None:
         held = self.entries.get((entry.scope, entry.key))

@@ -21,7 +21,7 @@ from shared.core.listing import Indexed
 from shared.core.ports import GraphAnswer, GraphFailure, JobStatus, KnownEvent, PoisonMessage, WorkItem
 from shared.core.records import CALL_STATE_FIELDS, Attempt, CallRecord, OutboxMarks, RequestRecord, Stamp, camel
 from shared.core.rules import RuleInfo
-from shared.core.vocabulary import CallStatus, RequestStatus, Source
+from shared.core.vocabulary import CallStatus, RequestStatus, Source, WaitingFor
 
 Row = dict[str, Any]
 
@@ -139,6 +139,11 @@ class InMemoryLedger:
             for (pk, rk), row in sorted(self.rows.items())
             if pk == request_id and rk.startswith("call-") and CallStatus(str(row["status"])).is_pending
         ]
+
+    async def parked_calls(self, request_id: str, call_ids: Collection[str]) -> list[CallRecord]:
+        rows = [self.rows.get((request_id, c)) for c in sorted(set(call_ids))]  # one query: no get_call each
+        found = [codec.call_from_entity(row, str(row["_v"])) for row in rows if row is not None]
+        return [c for c in found if c and c.status is CallStatus.WAITING and c.waiting_for is WaitingFor.SLOT]
 
     async def update_marks(self, request: RequestRecord, marks: OutboxMarks) -> RequestRecord:
         key = (request.request_id, REQUEST_ROW)

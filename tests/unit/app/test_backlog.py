@@ -11,6 +11,7 @@ from __future__ import annotations
 import heapq
 import json
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -149,6 +150,10 @@ class CountingLedger(InMemoryLedger):
     async def get_call(self, request_id: str, call_id: str) -> CallRecord | None:
         self.ops["ledger.get_call"] += 1
         return await super().get_call(request_id, call_id)
+
+    async def parked_calls(self, request_id: str, call_ids: Collection[str]) -> list[CallRecord]:
+        self.ops["ledger.parked_calls"] += 1
+        return await super().parked_calls(request_id, call_ids)
 
     async def update_call(self, call: CallRecord) -> CallRecord:
         self.ops["ledger.update_call"] += 1
@@ -525,3 +530,17 @@ async def test_a_call_refused_at_its_send_deadline_takes_a_fresh_slot_without_sp
     assert second is not None
     assert second > first, "the second try had a slot of its own"
     assert send_deadline.SEND_BY.get() is None, "the deadline does not outlive the call"
+
+
+async def test_the_dispatcher_reads_a_requests_parked_calls_in_one_query_and_removes_their_entries_together() -> None:
+    s = sim()
+    await s.accept("1" * 32, 60)  # the free places go out at intake, the rest are parked
+    s.clock.now += timedelta(seconds=LIMIT.window_seconds * 2)
+    s.ledger.ops.clear()
+    removals = s.room.removals
+    handed = await s.dispatcher.pump("tenant")
+    assert handed == LIMIT.calls
+    assert s.ledger.ops["ledger.parked_calls"] == 1, "one query for the request's calls at the head"
+    assert s.ledger.ops["ledger.get_call"] == 0, "no point read per call"
+    assert s.room.removals == removals + 1, "the handed calls' entries went in one removal"
+    assert len(s.room.entries) == 60 - 2 * LIMIT.calls

@@ -1,0 +1,101 @@
+"""The dispatcher's bulk reads and removals on the real Table adapters and Azurite.
+
+Handing out a window of slots reads the parked calls of a request in one query (the service filters what waits
+for a slot) and removes their backlog entries in one transaction, falling back to one by one when an entry
+changed or went meanwhile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from azure.data.tables.aio import TableClient
+
+from devhost.stack import Stack
+from shared.adapters.ledger import TableLedger
+from shared.adapters.waiting_room import BACKLOG_TABLE, TableWaitingRoom
+from shared.core.ports import Parked
+from shared.core.records import CallRecord, RequestRecord
+from shared.core.vocabulary import CallStatus, RequestStatus, WaitingFor
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 12, 3, 8, 0, tzinfo=UTC)
+RID = "e" * 32
+SCOPE = "tenant"
+
+
+@pytest.fixture
+def azurite(tmp_path: Path) -> Iterator[str]:
+    with (tmp_path / "azurite.log").open("w") as log:
+        stack = Stack(log=log)
+        try:
+            yield stack.start_azurite()
+        finally:
+            stack.stop()
+
+
+def _call(i: int, status: CallStatus, waiting_for: WaitingFor | None = None) -> CallRecord:
+    return CallRecord(RID, f"call-{i:04d}", status=status, waiting_for=waiting_for, next_attempt_at=T0)
+
+
+async def test_a_requests_parked_calls_are_read_in_one_query_whole_and_with_their_versions(azurite: str) -> None:
+    sent: list[str] = []
+
+    def hook(request: Any) -> None:
+        sent.append(request.http_request.method)
+
+    async with TableClient.from_connection_string(azurite, "BacklogLedger", raw_request_hook=hook) as table:
+        ledger = TableLedger(table)
+        calls = [
+            _call(i, CallStatus.WAITING, WaitingFor.SLOT) if i % 4 else _call(i, CallStatus.SUCCEEDED)
+            for i in range(1, 41)
+        ]
+        calls[9] = _call(10, CallStatus.WAITING)  # waits for a time, not for a slot
+        calls[10] = _call(11, CallStatus.RUNNING)
+        await ledger.create(RequestRecord(RID, RequestStatus.PENDING, created_at=T0, call_count=40), calls)
+        sent.clear()
+        wanted = [f"call-{i:04d}" for i in (2, 3, 4, 10, 11, 12, 13, 39, 41)]
+        found = await ledger.parked_calls(RID, wanted)
+        assert sent == ["GET"], "one query"
+        assert [c.call_id for c in found] == ["call-0002", "call-0003", "call-0013", "call-0039"]
+        assert all(c.status is CallStatus.WAITING and c.waiting_for is WaitingFor.SLOT for c in found)
+        # whole rows with their versions: the dispatcher writes them back conditionally
+        point = await ledger.get_call(RID, "call-0002")
+        assert point is not None
+        assert found[0] == point
+        assert found[0].version == point.version
+        written = await ledger.update_call(replace(found[0], reserved_at=T0, waiting_for=None))
+        assert written.version != found[0].version
+        assert await ledger.parked_calls(RID, []) == []
+
+
+async def test_entries_are_removed_in_one_transaction_or_one_by_one_when_one_changed(azurite: str) -> None:
+    sent: list[str] = []
+
+    def hook(request: Any) -> None:
+        sent.append(request.http_request.url.rsplit("/", 1)[-1].split("?")[0])
+
+    async with TableClient.from_connection_string(azurite, BACKLOG_TABLE, raw_request_hook=hook) as table:
+        room = TableWaitingRoom(table)
+        await room.park_many([Parked(SCOPE, f"k{i:03d}", RID, f"call-{i:04d}") for i in range(30)])
+        head = await room.head(SCOPE, 10)
+        sent.clear()
+        await room.remove_many(head)
+        assert sent == ["$batch"]
+        assert [e.key for e in await room.head(SCOPE, 100)] == [f"k{i:03d}" for i in range(10, 30)]
+
+        head = await room.head(SCOPE, 10)
+        await room.park(replace(head[3], etag=None))  # parked again meanwhile: a new ETag
+        gone = head[5]
+        await room.remove(gone)
+        sent.clear()
+        await room.remove_many(head)
+        assert sent[0] == "$batch"
+        assert len(sent) == 1 + len(head), "the transaction failed whole: then one by one"
+        assert [e.key for e in await room.head(SCOPE, 100)] == [head[3].key] + [f"k{i:03d}" for i in range(20, 30)]

@@ -59,6 +59,10 @@ async def _bounded(jobs: list[Coroutine[Any, Any, T]]) -> list[T]:
     return list(await asyncio.gather(*(one(j) for j in jobs)))
 
 
+#: Entries of one request at the head from which its calls are read in one query rather than one by one.
+QUERY_FROM = 3
+
+
 def _stale(call: CallRecord | None) -> bool:
     """An entry whose call will not become parked at it without writing the entry again (pure).
 
@@ -278,12 +282,15 @@ class Dispatcher:
         return sum(results), not emptied and len(slots) == len(ready)
 
     async def _calls_of(self, entries: list[Parked]) -> list[CallRecord | None]:
-        """The call row of each entry: the parked ones a request at a time (one query each), any other by a
-        point read (it is handed no slot; the read says whether its entry is stale)."""
+        """The call row of each entry. A request with a few entries at the head has its parked calls read in one
+        query; any other call by a point read (one entry of a request: round-robin across many requests puts
+        one call of each in a round, and a query costs more than a point read; or a call that is not parked:
+        the read says whether its entry is stale)."""
         by_request: dict[str, list[str]] = {}
         for entry in entries:
             by_request.setdefault(entry.request_id, []).append(entry.call_id)
-        answers = await _bounded([self.ledger.parked_calls(rid, ids) for rid, ids in by_request.items()])
+        several = {rid: ids for rid, ids in by_request.items() if len(ids) >= QUERY_FROM}
+        answers = await _bounded([self.ledger.parked_calls(rid, ids) for rid, ids in several.items()])
         found = {(c.request_id, c.call_id): c for calls in answers for c in calls}
         others = [e for e in entries if (e.request_id, e.call_id) not in found]
         reads = await _bounded([self.ledger.get_call(e.request_id, e.call_id) for e in others])

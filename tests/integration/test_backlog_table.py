@@ -7,16 +7,13 @@ changed or went meanwhile.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 from azure.data.tables.aio import TableClient
 
-from devhost.stack import Stack
 from shared.adapters.ledger import TableLedger
 from shared.adapters.waiting_room import BACKLOG_TABLE, TableWaitingRoom
 from shared.core.ports import Parked
@@ -28,16 +25,6 @@ pytestmark = pytest.mark.integration
 T0 = datetime(2026, 12, 3, 8, 0, tzinfo=UTC)
 RID = "e" * 32
 SCOPE = "tenant"
-
-
-@pytest.fixture
-def azurite(tmp_path: Path) -> Iterator[str]:
-    with (tmp_path / "azurite.log").open("w") as log:
-        stack = Stack(log=log)
-        try:
-            yield stack.start_azurite()
-        finally:
-            stack.stop()
 
 
 def _call(i: int, status: CallStatus, waiting_for: WaitingFor | None = None) -> CallRecord:

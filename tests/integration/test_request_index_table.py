@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from azure.data.tables.aio import TableClient
 
-from devhost.stack import Stack
 from shared.adapters.request_index import INDEX_TABLE, OBJECTS_PARTITION, TableRequestIndex
 from shared.core import listing
 from shared.core.listing import Indexed
@@ -18,16 +15,6 @@ from shared.core.vocabulary import RequestStatus
 pytestmark = pytest.mark.integration
 
 TARGET = "sp-0001/job-0001"
-
-
-@pytest.fixture
-def azurite(tmp_path: Path) -> Iterator[str]:
-    with (tmp_path / "azurite.log").open("w") as log:
-        stack = Stack(log=log)
-        try:
-            yield stack.start_azurite()
-        finally:
-            stack.stop()
 
 
 def _user(i: int) -> str:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from azure.data.tables.aio import TableClient
 
-from devhost.stack import Stack
 from shared.adapters.ledger import TableLedger
 from shared.core.records import CallRecord, RequestRecord
 from shared.core.vocabulary import CallStatus, RequestStatus, WaitingFor
@@ -21,16 +18,6 @@ pytestmark = pytest.mark.integration
 
 T0 = datetime(2026, 12, 2, 8, 0, tzinfo=UTC)
 RID = "c" * 32
-
-
-@pytest.fixture
-def azurite(tmp_path: Path) -> Iterator[str]:
-    with (tmp_path / "azurite.log").open("w") as log:
-        stack = Stack(log=log)
-        try:
-            yield stack.start_azurite()
-        finally:
-            stack.stop()
 
 
 async def test_pending_calls_are_found_by_status_and_the_last_one_ends_the_request(azurite: str) -> None:

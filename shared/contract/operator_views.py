@@ -224,9 +224,9 @@ def requeue_body(data: Any, queues: tuple[str, ...]) -> tuple[str, list[str] | N
         raise Problem.invalid(
             "Invalid body", "Name a poison queue.", FieldError("/queue", f"must be one of {', '.join(queues)}")
         )
-    ids = data.get("messageIds")
-    if ids is None:
+    if "messageIds" not in data:  # absent: every message; an explicit null is not a list (the schema's type)
         return str(queue), None
+    ids = data["messageIds"]
     if not isinstance(ids, list) or not 1 <= len(ids) <= MAX_REQUEUE_IDS:
         raise Problem.invalid(
             "Invalid body",

@@ -280,6 +280,7 @@ async def test_poison_messages_carry_the_ledgers_reason() -> None:
         ([], ""),
         ({"queue": "provisioning-work"}, "/queue"),
         ({"queue": "provisioning-work-poison", "messageIds": "m1"}, "/messageIds"),
+        ({"queue": "provisioning-work-poison", "messageIds": None}, "/messageIds"),  # absent means all; null is not
         ({"queue": "provisioning-work-poison", "messageIds": ["ok", "no/slash"]}, "/messageIds/1"),
         ({"queue": "provisioning-work-poison", "extra": 1}, "/extra"),
     ],

@@ -37,7 +37,7 @@ pytestmark = [
 
 SCOPE = "tenant"
 # the race bed of test_races: Azurite, the emulator behind the real SDK, the real ledger adapters
-azurite, emulator, bed = test_races.azurite, test_races.emulator, test_races.bed
+emulator, bed = test_races.emulator, test_races.bed  # azurite: tests/integration/conftest.py
 
 
 @dataclass

@@ -19,7 +19,6 @@ from azure.data.tables.aio import TableClient
 
 from shared.adapters.limiter import LIMITER_TABLE, TableLimiter
 from shared.core.pacing import RateLimit, count_in_any_window
-from tests.integration.test_races import azurite  # noqa: F401 (the fixture: Azurite alone)
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +46,7 @@ class CountingTable:
 
 
 @pytest.fixture
-async def tables(azurite: str) -> AsyncIterator[tuple[CountingTable, CountingTable]]:  # noqa: F811
+async def tables(azurite: str) -> AsyncIterator[tuple[CountingTable, CountingTable]]:
     first = TableClient.from_connection_string(azurite, table_name=LIMITER_TABLE)
     second = TableClient.from_connection_string(azurite, table_name=LIMITER_TABLE)
     async with first, second:

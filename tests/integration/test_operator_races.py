@@ -20,11 +20,10 @@ from shared.core.ports import WorkItem
 from shared.core.records import CallRecord, RequestRecord
 from shared.core.vocabulary import CallStatus
 from shared.usecases.operator.actions import RequestActions
-from tests.integration.test_races import (  # noqa: F401  (azurite, bed and emulator are fixtures)
+from tests.integration.test_races import (  # noqa: F401  (bed and emulator are fixtures; azurite is in conftest)
     Bed,
     Pause,
     Paused,
-    azurite,
     bed,
     emulator,
     finish,

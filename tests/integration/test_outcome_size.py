@@ -3,32 +3,19 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from azure.core.exceptions import HttpResponseError
 from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
 from azure.storage.queue.aio import QueueClient
 
-from devhost.stack import Stack
 from shared.adapters.message_queue import TextQueue
 from shared.contract.outcome_events import finished_event, fitted
 
 pytestmark = pytest.mark.integration
 
 RID = "20261202T090000000Z-0123456789abcdef"
-
-
-@pytest.fixture
-def azurite(tmp_path: Path) -> Iterator[str]:
-    with (tmp_path / "azurite.log").open("w") as log:
-        stack = Stack(log=log)
-        try:
-            yield stack.start_azurite()
-        finally:
-            stack.stop()
 
 
 async def test_the_fitted_event_of_a_300_call_request_is_accepted_where_the_whole_one_is_refused(azurite: str) -> None:

@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, cast
 
 import pytest
 from azure.data.tables.aio import TableClient
 from azure.identity.aio import ManagedIdentityCredential
 
-from devhost.stack import ROOT, Stack
+from devhost.stack import ROOT
 from emulator.config import EmulatorConfig
 from emulator.testing import RunningEmulator, running_emulator
 from shared.adapters.graph import GraphProvisioner
@@ -52,17 +51,6 @@ pytestmark = [
 #: and any second call is Skipped RedundantExport.
 FRESH_USER = "e1a2b3c4-0001-4a5b-8c6d-000000000001"
 TIMEOUT = 90.0
-
-
-@pytest.fixture
-def azurite(tmp_path: Path) -> Iterator[str]:
-    """Only Azurite (in memory, free ports): its connection string."""
-    with (tmp_path / "azurite.log").open("w") as log:
-        stack = Stack(log=log)
-        try:
-            yield stack.start_azurite()
-        finally:
-            stack.stop()
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from shared import telemetry
 from shared.core.backlog import Place, place_for
 from shared.core.errors import StaleWrite
-from shared.core.pacing import LimiterState, burst_for, scope_key
+from shared.core.pacing import LimiterState, scope_key
 from shared.core.ports import Lease, Ledger, Parked, SlotBank, WaitingRoom, WorkItem, WorkQueue
 from shared.core.records import CallRecord
 from shared.core.vocabulary import CallStatus, WaitingFor
@@ -42,6 +42,9 @@ MAX_PASSES = 3
 LEAD_SECONDS = 3.0
 #: A slot handed out of the backlog lies at least this far ahead (see :meth:`Dispatcher._ahead`).
 DISPATCH_AHEAD_SECONDS = 2.0
+#: Calls of a new request that go straight to the queue when the limiter has free places for them all (more
+#: are parked at intake, see :meth:`Dispatcher.admit`): a window at Graph's 5/10 s.
+AT_ONCE = 5
 #: Storage requests one pump makes at once (a window of slots is handed out in one go).
 CONCURRENCY = 16
 
@@ -131,14 +134,14 @@ class Dispatcher:
     async def admit(self, calls: Sequence[CallRecord], rate_scope: str, now: datetime) -> Admission:
         """A new request's due calls as intake should write them: parked from the start when they cannot all
         start now (calls already wait for the scope, or the limiter has fewer free places than calls) or are
-        more than a burst (:func:`~shared.core.pacing.burst_for`: 5, a window at Graph's 5/10 s).
+        more than :data:`AT_ONCE` (5, a window at Graph's 5/10 s).
 
         Parked at intake, a call costs its share of one backlog transaction and no message, instead of a
         message, a read, an entry and a row write in a worker that only parks it. One limiter read per request.
         Intake does not take the free places it sees (that would be a write on the contended limiter row per
         request), so concurrent intakes all see the same ones: about 44 requests of 100 calls posted at once
         at 200/10 s went to the queue, and for two minutes the drain ran at half the limit while workers took
-        those messages one by one. A burst at most per request bounds that to what a pump would send at once.
+        those messages one by one. A few calls at most per request bound that to what a pump would send at once.
         """
         if not calls:
             return Admission("", LimiterState(), tuple(calls), pump=False)
@@ -146,8 +149,7 @@ class Dispatcher:
         scope = scope_key(rate_scope, str(first.service_principal_id), str(first.job_id))
         state = await self.limiter.state(scope)
         free = state.free(self.clock(), self.limiter.limit)
-        burst, _ = burst_for(self.limiter.limit)
-        if not state.waiting and min(free, burst) >= len(calls):
+        if not state.waiting and min(free, AT_ONCE, self.limiter.limit.calls) >= len(calls):
             return Admission(scope, state, tuple(calls), pump=False)
         parked = tuple(replace(c, **_parking(scope, c, state), next_attempt_at=now) for c in calls)
         return Admission(scope, state, parked, pump=free > 0)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -111,11 +112,12 @@ def test_newcomers_queue_behind_waiting_calls_but_the_dispatcher_does_not() -> N
     assert reserve(state, 0.0, LIMIT).start is None
     assert reserve(state, 0.0, LIMIT, queue_behind=False).start == 0.0
     slots, after = pacing.reserve_many(state, 0.0, LIMIT, 7)
-    assert slots == [0.0] * 5 + [LIMIT.window_seconds + margin_for(LIMIT)] * 2
+    spacing = (LIMIT.window_seconds + margin_for(LIMIT)) / LIMIT.calls
+    assert slots == pytest.approx([i * spacing for i in range(6)]), "spaced evenly, up to a window of future starts"
     assert pacing.advance_round(after, 12).round == 12
     assert pacing.advance_round(pacing.advance_round(after, 12), 3).round == 12, "the round never goes back"
     later, _ = pacing.reserve_many(LimiterState(), 0.0, LIMIT, 2, earliest=2.0)
-    assert later == [2.0, 2.0], "no dispatched slot sooner than its message can get there"
+    assert later == pytest.approx([2.0, 2.0 + spacing]), "no dispatched slot sooner than its message can get there"
     missed = pacing.reserve(after, 0.5, LIMIT, release=0.0, queue_behind=False)
     assert missed.start is not None, "a call giving back the slot it missed is not held to the bound"
 
@@ -266,6 +268,18 @@ class Sim:
         while self.queue.heap and self.queue.heap[0][0] <= when:
             await self.step()
         self.clock.now = max(self.clock.now, when)
+
+    async def run_with_timer(self, until: datetime, every: float = 10.0) -> None:
+        """Messages as they become visible, and the timer's pump every ``every`` seconds, up to ``until``."""
+        tick = self.clock() + timedelta(seconds=every)
+        while self.clock() < until:
+            if self.queue.heap and self.queue.heap[0][0] <= min(until, tick):
+                await self.step()
+                continue
+            self.clock.now = min(until, tick)
+            if self.clock() >= tick:
+                await self.dispatcher.pump_all()
+                tick = self.clock() + timedelta(seconds=every)
 
     async def drain(self, max_steps: int = 100_000) -> None:
         for _ in range(max_steps):
@@ -478,6 +492,27 @@ async def test_a_one_call_request_through_intake_starts_within_a_few_slots_while
     slot = (LIMIT.window_seconds + margin_for(LIMIT)) / LIMIT.calls
     waited = (started - submitted).total_seconds() / slot
     assert waited <= 10, f"waited {waited:.1f} slots"
+
+
+async def test_one_call_requests_arriving_at_any_moment_wait_about_a_window_of_slots_not_two() -> None:
+    """Newcomers at 8 moments spread over a window while a big request drains (pumps after calls, timer every
+    10 s): each waits for the window of slots handed out ahead and about one more. With bursts of 5 slots every
+    10.4 s, one that arrived just after a burst was handed out waited for the next burst too: 10 slots."""
+    slot = (LIMIT.window_seconds + margin_for(LIMIT)) / LIMIT.calls
+    waits = []
+    for k in range(8):
+        s = sim()
+        await s.accept("1" * 32, 300)
+        submitted = T0 + timedelta(seconds=60 + k * 1.3)
+        await s.run_with_timer(submitted)
+        await s.accept("2" * 32, 1)
+        await s.run_with_timer(submitted + timedelta(seconds=60))
+        [started] = [t for t, who in s.graph.posts if who.startswith("22222222")]
+        waits.append((started - submitted).total_seconds() / slot)
+        starts = [t.timestamp() for t, _ in s.graph.posts]
+        assert count_in_any_window(starts, LIMIT.window_seconds) <= LIMIT.calls
+        assert len(starts) >= 0.9 * LIMIT.calls * (s.clock.ts() - T0.timestamp()) / (LIMIT.window_seconds + 0.4)
+    assert max(waits) <= ahead_for(LIMIT) + 2, f"waited {max(waits):.1f} slots at most (p50 {sorted(waits)[4]:.1f})"
 
 
 async def test_parking_at_intake_costs_fewer_operations_per_call_than_parking_in_the_worker_and_stays_flat() -> None:

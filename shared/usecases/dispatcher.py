@@ -37,6 +37,10 @@ log = telemetry.get_logger(__name__)
 LEASE_SECONDS = 15.0
 #: Rounds of head-read, reserve and hand-out in one pump (each fills up to the limiter's free places).
 MAX_PASSES = 3
+#: No pass begins after the pump has held its lease this long (a third of it): a pump whose storage answers
+#: slowly lets the next one (a worker's, the timer's) start over from the limiter's state as it then is.
+#: Measured on Azurite during a 20,000-call intake: one timer pump held the lease for 3 min 6 s.
+PASSES_WITHIN_SECONDS = LEASE_SECONDS / 3
 #: A dispatched call's message arrives this long before its slot (the worker's own lead; queue delays are
 #: whole seconds and polling is not punctual), and the worker sleeps the rest.
 LEAD_SECONDS = 3.0
@@ -239,14 +243,18 @@ class Dispatcher:
         if token is None:
             return 0  # another instance is dispatching this scope right now
         handed = 0
+        began = self.clock()
         try:
             for _ in range(MAX_PASSES):
                 given, more = await self._pass(scope)
                 handed += given
-                if not more:
+                if not more or self.clock() - began >= PASSES_WITHIN_SECONDS:
                     break
         finally:
             await self.lease.release(name, token)
+        held = self.clock() - began
+        if held >= LEASE_SECONDS:
+            log.warning("backlog: a pump outlived its lease", extra={"scope": scope, "seconds": round(held, 1)})
         if handed:
             log.info("backlog: calls handed a slot", extra={"scope": scope, "calls": handed})
         return handed

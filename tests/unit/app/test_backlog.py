@@ -30,6 +30,7 @@ from shared.core.records import CallRecord, RequestRecord
 from shared.core.rules import RuleInfo
 from shared.core.vocabulary import CallStatus, Priority, Source
 from shared.settings import Settings
+from shared.usecases import dispatcher as dispatcher_module
 from shared.usecases import sweeper
 from shared.usecases.dispatcher import Dispatcher, is_parked
 from shared.usecases.intake import AcceptCommand, Intake
@@ -425,6 +426,34 @@ async def test_one_dispatcher_per_scope_at_a_time() -> None:
         == 0
     )
     assert await s.dispatcher.pump("tenant") == 3, "an expired lease is taken over (3 parked, places are free)"
+
+
+async def test_a_pump_whose_storage_answers_slowly_begins_no_further_pass_and_leaves_the_rest_to_the_next() -> None:
+    """The head holds entries of calls that are no longer parked: a pump drops them and takes another pass, but
+    not once it has held its lease for a third of it (the next pump starts over from the limiter's state)."""
+
+    async def scenario(seconds_per_pass: float) -> tuple[Sim, int]:
+        s = sim()
+        await s.accept("1" * 32, 30)  # intake handed the 5 free places out at once; 25 wait
+        s.clock.now += timedelta(seconds=30)  # those slots have passed: 5 places are free
+        for key in sorted(k for _, k in s.room.entries)[:5]:  # the five at the head finished: stale entries
+            s.ledger.rows[("1" * 32, Place.parse(key).call_id)]["status"] = "succeeded"
+        read = s.bank.state
+
+        async def slow_state(key: str) -> LimiterState:
+            s.clock.now += timedelta(seconds=seconds_per_pass)
+            return await read(key)
+
+        s.bank.state = slow_state  # type: ignore[method-assign]
+        return s, await s.dispatcher.pump("tenant")
+
+    _, handed = await scenario(0.0)
+    assert handed == LIMIT.calls, "a second pass hands the places the stale entries did not take"
+    slow, handed = await scenario(dispatcher_module.PASSES_WITHIN_SECONDS)
+    assert handed == 0, "no second pass once the pump held its lease that long"
+    assert len(slow.room.entries) == 20, "the stale entries were dropped; the parked ones still wait"
+    slow.clock.now += timedelta(seconds=1)
+    assert await slow.dispatcher.pump("tenant") == LIMIT.calls, "the next pump hands them out"
 
 
 def test_a_parked_entry_points_at_its_call() -> None:

@@ -18,7 +18,7 @@ Columns:
   ÷ the limit. An ideal drain in bursts of N-per-window scores 1.00. The app spaces the backlog's slots
   evenly (``pacing.spacing_for``: a newcomer then waits about a window of slots, not two), and an even drain
   exactly at the limit scores less on a short run, whose last window is spread rather than one burst:
-  items ÷ ((items - 1) × window ÷ N + window) ÷ the limit, 0.94 for 60 items at 5/10 s, and 0.90 once the
+  items ÷ ((items - 1) * window ÷ N + window) ÷ the limit, 0.94 for 60 items at 5/10 s, and 0.90 once the
   safety margin widens the window to 10.4 s (0.95 at 300 items, 0.96 at any depth in the steady state).
 - ``e2e/lim``: items ÷ (wall s + one window) ÷ the limit, the same yardstick end to end (ours includes intake,
   queueing, the ledger and the limiter's safety margin, which alone caps it at window ÷ (window + margin)).

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from azure.core.exceptions import ResourceNotFoundError
 
 from shared.adapters.create_once import CreateOnce
+from shared.adapters.new_rows import create_all
 from shared.core import listing
 from shared.core.listing import Indexed
 from shared.core.vocabulary import RequestStatus
@@ -80,7 +81,8 @@ class TableRequestIndex:
             await self._table.delete_entity(*_place(partition, key))
 
     async def file_new(self, entry: Indexed) -> None:
-        """File a new request under every partition it can be found by (idempotent: upserts)."""
+        """File a new request under every partition it can be found by (idempotent: upserts; the subjects' entries
+        are created, and upserted only when a retried intake finds them there, see :func:`create_all`)."""
         await self._ensure_table()
         entities = self.new_entities(entry)
         by_subject = [e for e in entities if e["PartitionKey"] == OBJECTS_PARTITION]
@@ -88,7 +90,7 @@ class TableRequestIndex:
         batches = [by_subject[k : k + _BATCH] for k in range(0, len(by_subject), _BATCH)]
         await asyncio.gather(
             self._upsert_all(others),
-            *(self._table.submit_transaction([("upsert", e, {"mode": "replace"}) for e in b]) for b in batches),
+            *(create_all(self._table, b, upsert_mode="replace") for b in batches),
         )
 
     @classmethod

@@ -15,6 +15,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
 from shared.adapters.create_once import CreateOnce
+from shared.adapters.new_rows import create_all
 from shared.core.ports import Parked
 
 if TYPE_CHECKING:
@@ -57,12 +58,15 @@ class TableWaitingRoom:
         await self._table.upsert_entity(_row(entry))
 
     async def park_many(self, entries: Sequence[Parked]) -> None:
-        """Add (or keep) many entries: one transaction per 100 of one scope, so a request parks in a few writes."""
+        """Add (or keep) many entries: one transaction per 100 of one scope, so a request parks in a few writes.
+
+        Intake parks a new request's calls, so the entries are created (:func:`create_all`: upserted only when
+        a retried intake finds them there already)."""
         if not entries:
             return
         await self._ensure_table()
         for batch in _batches(entries):
-            await self._table.submit_transaction([("upsert", _row(e)) for e in batch])
+            await create_all(self._table, [_row(e) for e in batch], upsert_mode="merge")
 
     async def head(self, scope: str, limit: int) -> list[Parked]:
         """The first ``limit`` entries of a scope, in order (one page of one partition query)."""

@@ -86,3 +86,33 @@ async def test_entries_are_removed_in_one_transaction_or_one_by_one_when_one_cha
         assert sent[0] == "$batch"
         assert len(sent) == 1 + len(head), "the transaction failed whole: then one by one"
         assert [e.key for e in await room.head(SCOPE, 100)] == [head[3].key] + [f"k{i:03d}" for i in range(20, 30)]
+
+
+def _spy_on_transactions(table: TableClient) -> list[list[str]]:
+    """The operation kinds of every transaction the table client submits from now on."""
+    kinds: list[list[str]] = []
+    submit = table.submit_transaction
+
+    async def spy(operations: Any, **kwargs: Any) -> Any:
+        operations = list(operations)
+        kinds.append([str(op[0]) for op in operations])
+        return await submit(operations, **kwargs)
+
+    table.submit_transaction = spy  # type: ignore[method-assign]
+    return kinds
+
+
+async def test_intake_creates_its_entries_and_a_retried_intake_upserts_the_same_ones(azurite: str) -> None:
+    """Created, not upserted: on Azurite an upsert scans the whole table (see shared.adapters.new_rows)."""
+    async with TableClient.from_connection_string(azurite, BACKLOG_TABLE) as table:
+        room = TableWaitingRoom(table)
+        kinds = _spy_on_transactions(table)
+        entries = [Parked(SCOPE, f"k{i:03d}", RID, f"call-{i:04d}") for i in range(120)]
+        await room.park_many(entries)
+        assert kinds == [["create"] * 100, ["create"] * 20]
+        kinds.clear()
+        await room.park_many([*entries[95:105], Parked(SCOPE, "k999", RID, "call-0999")])  # a retry, and one new
+        assert kinds == [["create"] * 11, ["upsert"] * 11], "one entry was there already: the same as upserts"
+        head = await room.head(SCOPE, 1000)
+        assert [e.key for e in head] == [*(f"k{i:03d}" for i in range(120)), "k999"]
+        assert {(e.request_id, e.call_id) for e in head} == {(e.request_id, e.call_id) for e in [*entries, head[-1]]}

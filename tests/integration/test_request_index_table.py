@@ -48,6 +48,9 @@ async def test_a_hundred_subjects_are_filed_in_one_transaction_and_found_by_each
         # all, source, target, event, status, backlog: one each; the 100 subjects: one transaction ($batch)
         assert len(sent) == 7, sent
         assert sum(s.endswith("/$batch") for s in sent) == 1
+        sent.clear()
+        await index.file_new(_indexed(2, tuple(map(_user, range(100)))))  # a retried intake: the same entries
+        assert sum(s.endswith("/$batch") for s in sent) == 2, "created, then (one was there) the same as upserts"
         await index.file_new(_indexed(3, (_user(5).upper(), _user(500))))
 
         newest_first = [_request_id(3), _request_id(2), _request_id(1)]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import pytest
@@ -156,7 +156,8 @@ async def test_an_entry_the_sweeper_puts_back_after_the_dispatch_is_dropped_not_
     decided = Pause("sweeper re-read the parked call")
     paused = cast(TableLedger, Paused(backlog.bed.ledger, "get_call", decided))
     sweeping = sweeper.Sweeper(paused, cast(Any, backlog.bed.queue), backlog.bed.pending, backlog.room)
-    sweep = await started(sweeping.sweep(now=datetime.now(UTC)), decided)
+    later = datetime.now(UTC) + timedelta(seconds=sweeper.GRACE_SECONDS + 1)  # parked longer ago than the grace
+    sweep = await started(sweeping.sweep(now=later), decided)
     # meanwhile the entry is back (the sweeper of another instance, say) and the call is dispatched and runs
     await backlog.room.park(entries[0])
     assert await backlog.dispatcher().pump(SCOPE) == 1

@@ -412,6 +412,22 @@ async def test_a_stale_entry_is_dropped_and_a_lost_one_is_parked_again_by_the_sw
     assert s.ledger.rows[("1" * 32, lost.call_id)]["status"] == "succeeded"
 
 
+async def test_the_sweeper_leaves_calls_intake_parked_moments_ago_while_their_entries_are_on_their_way() -> None:
+    """Intake writes a new request's rows first and its entries after: a sweep in between must not take the
+    calls for ones whose entries were lost (a warning and a write each), but one past the grace period does."""
+    s = sim()
+    await s.accept("1" * 32, 30)  # 5 handed out at once, 25 parked
+    written = dict(s.room.entries)
+    s.room.entries.clear()  # the rows are there, the entries not yet
+    pending = InMemoryPending()
+    pending.entries["1" * 32] = T0
+    sweep = sweeper.Sweeper(s.ledger, s.queue, pending, s.room)
+    assert (await sweep.sweep(now=s.clock())).reparked == 0, "parked moments ago: left to intake"
+    later = s.clock() + timedelta(seconds=sweeper.GRACE_SECONDS + 1)
+    assert (await sweep.sweep(now=later)).reparked == len(written) == 25, "still missing after the grace: put back"
+    assert set(s.room.entries) == set(written), "each at its own place"
+
+
 async def test_one_dispatcher_per_scope_at_a_time() -> None:
     s = sim()
     s.submit("1" * 32, 30)

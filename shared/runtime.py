@@ -191,10 +191,11 @@ class Runtime:
 
     @cached_property
     def dispatcher(self) -> Dispatcher:
-        """Hands free slots to the head of each scope's backlog."""
+        """Hands free slots to the head of each scope's backlog (woken by delayed messages on the work queue)."""
         from shared.usecases.dispatcher import Dispatcher
 
-        return Dispatcher(self.ledger, self.work_queue, self.limiter, self.waiting_room, self.lease)
+        queue = self.work_queue
+        return Dispatcher(self.ledger, queue, self.limiter, self.waiting_room, self.lease, alarm=queue)
 
     @cached_property
     def worker(self) -> Worker:

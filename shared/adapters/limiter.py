@@ -25,7 +25,7 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError, Resour
 
 from shared.adapters.create_once import CreateOnce
 from shared.core import pacing
-from shared.core.pacing import RateLimit
+from shared.core.pacing import ANYWHERE, RateLimit, Span
 
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableClient
@@ -131,13 +131,13 @@ class TableLimiter:
         return await self._update(key, decide, pacing.Reservation(None, self._clock() + 1.0))
 
     async def reserve_many(
-        self, key: str, count: int, *, round_: int | None = None, waiting: bool | None = None, ahead: float = 0.0
+        self, key: str, count: int, *, round_: int | None = None, waiting: bool | None = None, span: Span = ANYWHERE
     ) -> list[float]:
-        """Up to ``count`` slots in one write, for the backlog's dispatcher, none sooner than ``ahead`` seconds
-        from now; moves the round on, sets ``waiting``."""
+        """Up to ``count`` slots in one write, for the backlog's dispatcher, within ``span`` (seconds from now);
+        moves the round on, sets ``waiting``."""
 
         def decide(state: pacing.LimiterState, now: float) -> tuple[pacing.LimiterState | None, list[float]]:
-            slots, new = pacing.reserve_many(state, now, self._limit, count, now + ahead)
+            slots, new = pacing.reserve_many(state, now, self._limit, count, span)
             if round_ is not None:
                 new = pacing.advance_round(new, round_)
             if waiting is not None:

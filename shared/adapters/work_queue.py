@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from shared.adapters.create_once import CreateOnce
-from shared.core.ports import MAX_VISIBILITY_DELAY_SECONDS, WorkItem
+from shared.core.ports import MAX_VISIBILITY_DELAY_SECONDS, Wake, WorkItem
 
 if TYPE_CHECKING:
     from azure.storage.queue.aio import QueueClient
@@ -38,3 +38,9 @@ class StorageQueue:
         await self._ensure_queue()
         delay = int(min(max(0.0, delay_seconds), MAX_VISIBILITY_DELAY_SECONDS) + 0.999)
         await self._queue.send_message(item.to_json(), visibility_timeout=delay or None)
+
+    async def wake(self, scope: str, delay_seconds: float) -> None:
+        """Wake ``scope``'s dispatcher in ``delay_seconds`` (whole seconds, rounded down: rather early than late)."""
+        await self._ensure_queue()
+        delay = int(min(max(0.0, delay_seconds), MAX_VISIBILITY_DELAY_SECONDS))
+        await self._queue.send_message(Wake(scope).to_json(), visibility_timeout=delay or None)

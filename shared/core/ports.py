@@ -4,44 +4,19 @@ them in; tests pass fakes that implement the same Protocols."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from shared.core import ids
 from shared.core.listing import Indexed
-from shared.core.pacing import LimiterState, RateLimit, Reservation
+from shared.core.pacing import ANYWHERE, LimiterState, RateLimit, Reservation, Span
 from shared.core.records import Attempt, CallRecord, OutboxMarks, RequestRecord, Stamp
 from shared.core.rules import RuleInfo
-
-MAX_VISIBILITY_DELAY_SECONDS = 7 * 24 * 3600 - 60
-
-
-@dataclass(frozen=True)
-class WorkItem:
-    """Which call to make: a pointer into the ledger, never the call itself."""
-
-    request_id: str
-    call_id: str
-
-    def to_json(self) -> str:
-        """The message body."""
-        return json.dumps({"requestId": self.request_id, "callId": self.call_id}, separators=(",", ":"))
-
-    @classmethod
-    def from_json(cls, body: bytes | str) -> WorkItem:
-        """Parse a message body; raises ValueError when it is not one of ours."""
-        data = json.loads(body)
-        if not isinstance(data, dict):
-            raise ValueError("work item must be a JSON object")
-        request_id, call_id = data.get("requestId"), data.get("callId")
-        if not isinstance(request_id, str) or not ids.is_request_id(request_id):
-            raise ValueError("work item has no valid requestId")
-        if not isinstance(call_id, str) or not (call_id.startswith("call-") and call_id[5:].isdigit()):
-            raise ValueError("work item has no valid callId")
-        return cls(request_id, call_id)
+from shared.core.work_items import MAX_VISIBILITY_DELAY_SECONDS as MAX_VISIBILITY_DELAY_SECONDS
+from shared.core.work_items import Wake as Wake
+from shared.core.work_items import WorkItem as WorkItem
+from shared.core.work_items import work_message as work_message
 
 
 @dataclass(frozen=True)
@@ -181,7 +156,7 @@ class SlotBank(RateLimiter, Protocol):
     async def state(self, key: str) -> LimiterState: ...
 
     async def reserve_many(
-        self, key: str, count: int, *, round_: int | None = None, waiting: bool | None = None, ahead: float = 0.0
+        self, key: str, count: int, *, round_: int | None = None, waiting: bool | None = None, span: Span = ANYWHERE
     ) -> list[float]: ...
 
     async def mark_waiting(self, key: str) -> None: ...
@@ -236,6 +211,12 @@ class WorkQueue(Protocol):
     async def send_text(self, text: str) -> None: ...
 
     async def send(self, item: WorkItem, delay_seconds: float = 0) -> None: ...
+
+
+class Alarm(Protocol):
+    """Wakes a scope's dispatcher later (implemented by ``shared.adapters.work_queue``: a delayed message)."""
+
+    async def wake(self, scope: str, delay_seconds: float) -> None: ...
 
 
 class LogStore(Protocol):

@@ -4,7 +4,7 @@
 CloudEvent). A message that can never be valid is recorded ``rejected`` in the ledger with its reasons and
 moved to ``provisioning-requests-poison`` at once (``shared.usecases.rejections``), instead of failing five
 times first; a failure of our own storage raises, so the host retries the message. ``provisioning-work``
-messages are one Graph call each.
+messages are one Graph call each, or a wake for a scope's dispatcher (``shared.core.ports.Wake``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from shared import telemetry
 from shared.contract.problems import Problem
 from shared.core.models import ProvisioningRequest
-from shared.core.ports import WorkItem
+from shared.core.ports import Wake, work_message
 from shared.core.vocabulary import Source
 from shared.runtime import Runtime, get_runtime
 from shared.usecases import intake
@@ -35,10 +35,14 @@ def _now() -> datetime:
 async def on_work_message(
     msg: func.QueueMessage, runtime: Runtime | None = None, *, invocation_id: str | None = None
 ) -> None:
-    """Process one work item. A body that is not a work item raises, so the host poisons it after retries."""
+    """Process one work item, or wake a scope's dispatcher. A body that is neither raises, so the host poisons it
+    after retries."""
     with telemetry.bound(invocationId=invocation_id, messageId=msg.id):
-        item = WorkItem.from_json(msg.get_body())
+        item = work_message(msg.get_body())
         rt = runtime or get_runtime()
+        if isinstance(item, Wake):
+            await rt.dispatcher.woken(item.scope)
+            return
         await rt.worker.process(item)
 
 

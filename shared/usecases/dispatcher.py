@@ -9,8 +9,10 @@ marked ``waitingFor: slot``; its work message completes. It costs nothing while 
 a slot, reserves their slots in one limiter write, then for each call writes its slot on the row (ETag),
 enqueues its work item to arrive just before the slot, and only then deletes the entry. So an entry is
 never lost: a crash leaves an entry whose call either still waits (dispatched again next time) or holds a
-slot already (the entry is dropped as stale). Workers pump after their Graph call (at most twice a window
-per instance), and a timer pumps every scope as a safety net. Storage operations per call are a constant:
+slot already (the entry is dropped as stale). Places are handed out just before they begin (within
+:data:`HAND_OUT_WITHIN_SECONDS`), so a newcomer that arrives meanwhile takes one. Workers pump after their Graph
+call, a wake (a delayed work message) comes just before a window's places when no call would pump then, and a
+timer pumps every scope as a safety net. Storage operations per call are a constant:
 no call is read or moved again while it waits, whatever the depth.
 """
 
@@ -24,10 +26,11 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from shared import telemetry
+from shared.core import pacing
 from shared.core.backlog import Place, place_for
 from shared.core.errors import StaleWrite
-from shared.core.pacing import LimiterState, scope_key
-from shared.core.ports import Lease, Ledger, Parked, SlotBank, WaitingRoom, WorkItem, WorkQueue
+from shared.core.pacing import LimiterState, Span, scope_key
+from shared.core.ports import Alarm, Lease, Ledger, Parked, SlotBank, WaitingRoom, WorkItem, WorkQueue
 from shared.core.records import CallRecord
 from shared.core.vocabulary import CallStatus, WaitingFor
 
@@ -46,6 +49,15 @@ PASSES_WITHIN_SECONDS = LEASE_SECONDS / 3
 LEAD_SECONDS = 3.0
 #: A slot handed out of the backlog lies at least this far ahead (see :meth:`Dispatcher._ahead`).
 DISPATCH_AHEAD_SECONDS = 2.0
+#: A slot handed out of the backlog lies at most this far ahead: a window's places are handed out just before
+#: they begin, not a window ahead, so a newcomer that arrives meanwhile takes one (it sorts first in the
+#: backlog). At Graph's 5/10 s, handed out a window ahead, a newcomer arriving just after a hand-out waited for
+#: the next window's too: 10 slots. Just in time, it waits at most a window plus this (about 8 slots).
+HAND_OUT_WITHIN_SECONDS = 6.0
+#: A wake (see :meth:`Dispatcher._wake_before`) is timed to arrive this long before the next place begins:
+#: whole-second delays arrive up to 1 s early, queue polling up to 2 s late, and the place must still lie
+#: within :data:`HAND_OUT_WITHIN_SECONDS` and at least :data:`DISPATCH_AHEAD_SECONDS` ahead.
+WAKE_BEFORE_SECONDS = 5.0
 #: Calls of a new request that go straight to the queue when the limiter has free places for them all (more
 #: are parked at intake, see :meth:`Dispatcher.admit`): a window at Graph's 5/10 s.
 AT_ONCE = 5
@@ -123,7 +135,11 @@ class Dispatcher:
     room: WaitingRoom
     lease: Lease
     clock: Callable[[], float] = time.time
+    #: Wakes the dispatcher when the next window's places are about to begin (None: the timer and the workers'
+    #: pumps only, as in tests that do not look at timing).
+    alarm: Alarm | None = None
     _last_pump: dict[str, float] = field(default_factory=dict)
+    _wakes: dict[str, float] = field(default_factory=dict)
 
     async def park(self, scope: str, call: CallRecord, state: LimiterState) -> dict[str, Any]:
         """Write a call's backlog entry; the changes that mark its row parked (the worker writes them, as its attempt).
@@ -262,8 +278,11 @@ class Dispatcher:
     async def _pass(self, scope: str) -> tuple[int, bool]:
         """One read of the head and hand-out; whether another pass may find more to do."""
         state = await self.limiter.state(scope)
-        free = state.free(self.clock(), self.limiter.limit)
+        now = self.clock()
+        free = len(self._places(state, now))
         if free == 0:
+            if state.waiting:
+                await self._wake_before(scope, state, now)
             return 0, False
         entries = await self.room.head(scope, free)
         calls = await self._calls_of(entries)
@@ -283,13 +302,51 @@ class Dispatcher:
             return 0, bool(entries) and not emptied
         round_ = max(Place.parse(entry.key).round for entry, _ in ready)
         slots = await self.limiter.reserve_many(
-            scope, len(ready), round_=round_, waiting=False if emptied else None, ahead=self._ahead()
+            scope,
+            len(ready),
+            round_=round_,
+            waiting=False if emptied else None,
+            span=self._span(),
         )
         results = await _bounded([self._hand(e, c, slot) for (e, c), slot in zip(ready, slots, strict=False)])
         # the entries of the calls handed a slot go last, together (a crash before leaves them to the next pump,
         # which finds their calls no longer parked and drops them)
         await self.room.remove_many([e for (e, _), handed in zip(ready, results, strict=False) if handed])
-        return sum(results), not emptied and len(slots) == len(ready)
+        more = not emptied and len(slots) == len(ready)
+        known = self.limiter.known(scope)
+        if not emptied and known is not None:
+            await self._wake_before(scope, known, self.clock())
+        return sum(results), more
+
+    def _places(self, state: LimiterState, now: float) -> list[float]:
+        """The slots a pass could hand out now: free places of the row, due within the hand-out horizon (pure)."""
+        limit = self.limiter.limit
+        free = state.free(now, limit)
+        return pacing.reserve_many(state, now, limit, free, self._span())[0]
+
+    async def _wake_before(self, scope: str, state: LimiterState, now: float) -> None:
+        """Calls still wait: have a wake arrive just before the next place begins (:func:`pacing.wake_at`), unless
+        this process already asked for one as early. Never raises: the timer pumps too."""
+        at = pacing.wake_at(state, now, self.limiter.limit, self._ahead(), WAKE_BEFORE_SECONDS)
+        asked = self._wakes.get(scope)
+        if self.alarm is None or at is None or (asked is not None and now < asked <= at + 0.5):
+            return
+        try:
+            await self.alarm.wake(scope, at - now)
+        except Exception:
+            log.warning("could not set the dispatcher's wake; the timer will pump", exc_info=True)
+            return
+        self._wakes[scope] = at
+
+    async def woken(self, scope: str) -> int:
+        """A wake arrived: hand the places about to begin to the head of the backlog. Never raises (a wake that
+        failed is not worth a poison message: the timer pumps every scope anyway)."""
+        self._wakes.pop(scope, None)
+        try:
+            return await self.pump(scope)
+        except Exception:
+            log.warning("could not hand slots to the backlog on a wake; the timer will", exc_info=True)
+            return 0
 
     async def _calls_of(self, entries: list[Parked]) -> list[CallRecord | None]:
         """The call row of each entry. A request with a few entries at the head has its parked calls read in one
@@ -313,6 +370,10 @@ class Dispatcher:
         """How far ahead a dispatched slot must lie: a message takes this long to reach a worker and be claimed
         (queue polling backs off to 2 s when idle; then a read and a claim). Half a window for short ones."""
         return min(DISPATCH_AHEAD_SECONDS, self.limiter.limit.window_seconds / 2)
+
+    def _span(self) -> Span:
+        """Where a dispatched slot lies: far enough ahead for its message, and just in time."""
+        return Span(self._ahead(), HAND_OUT_WITHIN_SECONDS)
 
     async def _hand(self, entry: Parked, call: CallRecord, slot: float) -> bool:
         """Give one parked call its slot: row first (version), then its work item (the caller removes the entry)."""

@@ -7,6 +7,7 @@ changed or went meanwhile.
 
 from __future__ import annotations
 
+import base64
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -116,3 +117,28 @@ async def test_intake_creates_its_entries_and_a_retried_intake_upserts_the_same_
         head = await room.head(SCOPE, 1000)
         assert [e.key for e in head] == [*(f"k{i:03d}" for i in range(120)), "k999"]
         assert {(e.request_id, e.call_id) for e in head} == {(e.request_id, e.call_id) for e in [*entries, head[-1]]}
+
+
+async def test_a_wake_is_a_base64_work_message_invisible_for_its_whole_seconds(azurite: str) -> None:
+    """The dispatcher's wake rides on ``provisioning-work`` as the host reads it (base64), delayed by whole
+    seconds rounded down (rather early than late: the pump then still finds the place within its horizon)."""
+    from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
+    from azure.storage.queue.aio import QueueClient
+
+    from shared.adapters.work_queue import StorageQueue
+    from shared.core.ports import Wake, work_message
+
+    encode, decode = TextBase64EncodePolicy(), TextBase64DecodePolicy()
+    async with (
+        QueueClient.from_connection_string(
+            azurite, "wakes", message_encode_policy=encode, message_decode_policy=decode
+        ) as client,
+        QueueClient.from_connection_string(azurite, "wakes") as raw,
+    ):
+        queue = StorageQueue(client)
+        await queue.wake(SCOPE, 0.9)  # rounded down: visible at once
+        await queue.wake(SCOPE, 60.9)
+        [message] = await raw.peek_messages(max_messages=32)
+        assert work_message(base64.b64decode(message.content)) == Wake(SCOPE)
+        properties = await client.get_queue_properties()
+        assert properties.approximate_message_count == 2, "the later wake is there, not yet visible"

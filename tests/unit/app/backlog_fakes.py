@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from shared.core import pacing
-from shared.core.pacing import LimiterState, RateLimit
+from shared.core.pacing import ANYWHERE, LimiterState, RateLimit, Span
 from shared.core.ports import Parked
 
 
@@ -107,10 +107,10 @@ class InMemorySlotBank:
         return self.states.get(key)
 
     async def reserve_many(
-        self, key: str, count: int, *, round_: int | None = None, waiting: bool | None = None, ahead: float = 0.0
+        self, key: str, count: int, *, round_: int | None = None, waiting: bool | None = None, span: Span = ANYWHERE
     ) -> list[float]:
         now = self.clock()
-        slots, state = pacing.reserve_many(self.states.get(key, LimiterState()), now, self.limit, count, now + ahead)
+        slots, state = pacing.reserve_many(self.states.get(key, LimiterState()), now, self.limit, count, span)
         if round_ is not None:
             state = pacing.advance_round(state, round_)
         if waiting is not None:

@@ -25,7 +25,7 @@ from shared.core import pacing, send_deadline
 from shared.core.backlog import Place, call_index, place_for
 from shared.core.models import ProvisioningRequest
 from shared.core.pacing import LimiterState, RateLimit, ahead_for, count_in_any_window, margin_for, reserve
-from shared.core.ports import GraphAnswer, GraphFailure, JobStatus, Parked, WorkItem
+from shared.core.ports import GraphAnswer, GraphFailure, JobStatus, Parked, Wake, WorkItem
 from shared.core.records import CallRecord, RequestRecord
 from shared.core.rules import RuleInfo
 from shared.core.vocabulary import CallStatus, Priority, Source
@@ -113,11 +113,15 @@ def test_newcomers_queue_behind_waiting_calls_but_the_dispatcher_does_not() -> N
     assert reserve(state, 0.0, LIMIT).start is None
     assert reserve(state, 0.0, LIMIT, queue_behind=False).start == 0.0
     slots, after = pacing.reserve_many(state, 0.0, LIMIT, 7)
-    spacing = (LIMIT.window_seconds + margin_for(LIMIT)) / LIMIT.calls
-    assert slots == pytest.approx([i * spacing for i in range(6)]), "spaced evenly, up to a window of future starts"
+    spacing = pacing.spacing_for(LIMIT)
+    window = LIMIT.window_seconds + margin_for(LIMIT)
+    assert slots == pytest.approx([i * spacing for i in range(5)] + [window]), "together, then the next"
+    within, _ = pacing.reserve_many(state, 0.0, LIMIT, 7, pacing.Span(0.0, 5.0))
+    assert within == slots[:5], "no slot past the span: the next window's places are handed out just in time"
+    assert pacing.next_slot(pacing.reserve_many(state, 0.0, LIMIT, 5)[1], 1.0, LIMIT) == pytest.approx(window)
     assert pacing.advance_round(after, 12).round == 12
     assert pacing.advance_round(pacing.advance_round(after, 12), 3).round == 12, "the round never goes back"
-    later, _ = pacing.reserve_many(LimiterState(), 0.0, LIMIT, 2, earliest=2.0)
+    later, _ = pacing.reserve_many(LimiterState(), 0.0, LIMIT, 2, pacing.Span(2.0))
     assert later == pytest.approx([2.0, 2.0 + spacing]), "no dispatched slot sooner than its message can get there"
     missed = pacing.reserve(after, 0.5, LIMIT, release=0.0, queue_behind=False)
     assert missed.start is not None, "a call giving back the slot it missed is not held to the bound"
@@ -176,9 +180,10 @@ class SimQueue:
     """Messages become visible after their delay on the simulated clock."""
 
     clock: Clock
-    heap: list[tuple[datetime, int, WorkItem]] = field(default_factory=list)
+    heap: list[tuple[datetime, int, WorkItem | Wake]] = field(default_factory=list)
     seq: int = 0
     sent: int = 0
+    wakes: int = 0
 
     async def ping(self) -> None:
         return None
@@ -190,6 +195,11 @@ class SimQueue:
         self.seq += 1
         self.sent += 1
         heapq.heappush(self.heap, (self.clock() + timedelta(seconds=delay_seconds), self.seq, item))
+
+    async def wake(self, scope: str, delay_seconds: float) -> None:
+        self.seq += 1
+        self.wakes += 1
+        heapq.heappush(self.heap, (self.clock() + timedelta(seconds=int(delay_seconds)), self.seq, Wake(scope)))
 
 
 class SimGraph:
@@ -256,7 +266,10 @@ class Sim:
             return False
         due, _, item = heapq.heappop(self.queue.heap)
         self.clock.now = max(self.clock.now, due)
-        await self.worker.process(item)
+        if isinstance(item, Wake):
+            await self.dispatcher.woken(item.scope)
+        else:
+            await self.worker.process(item)
         return True
 
     async def park_some(self, count: int) -> list[str]:
@@ -297,7 +310,7 @@ def sim(limit: RateLimit = LIMIT) -> Sim:
     ledger, queue, graph = CountingLedger(), SimQueue(clock), SimGraph(clock)
     bank = InMemorySlotBank(clock.ts, limit)
     room = InMemoryWaitingRoom()
-    dispatcher = Dispatcher(ledger, queue, bank, room, InMemoryLease(clock.ts), clock=clock.ts)
+    dispatcher = Dispatcher(ledger, queue, bank, room, InMemoryLease(clock.ts), clock=clock.ts, alarm=queue)
 
     async def sleep(seconds: float) -> None:
         clock.now += timedelta(seconds=seconds)
@@ -540,9 +553,10 @@ async def test_a_one_call_request_through_intake_starts_within_a_few_slots_while
 
 
 async def test_one_call_requests_arriving_at_any_moment_wait_about_a_window_of_slots_not_two() -> None:
-    """Newcomers at 8 moments spread over a window while a big request drains (pumps after calls, timer every
-    10 s): each waits for the window of slots handed out ahead and about one more. With bursts of 5 slots every
-    10.4 s, one that arrived just after a burst was handed out waited for the next burst too: 10 slots."""
+    """Newcomers at 8 moments spread over a window while a big request drains (pumps after calls, wakes, a timer
+    every 10 s): each waits at most a window and the hand-out horizon. When a window's places were handed out a
+    window ahead, in one burst, one that arrived just after a hand-out waited for the next window's too: 11.5
+    slots in this simulation, 10.2 measured at the real window (the issue's bar is 10)."""
     slot = (LIMIT.window_seconds + margin_for(LIMIT)) / LIMIT.calls
     waits = []
     for k in range(8):
@@ -557,7 +571,24 @@ async def test_one_call_requests_arriving_at_any_moment_wait_about_a_window_of_s
         starts = [t.timestamp() for t, _ in s.graph.posts]
         assert count_in_any_window(starts, LIMIT.window_seconds) <= LIMIT.calls
         assert len(starts) >= 0.9 * LIMIT.calls * (s.clock.ts() - T0.timestamp()) / (LIMIT.window_seconds + 0.4)
-    assert max(waits) <= ahead_for(LIMIT) + 2, f"waited {max(waits):.1f} slots at most (p50 {sorted(waits)[4]:.1f})"
+    bound = 9  # a window (5 slots), the hand-out horizon (6 s: about 3 slots) and one more
+    assert max(waits) <= bound, f"waited {max(waits):.1f} slots at most (p50 {sorted(waits)[4]:.1f})"
+
+
+async def test_a_backlog_drains_in_whole_windows_so_its_last_call_starts_as_early_as_the_limit_allows() -> None:
+    """60 calls through intake, as the real-window pacing bench sends them: on the bench's yardstick (calls per
+    first-to-last start plus a window, against the limit) the drain reaches 0.95. Spaced evenly over each window
+    it reached 0.90: the last window's calls came up to a window less one slot later. Each window's places are
+    handed out by a wake timed just before they begin, not by the timer (which alone leaves gaps)."""
+    s = sim()
+    await s.accept("1" * 32, 60)
+    await s.run_with_timer(T0 + timedelta(seconds=200))
+    starts = sorted(t.timestamp() for t, _ in s.graph.posts)
+    assert len(starts) == 60
+    assert count_in_any_window(starts, LIMIT.window_seconds) <= LIMIT.calls
+    rate = len(starts) / ((starts[-1] - starts[0] + LIMIT.window_seconds) * LIMIT.calls / LIMIT.window_seconds)
+    assert rate >= 0.95, f"{rate:.3f} of the limit"
+    assert 0 < s.queue.wakes <= 12, "about a wake per window, not one per pump"
 
 
 async def test_parking_at_intake_costs_fewer_operations_per_call_than_parking_in_the_worker_and_stays_flat() -> None:

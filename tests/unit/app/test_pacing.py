@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -109,7 +110,7 @@ def test_the_dispatcher_hands_slots_out_evenly_spaced_at_the_same_rate(limit: Ra
     state, now, pumps = LimiterState(), 0.0, 0
     starts: list[float] = []
     while len(starts) < n:
-        slots, state = pacing.reserve_many(state, now, limit, n - len(starts), now + 0.1)
+        slots, state = pacing.reserve_many(state, now, limit, n - len(starts), pacing.Span(0.1))
         starts += slots
         # the dispatcher pumps again once a place frees up: the row's soonest future start has passed
         now = min((t for t in state.starts if t > now), default=now) + 1e-3
@@ -179,3 +180,15 @@ def test_sweeper_decisions() -> None:
     assert due_for_enqueue(c(**{"enqueued": False, "nextAttemptAt": now + timedelta(days=6)}), now)
     assert not due_for_enqueue(c(**{"enqueued": False, "nextAttemptAt": now + timedelta(days=8)}), now)
     assert not due_for_enqueue(c(**{"nextAttemptAt": now + timedelta(days=1)}), now)
+
+
+def test_a_wake_comes_before_a_windows_places_only_when_no_call_would_pump_then() -> None:
+    limit = RateLimit(5, 10.0)
+    burst, state = pacing.reserve_many(LimiterState(), 0.0, limit, 5)
+    assert burst == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
+    assert pacing.wake_at(state, 1.0, limit, 2.0, 5.0) == pytest.approx(10.4 - 5.0), "the next window's places"
+    assert pacing.wake_at(state, -1.0, limit, 2.0, 5.0) is None, "the row is full: the calls on it pump"
+    assert pacing.wake_at(LimiterState(), 0.0, limit, 2.0, 5.0) is None, "the place is due now: the pass takes it"
+    fast = RateLimit(200, 10.0)
+    _, busy = pacing.reserve_many(LimiterState(), 0.0, fast, 115, pacing.Span(2.0, 6.0))
+    assert pacing.wake_at(busy, 0.5, fast, 2.0, 5.0) is None, "a call on a later start pumps first"

@@ -78,6 +78,8 @@ class Row:
     max_per_window: int
     calls_per_item: float
     failed: int
+    #: Accepted arrivals at the emulator, seconds after the first (``--arrivals`` prints them).
+    arrivals: tuple[float, ...] = ()
 
 
 def _subject(i: int) -> dict[str, str]:
@@ -105,6 +107,12 @@ def _accepted_rate(calls: list[dict[str, Any]], limit: RateLimit) -> float:
         return 0.0
     span = max(accepted) - min(accepted) + limit.window_seconds
     return len(accepted) / span / (limit.calls / limit.window_seconds)
+
+
+def _offsets(times: list[float]) -> tuple[float, ...]:
+    """Seconds after the first, in order."""
+    ordered = sorted(times)
+    return tuple(round(t - ordered[0], 2) for t in ordered)
 
 
 def _request_rows(connection: str) -> list[dict[str, Any]]:
@@ -171,6 +179,7 @@ def run_ours(stack: Stack, workers: int, items: int, limit: RateLimit) -> Row:
         max_per_window=count_in_any_window(_arrivals(calls), limit.window_seconds),
         calls_per_item=len(calls) / items,
         failed=sum(1 for r in rows if r["status"] != "succeeded"),
+        arrivals=_offsets(_arrivals(calls, accepted_only=True)),
     )
 
 
@@ -276,7 +285,7 @@ def _env(limit: str) -> dict[str, str]:
     return env
 
 
-def _print(rows: list[Row], limit: RateLimit, took: float) -> None:
+def _print(rows: list[Row], limit: RateLimit, took: float, *, arrivals: bool = False) -> None:
     header = (
         f"{'':10}{'workers':>8}{'items':>7}{'wall s':>8}{'acc/lim':>9}{'e2e/lim':>9}"
         f"{'429':>6}{'max/win':>9}{'calls/item':>12}{'failed':>8}"
@@ -285,7 +294,7 @@ def _print(rows: list[Row], limit: RateLimit, took: float) -> None:
     print(header)
     for r in rows:
         print(
-            f"{r.who:10}{r.workers:>8}{r.items:>7}{r.wall:>8.2f}{r.accepted_rate:>9.2f}{r.e2e_rate:>9.2f}"
+            f"{r.who:10}{r.workers:>8}{r.items:>7}{r.wall:>8.2f}{r.accepted_rate:>9.3f}{r.e2e_rate:>9.3f}"
             f"{r.throttled:>6}{r.max_per_window:>9}{r.calls_per_item:>12.2f}{r.failed:>8}"
         )
     ours = {r.workers: r for r in rows if r.who == "ours"}
@@ -297,6 +306,9 @@ def _print(rows: list[Row], limit: RateLimit, took: float) -> None:
             f"Graph calls per item ours/baseline {o.calls_per_item / b.calls_per_item:.2f}x, "
             f"429s {o.throttled} vs {b.throttled}, failed {o.failed} vs {b.failed}"
         )
+    for r in rows:
+        if arrivals and r.arrivals:
+            print(f"{r.who}, {r.workers} worker(s), accepted arrivals (s after the first): {list(r.arrivals)}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -307,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", default="5/1s", help="the compressed window, in the emulator and the app")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--log", type=Path, help="the stacks' output (default: discarded)")
+    parser.add_argument("--arrivals", action="store_true", help="print when each accepted call reached Graph")
     args = parser.parse_args(argv)
     limit = RateLimit.parse(args.limit)
     began = time.monotonic()
@@ -322,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(run_baseline(stack, workers, args.items, limit))
             print(f"[{time.monotonic() - began:.0f} s] {workers} worker(s) done", file=sys.stderr, flush=True)
     rows.sort(key=lambda r: (r.who != "ours", r.workers))
-    _print(rows, limit, time.monotonic() - began)
+    _print(rows, limit, time.monotonic() - began, arrivals=args.arrivals)
     return 0
 
 

@@ -343,7 +343,9 @@ class Dispatcher:
         failed is not worth a poison message: the timer pumps every scope anyway)."""
         self._wakes.pop(scope, None)
         try:
-            return await self.pump(scope)
+            handed = await self.pump(scope)
+            log.info("backlog: woken", extra={"scope": scope, "calls": handed})
+            return handed
         except Exception:
             log.warning("could not hand slots to the backlog on a wake; the timer will", exc_info=True)
             return 0

@@ -223,6 +223,7 @@ class Worker:
             return await self._record_failure(item, call, ready.failure, attempts, ready.extra)
         assert ready.rule_id is not None
         send_by = None if ready.slot is None else ready.slot.timestamp() + lateness_for(self.limiter.limit)
+        calling = self.clock()
         result = await self._call_graph(
             ready.service_principal_id, ready.job_id, ready.rule_id, ready.subject, send_by=send_by
         )
@@ -232,9 +233,7 @@ class Worker:
             await self.backlog.pump_soon(ready.scope)  # the call freed a place: hand slots to the backlog
         if isinstance(result, GraphFailure):
             if result.http_status == 429:
-                # a bare 429 blocks the scope for our own backoff, grown by this call's 429s (not all its attempts)
-                throttles = (call.throttled_attempts or 0) + 1
-                await self._report_throttle(ready.scope, result.retry_after_seconds or retry.backoff(throttles))
+                await self._throttled(call, ready, result, calling)
             return await self._record_failure(item, call, result, attempts, ready.extra)
         return await self._record_answer(item, call, result, attempts, ready.extra)
 
@@ -257,6 +256,16 @@ class Worker:
         log.warning("slot missed before the request went out; taking another", extra={"detail": why.message})
         await self.preparer.defer(call, previous_attempts, self.clock(), {"reserved_at": ready.slot})
         return WorkerOutcome.PACED
+
+    async def _throttled(self, call: CallRecord, ready: Ready, result: GraphFailure, calling: datetime) -> None:
+        """Graph said 429: the scope is blocked for its ``Retry-After``, or for a bare 429 our own backoff, grown by
+        this call's 429s (not all its attempts). A call on a slot says how late it went: a 429 there means the
+        shared limiter's margin was not enough, or something else calls Graph in the same scope."""
+        if ready.slot is not None:
+            lag = (calling - ready.slot).total_seconds()
+            log.warning("Graph answered 429 to a call on its slot", extra={"slotLagSeconds": round(lag, 3)})
+        throttles = (call.throttled_attempts or 0) + 1
+        await self._report_throttle(ready.scope, result.retry_after_seconds or retry.backoff(throttles))
 
     async def _report_throttle(self, scope: str, seconds: float) -> None:
         """Tell the shared limiter; the 429 itself is recorded whether or not this works."""

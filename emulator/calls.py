@@ -71,6 +71,10 @@ class CallLog:
         self._calls.clear()
         self._seq = 0
 
-    def list(self, operation: str | None = None) -> list[dict[str, Any]]:
-        """Calls in arrival order, optionally only one operation."""
-        return [c.to_json() for c in self._calls if operation is None or c.operation == operation]
+    def list(self, operation: str | None = None, after: int = 0) -> list[dict[str, Any]]:
+        """Calls in arrival order, optionally only one operation, optionally only those after the ``seq``
+        ``after`` (a poller then reads what is new, not the whole log each time)."""
+        start = 0
+        if after and self._calls:
+            start = max(0, min(len(self._calls), after - self._calls[0].seq + 1))
+        return [c.to_json() for c in self._calls[start:] if operation is None or c.operation == operation]

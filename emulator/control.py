@@ -30,7 +30,10 @@ async def _health(request: web.Request) -> web.StreamResponse:
 
 async def _calls(request: web.Request) -> web.StreamResponse:
     emu = request.app[EMULATOR]
-    return web.json_response({"calls": emu.calls.list(request.query.get("operation"))})
+    after = request.query.get("after", "0")
+    if not (after.isascii() and after.isdigit()):
+        return web.json_response({"error": "after must be a call's seq, a whole number"}, status=400)
+    return web.json_response({"calls": emu.calls.list(request.query.get("operation"), int(after))})
 
 
 async def _reset(request: web.Request) -> web.StreamResponse:

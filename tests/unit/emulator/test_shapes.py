@@ -305,3 +305,19 @@ async def test_an_answer_fault_still_needs_a_valid_token(emu: Emu) -> None:
 )
 async def test_bad_answer_faults_are_refused(emu: Emu, fault: dict[str, Any]) -> None:
     await emu.config({"faults": [fault]}, expect=400)
+
+
+async def test_the_call_log_reads_from_a_seq_on(emu: Emu) -> None:
+    """A poller (the backlog bench) reads only what is new: the whole log of 20,000 calls every 5 s held the
+    emulator's event loop while calls arrived, and so moved the times it stamps on them."""
+    for _ in range(3):
+        await emu.pod()
+    every = await emu.calls("provisionOnDemand")
+    assert len(every) == 3
+    async with emu.session.get(
+        f"{emu.running.base_url}/_emulator/calls", params={"operation": "provisionOnDemand", "after": every[0]["seq"]}
+    ) as r:
+        later = (await r.json())["calls"]
+    assert [c["seq"] for c in later] == [c["seq"] for c in every[1:]]
+    async with emu.session.get(f"{emu.running.base_url}/_emulator/calls", params={"after": "-1"}) as r:
+        assert r.status == 400

@@ -83,6 +83,12 @@ class Drain:
     load: float = 0.0
     steady: float = 0.0
     breakdown: tuple[tuple[str, int], ...] = ()
+    #: Seconds from the first POST until every POST was answered (intake), and until the longest idle began.
+    intake: float = 0.0
+    idle_at: float = 0.0
+    #: Accepted and throttled arrivals, seconds after the first POST (``--arrivals`` writes them out).
+    arrivals: tuple[float, ...] = ()
+    throttled_at: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -236,6 +242,7 @@ def drain(stack: Stack, log_path: Path, workers: int, depth: int, limit: RateLim
     with _LimiterWatch(stack.env["AzureWebJobsStorage"]) as watch:
         started = time.time()
         _post_all(stack.base_url, bodies)
+        intake = time.time() - started
         calls = _wait_calls(_CallLog(stack.emulator_url), depth, 120 + 4 * ideal)
     ops = _storage_requests(log_path) - ops_before
     accepted = _accepted(calls) or [started]
@@ -244,6 +251,7 @@ def drain(stack: Stack, log_path: Path, workers: int, depth: int, limit: RateLim
         gaps.append(time.time() - accepted[-1])  # work was still due until the bench gave up
     span = accepted[-1] - accepted[0] + limit.window_seconds
     done = len(_accepted(calls))
+    longest = max(range(1, len(gaps)), key=gaps.__getitem__, default=0)
     return Drain(
         workers=workers,
         depth=depth,
@@ -257,6 +265,10 @@ def drain(stack: Stack, log_path: Path, workers: int, depth: int, limit: RateLim
         done=done / depth,
         load=os.getloadavg()[0],
         breakdown=tuple(ops.most_common()),
+        intake=intake,
+        idle_at=([started, *accepted][longest] - started) if longest else 0.0,
+        arrivals=tuple(round(t - started, 3) for t in accepted),
+        throttled_at=tuple(round(_arrival(c) - started, 3) for c in calls if c["throttled"]),
     )
 
 
@@ -325,6 +337,12 @@ def _single_waits(calls: list[dict[str, Any]], submitted: dict[str, float], slot
     return waits
 
 
+def _write_arrivals(folder: Path, d: Drain) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    data = {"intake": d.intake, "accepted": d.arrivals, "throttled": d.throttled_at}
+    (folder / f"arrivals-{d.workers}w-{d.depth}.json").write_text(json.dumps(data))
+
+
 def _print(drains: list[Drain], fair: list[Fairness], limit: RateLimit, took: float, breakdown: bool) -> None:
     print(f"limit {limit.calls}/{limit.window_seconds:g}s in the emulator and the app; bench took {took:.0f} s")
     columns = f"{'workers':>8}{'depth':>8}{'drain s':>9}{'rate/lim':>10}{'steady':>8}{'idle s':>8}{'ops/call':>10}"
@@ -335,6 +353,7 @@ def _print(drains: list[Drain], fair: list[Fairness], limit: RateLimit, took: fl
             f"{d.ops_per_call:>10.1f}"
             f"{d.limiter_bytes:>11}{d.throttled:>6}{d.done:>7.2f}{d.load:>7.1f}"
         )
+        print(f"        intake took {d.intake:.1f} s; the longest idle began {d.idle_at:.1f} s after the first POST")
         if breakdown:
             calls = max(d.done * d.depth, 1)
             print("        " + ", ".join(f"{name} {n / calls:.2f}" for name, n in d.breakdown[:12]))
@@ -376,6 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stall", type=float, default=STALL_SECONDS, help="seconds without progress: give up")
     parser.add_argument("--breakdown", action="store_true", help="storage requests per call by table/queue")
     parser.add_argument("--log", type=Path, help="the stacks' output, Azurite's access log included")
+    parser.add_argument("--arrivals", type=Path, help="a folder: each drain's arrival times as JSON, to plot")
     args = parser.parse_args(argv)
     global _stall  # one bench run, one setting
     _stall = args.stall
@@ -399,6 +419,8 @@ def main(argv: list[str] | None = None) -> int:
                     stack.add_worker()
                 for depth in args.depths:
                     drains.append(drain(stack, log_path, workers, depth, limit))
+                    if args.arrivals:
+                        _write_arrivals(args.arrivals, drains[-1])
                     print(f"[{time.monotonic() - began:.0f} s] {drains[-1]}", file=sys.stderr, flush=True)
             if args.no_fairness:
                 continue

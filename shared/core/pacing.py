@@ -83,10 +83,11 @@ def margin_for(limit: RateLimit) -> float:
 def ahead_for(limit: RateLimit) -> int:
     """Reserved future starts the limiter row holds at most: one window's worth.
 
-    Enough that the dispatcher hands a whole window of slots out in one pass (it pumps at least every half
-    window while calls run, so the next window is always handed out before it begins); small enough that the
-    row stays a few KiB at any rate (each start is about 15 bytes of JSON; Table caps a string property at
-    64 KiB), and that a newcomer waits at most about one window of slots already handed out, plus its round.
+    Enough that the dispatcher hands a whole window of slots out in one pass; small enough that the row stays
+    a few KiB at any rate (each start is about 15 bytes of JSON; Table caps a string property at 64 KiB), and
+    that a newcomer waits at most about one window of slots already handed out, plus its round. (The
+    dispatcher also hands out only slots that begin within a few seconds, so at Graph's 5/10 s the row holds
+    the window about to begin, not the next one.)
     """
     return AHEAD_WINDOWS * limit.calls
 

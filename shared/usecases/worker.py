@@ -263,7 +263,9 @@ class Worker:
         shared limiter's margin was not enough, or something else calls Graph in the same scope."""
         if ready.slot is not None:
             lag = (calling - ready.slot).total_seconds()
-            log.warning("Graph answered 429 to a call on its slot", extra={"slotLagSeconds": round(lag, 3)})
+            log.warning(
+                "Graph answered 429 to a call sent %.3f s after its slot", lag, extra={"slotLagSeconds": round(lag, 3)}
+            )
         throttles = (call.throttled_attempts or 0) + 1
         await self._report_throttle(ready.scope, result.retry_after_seconds or retry.backoff(throttles))
 

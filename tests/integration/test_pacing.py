@@ -245,3 +245,31 @@ def test_a_worker_killed_mid_call_loses_nothing(tmp_path: Path) -> None:
         # at least once: the killed worker's call reached Graph, so the repeat is Skipped RedundantExport
         assert call.status in ("succeeded", "skipped")
         assert len(_calls(stack)) == 2
+
+
+def test_a_wake_on_the_work_queue_reaches_the_dispatcher_through_the_host(paced: Stack) -> None:
+    """The dispatcher's wake travels as the host delivers it: base64 on ``provisioning-work``, read by the work
+    trigger and handed to a pump of its scope (not to the worker, which would poison it as no work item). When to
+    send one is the simulation's to show (``tests/unit/app/test_dispatcher_wakes.py``)."""
+    from azure.core.exceptions import ResourceNotFoundError
+    from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
+
+    from shared.contract.names import WORK_QUEUE
+    from shared.core.ports import Wake
+
+    log = Path(paced.log.name)
+    before = log.read_text(errors="replace").count("backlog: woken")
+    connection = paced.env["AzureWebJobsStorage"]
+    with QueueClient.from_connection_string(
+        connection, WORK_QUEUE, message_encode_policy=TextBase64EncodePolicy()
+    ) as queue:
+        queue.send_message(Wake("tenant").to_json())
+    wait_until(lambda: log.read_text(errors="replace").count("backlog: woken") > before, "the wake pumped the scope")
+    with QueueClient.from_connection_string(
+        connection, f"{WORK_QUEUE}-poison", message_decode_policy=TextBase64DecodePolicy()
+    ) as poison:
+        try:
+            poisoned = [m.content for m in poison.peek_messages(max_messages=32)]
+        except ResourceNotFoundError:
+            poisoned = []
+        assert not [text for text in poisoned if "wake" in text]

@@ -142,7 +142,7 @@ async def test_a_429_is_counted_as_a_throttle_and_retried(
     worker, ledger, queue, _ = _worker([GraphFailure(429, "TooManyRequests", "slow down", "id", 7.0)])
     with caplog.at_level(logging.WARNING):
         assert await worker.process(WorkItem("r" * 32, "call-0001")) == "waiting"
-    [on_slot] = [r for r in caplog.records if r.getMessage() == "Graph answered 429 to a call on its slot"]
+    [on_slot] = [r for r in caplog.records if r.getMessage().startswith("Graph answered 429 to a call sent")]
     assert isinstance(on_slot.__dict__["slotLagSeconds"], float), "how late the call went on its slot"
     assert queue.sent[-1][1] == 7.0
     assert ledger.rows[("r" * 32, "call-0001")]["status"] == "waiting"

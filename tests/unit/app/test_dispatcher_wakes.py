@@ -5,6 +5,7 @@ The drains run the real worker, intake and dispatcher on the simulated clock and
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import timedelta
 from types import SimpleNamespace
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 from shared.core.pacing import RateLimit, count_in_any_window, scope_key
 from shared.core.ports import Parked, Wake, WorkItem, work_message
 from shared.triggers import queue_api
+from shared.usecases.intake import BIG_INTAKES_AT_ONCE
 from tests.unit.app.test_backlog import LIMIT, T0, sim
 
 JOB_SCOPE = scope_key("job", "c8c95753-f628-48e1-9fab-76c2d4cf624c", "3f7565a3-fde6-4e4d-bda8-1bb70aba3612")
@@ -116,3 +118,31 @@ async def test_a_wake_that_cannot_be_sent_or_fails_is_left_to_the_timer_and_the_
     s.room.head = broken  # type: ignore[method-assign]
     s.bank.states["tenant"] = s.bank.states["tenant"].__class__(waiting=True)
     assert await s.dispatcher.woken("tenant") == 0, "a failed wake is not retried into the poison queue"
+
+
+async def test_a_burst_of_big_requests_is_written_two_at_a_time_and_small_ones_go_at_once() -> None:
+    """A big request's rows are a few 100-entity transactions; 16 of them at once put the drain's storage requests
+    behind them all. One process writes at most ``BIG_INTAKES_AT_ONCE`` big requests at a time; a one-call
+    request does not wait for them."""
+    s = sim()
+    create = s.ledger.create
+    writing: list[int] = []
+    release = asyncio.Event()
+
+    async def slow_create(request: Any, calls: Any, **kwargs: Any) -> Any:
+        writing.append(len(calls))
+        await release.wait()
+        return await create(request, calls, **kwargs)
+
+    s.ledger.create = slow_create  # type: ignore[method-assign]
+    big = [asyncio.create_task(s.accept(f"{i:x}" * 32, 100)) for i in range(1, 7)]
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert writing == [100] * BIG_INTAKES_AT_ONCE, "the other big requests wait their turn in the process"
+    small = asyncio.create_task(s.accept("a" * 32, 1))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert writing[-1] == 1, "a one-call request is written at once"
+    release.set()
+    await asyncio.gather(*big, small)
+    assert sorted(writing) == [1] + [100] * 6

@@ -26,11 +26,12 @@ Then fairness, on a stack of its own at ``--fair-limit`` (default Graph's real 5
 groups of 100 members, 5 members per call) drains while 20 single-call requests arrive at random moments of its first
 150 s; each one's wait is counted in slots (window ÷ calls) from its POST to its call's arrival at Graph: p50 and
 max. Not at the compressed limit: a dispatched call's message is sent ``LEAD_SECONDS`` (3 s, the queue's polling
-interval and more) before its slot and the dispatcher hands out a window of slots ahead, both fixed in seconds or
-in calls per window, so at 200/10 s a newcomer's wait is 60-200 slots of 0.05 s whatever the fairness; at Graph's
-limit those are 1.5 and 5 slots.
+interval and more) before its slot and the dispatcher hands out up to 6 s of slots ahead, both fixed in seconds,
+so at 200/10 s a newcomer's wait is 60-180 slots of 0.05 s whatever the fairness; at Graph's limit those are 1.5
+and 3 slots.
 
     .venv/bin/python -m bench.backlog [--limit 200/10s] [--workers 1 4] [--depths 1000 5000 20000] [--log FILE]
+        [--arrivals DIR]
 """
 
 from __future__ import annotations

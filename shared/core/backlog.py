@@ -17,8 +17,10 @@ Keys are fixed-width strings, so Table Storage's RowKey order is this order.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from shared.core.vocabulary import Priority
+from shared.core.records import CallRecord
+from shared.core.vocabulary import CallStatus, Priority, WaitingFor
 
 #: Digits of the round in a key: 10^12 rounds is 60,000 years at 0.5 slots per second.
 _ROUND_DIGITS = 12
@@ -61,3 +63,36 @@ def place_for(priority: str | None, scope_round: int, request_id: str, call_id: 
     except ValueError:
         chosen = Priority.NORMAL
     return Place(chosen, scope_round + call_index(call_id), request_id, call_id)
+
+
+def stale_entry(call: CallRecord | None) -> bool:
+    """An entry whose call will not become parked at it without writing the entry again (pure).
+
+    A ``running`` or ``queued`` call may be between its worker's two parking writes (entry first, then the
+    row): its entry must stay. Any other call that does not wait at this entry gets it written again if it
+    parks later.
+    """
+    return call is None or call.status not in (CallStatus.RUNNING, CallStatus.QUEUED, CallStatus.SCHEDULED)
+
+
+def is_parked(call: CallRecord, key: str | None = None) -> bool:
+    """The call waits in the backlog (at ``key``, when given) for a slot (pure)."""
+    return (
+        call.status is CallStatus.WAITING
+        and call.waiting_for is WaitingFor.SLOT
+        and (key is None or call.backlog_key == key)
+    )
+
+
+def parking(scope: str, call: CallRecord, round_: int) -> dict[str, Any]:
+    """The changes that mark a call parked in ``scope``'s backlog in the scope's round ``round_``; a call parked
+    before keeps its place (pure)."""
+    key = call.backlog_key or place_for(call.priority, round_, call.request_id, call.call_id).key
+    return {
+        "status": CallStatus.WAITING,
+        "claimed_until": None,
+        "reserved_at": None,
+        "waiting_for": WaitingFor.SLOT,
+        "backlog_key": key,
+        "backlog_scope": scope,
+    }

@@ -21,13 +21,14 @@ from shared import telemetry
 from shared.contract import cloudevents, normalise
 from shared.contract.problems import FieldError, Problem, from_validation_error
 from shared.core import aggregate, fanout, request_ids
+from shared.core.backlog import is_parked
 from shared.core.idempotency import event_key, fingerprint
 from shared.core.models import ProvisioningRequest
 from shared.core.ports import MAX_VISIBILITY_DELAY_SECONDS, EventIndex, Ledger, PendingIndex, WorkItem, WorkQueue
 from shared.core.records import CallRecord, RequestRecord
 from shared.core.vocabulary import CallStatus, RequestStatus, RuleSource, Source
 from shared.settings import Settings, Target
-from shared.usecases.dispatcher import AT_ONCE, Dispatcher, is_parked
+from shared.usecases.dispatcher import AT_ONCE, Dispatcher
 
 log = telemetry.get_logger(__name__)
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from shared import telemetry
 from shared.core import retry, send_deadline, textsplit, transitions
+from shared.core.backlog import is_parked
 from shared.core.errors import StaleWrite
 from shared.core.pacing import lateness_for
 from shared.core.ports import (
@@ -38,7 +39,7 @@ from shared.core.records import CallRecord
 from shared.core.rules import TtlCache
 from shared.core.send_deadline import SLOT_MISSED
 from shared.core.vocabulary import CallStatus, WorkerOutcome
-from shared.usecases.dispatcher import Dispatcher, is_parked
+from shared.usecases.dispatcher import Dispatcher
 from shared.usecases.rule_discovery import RuleDiscovery
 from shared.usecases.worker_calls import MAX_SAVE_TRIES, MAX_STORAGE_RETRIES, CallWriter
 from shared.usecases.worker_prepare import (

@@ -20,10 +20,11 @@ from shared.adapters.lease import TableLease
 from shared.adapters.ledger import TableLedger
 from shared.adapters.limiter import LIMITER_TABLE, TableLimiter
 from shared.adapters.waiting_room import BACKLOG_TABLE, TableWaitingRoom
+from shared.core.backlog import is_parked
 from shared.core.pacing import RateLimit
 from shared.core.ports import WorkItem
 from shared.usecases import sweeper
-from shared.usecases.dispatcher import Dispatcher, is_parked
+from shared.usecases.dispatcher import Dispatcher
 from shared.usecases.rule_discovery import RuleDiscovery
 from shared.usecases.worker import Worker, WorkerPolicy
 from tests.integration import test_races

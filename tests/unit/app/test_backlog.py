@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from shared.adapters import ledger_codec as codec
 from shared.core import pacing, send_deadline
-from shared.core.backlog import Place, call_index, place_for
+from shared.core.backlog import Place, call_index, is_parked, place_for
 from shared.core.models import ProvisioningRequest
 from shared.core.pacing import LimiterState, RateLimit, ahead_for, count_in_any_window, margin_for, reserve
 from shared.core.ports import GraphAnswer, GraphFailure, JobStatus, Parked, Wake, WorkItem
@@ -32,7 +32,7 @@ from shared.core.vocabulary import CallStatus, Priority, Source
 from shared.settings import Settings
 from shared.usecases import dispatcher as dispatcher_module
 from shared.usecases import sweeper
-from shared.usecases.dispatcher import Dispatcher, is_parked
+from shared.usecases.dispatcher import Dispatcher
 from shared.usecases.intake import AcceptCommand, Intake
 from shared.usecases.rule_discovery import RuleDiscovery
 from shared.usecases.worker import Worker

@@ -15,9 +15,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.core.pacing import RateLimit, count_in_any_window, scope_key
+from shared.core.pacing import LimiterState, RateLimit, count_in_any_window, scope_key
 from shared.core.ports import Parked, Wake, WorkItem, work_message
 from shared.triggers import queue_api
+from shared.usecases.dispatcher import HAND_OUT_WITHIN_SECONDS
 from shared.usecases.intake import BIG_INTAKES_AT_ONCE
 from tests.unit.app.test_backlog import LIMIT, T0, sim
 
@@ -146,3 +147,29 @@ async def test_a_burst_of_big_requests_is_written_two_at_a_time_and_small_ones_g
     release.set()
     await asyncio.gather(*big, small)
     assert sorted(writing) == [1] + [100] * 6
+
+
+async def test_after_a_slow_pump_the_next_hands_out_further_ahead_so_the_drain_does_not_wait_for_pumps() -> None:
+    """Places handed out just in time must last until the next pump: while pumps take long (the storage service
+    is saturated), a pump hands out further ahead, up to the row's window; once they are quick again, 6 s."""
+
+    async def second_pump_reach(first_pump_seconds: float) -> float:
+        s = sim(RateLimit(200, 10.0))
+        await s.accept("1" * 32, 800)
+        read = s.bank.state
+
+        async def slow_state(key: str) -> LimiterState:
+            s.clock.now += timedelta(seconds=first_pump_seconds)
+            return await read(key)
+
+        s.bank.state = slow_state  # type: ignore[method-assign]
+        await s.dispatcher.pump("tenant")
+        s.bank.state = read  # type: ignore[method-assign]
+        s.clock.now += timedelta(seconds=1)
+        before = set(s.bank.states["tenant"].starts)
+        await s.dispatcher.pump("tenant")
+        handed = [t for t in s.bank.states["tenant"].starts if t not in before]
+        return max(handed) - s.clock.ts()
+
+    assert await second_pump_reach(0.0) <= HAND_OUT_WITHIN_SECONDS + 0.01
+    assert await second_pump_reach(3.0) > HAND_OUT_WITHIN_SECONDS + 3
